@@ -1,0 +1,138 @@
+"""Activations: relu, sigmoid, tanh (elementwise) and softmax, log_softmax (over one axis).
+
+Gradients (lecture 004, "Backpropagating through the activation": dDiv/dz = dDiv/dy f'(z)); each local derivative
+is written in terms of the output y, which is the residual kept from the forward pass:
+
+    relu:        dz = g * (y > 0)                    (0 at z = 0)
+    sigmoid:     dz = g * y (1 - y)
+    tanh:        dz = g * (1 - y^2)
+    softmax:     dz = y * (g - sum_j g_j y_j)
+    log_softmax: dz = g - softmax(z) * sum_j g_j
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+
+from ._common import accumulation_dtype, float_dtype, reverse_mode_only
+
+
+def _in_float(name, z):
+    z = jnp.asarray(z)
+    return z.astype(float_dtype(name, z))
+
+
+def _elementwise(name: str, forward, local_derivative, doc: str):
+    """An elementwise activation y = f(z) whose derivative f'(z) is a function of y alone."""
+
+    @jax.custom_vjp
+    def prim(z):
+        acc = accumulation_dtype(z.dtype)
+        return forward(z.astype(acc)).astype(z.dtype)
+
+    def fwd(z):
+        y = prim(z)
+        return y, y
+
+    def bwd(y, g):
+        return ((g * local_derivative(y)).astype(y.dtype),)
+
+    prim.defvjp(fwd, bwd)
+
+    @reverse_mode_only(name)
+    def activation(z):
+        return prim(_in_float(name, z))
+
+    activation.__name__ = activation.__qualname__ = name
+    activation.__doc__ = doc
+    return activation
+
+
+relu = _elementwise(
+    "relu",
+    lambda z: jnp.where(z > 0, z, jnp.zeros((), z.dtype)),
+    lambda y: y > 0,
+    "max(z, 0) elementwise. Gradient: g * (z > 0); the derivative at z = 0 is taken as 0.",
+)
+sigmoid = _elementwise(
+    "sigmoid",
+    jax.nn.sigmoid,
+    lambda y: y * (1 - y),
+    "1 / (1 + exp(-z)) elementwise. Gradient: g * y * (1 - y).",
+)
+tanh = _elementwise(
+    "tanh",
+    jnp.tanh,
+    lambda y: 1 - y * y,
+    "tanh(z) elementwise. Gradient: g * (1 - y^2).",
+)
+
+
+def _softmax(z, axis):
+    shifted = z - jax.lax.stop_gradient(jnp.max(z, axis=axis, keepdims=True))
+    e = jnp.exp(shifted)
+    return e / jnp.sum(e, axis=axis, keepdims=True)
+
+
+def _log_softmax(z, axis):
+    shifted = z - jax.lax.stop_gradient(jnp.max(z, axis=axis, keepdims=True))
+    return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=axis, keepdims=True))
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _softmax_p(z, axis):
+    return _softmax(z.astype(accumulation_dtype(z.dtype)), axis).astype(z.dtype)
+
+
+def _softmax_p_fwd(z, axis):
+    y = _softmax_p(z, axis)
+    return y, y
+
+
+def _softmax_p_bwd(axis, y, g):
+    """dz_i = y_i (g_i - sum_j g_j y_j)."""
+    return (y * (g - jnp.sum(g * y, axis=axis, keepdims=True)),)
+
+
+_softmax_p.defvjp(_softmax_p_fwd, _softmax_p_bwd)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _log_softmax_p(z, axis):
+    return _log_softmax(z.astype(accumulation_dtype(z.dtype)), axis).astype(z.dtype)
+
+
+def _log_softmax_p_fwd(z, axis):
+    y = _log_softmax_p(z, axis)
+    return y, y
+
+
+def _log_softmax_p_bwd(axis, y, g):
+    """dz_i = g_i - softmax(z)_i sum_j g_j, with softmax(z) = exp(log_softmax(z))."""
+    return (g - jnp.exp(y) * jnp.sum(g, axis=axis, keepdims=True),)
+
+
+_log_softmax_p.defvjp(_log_softmax_p_fwd, _log_softmax_p_bwd)
+
+
+def _check_axis(name, z, axis):
+    if not isinstance(axis, int) or not -z.ndim <= axis < z.ndim:
+        raise ValueError(f"{name}: axis must be an int in [-{z.ndim}, {z.ndim}) for z of shape {z.shape}, got {axis!r}")
+    return axis % z.ndim
+
+
+@reverse_mode_only("softmax")
+def softmax(z, axis=-1):
+    """exp(z_i) / sum_j exp(z_j) along `axis`. Gradient: y * (g - sum(g * y))."""
+    z = _in_float("softmax", z)
+    return _softmax_p(z, _check_axis("softmax", z, axis))
+
+
+@reverse_mode_only("log_softmax")
+def log_softmax(z, axis=-1):
+    """z_i - log sum_j exp(z_j) along `axis`. Gradient: g - softmax(z) * sum(g)."""
+    z = _in_float("log_softmax", z)
+    return _log_softmax_p(z, _check_axis("log_softmax", z, axis))

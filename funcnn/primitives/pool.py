@@ -1,0 +1,291 @@
+"""Pooling family: max_pool2d, avg_pool2d, lp_pool2d, global_avg_pool2d (and their 1-D forms).
+
+Layout (N, *spatial, C); pooling acts on each channel separately. Window u runs over K positions per axis, output i:
+
+    max:  y[n, i, c] = max_u x_pad[n, S*i + u, c],   P[n, i, c] = argmax (first in row-major window order)
+    mean: y[n, i, c] = (1/|W|) sum_u x_pad[n, S*i + u, c]
+    p-norm: y[n, i, c] = ((1/K^2) sum_u |x_pad[n, S*i + u, c]|^p)^(1/p)
+
+Gradients (lecture 004, "Derivative of max pooling", "Derivative of mean pooling"), "+=" over overlapping windows:
+
+    max:  dx[P[n, i, c]] += g[n, i, c]                 exactly one input per window, the first maximum
+    mean: dx[n, S*i + u, c] += g[n, i, c] / |W|        |W| = K^2, or the count of real inputs (count_include_pad=False)
+    p-norm: dx = sign(x) |x|^(p-1) / K^2 * sum over windows of g * y^(1-p)
+
+All backward rules place values with interior padding (`window_unslice`) instead of a scatter: no index arrays, and
+deterministic on every backend.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from ._common import (
+    Geometry,
+    accumulation_dtype,
+    check_rank,
+    crop_spatial,
+    float_dtype,
+    make_geometry,
+    pad_spatial,
+    reverse_mode_only,
+    spread_windows,
+    window_offsets,
+    window_slice,
+    window_unslice,
+)
+
+_LAYOUT = {1: "NWC", 2: "NHWC"}
+
+
+def _reduce_window(x, init, op, geo: Geometry):
+    return lax.reduce_window(
+        x,
+        jnp.asarray(init, x.dtype),
+        op,
+        (1, *geo.window, 1),
+        (1, *geo.stride, 1),
+        ((0, 0), *geo.padding, (0, 0)),
+    )
+
+
+def _window_size(geo: Geometry) -> int:
+    return int(np.prod(geo.window))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# max pooling
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _max_pool_p(x, geo: Geometry):
+    return _reduce_window(x, -jnp.inf, lax.max, geo)
+
+
+def _max_pool_p_fwd(x, geo):
+    y = _max_pool_p(x, geo)
+    return y, (x, y)
+
+
+def _max_pool_p_bwd(geo, res, g):
+    """dx[P[n, i, c]] += g[n, i, c], P the first maximum of each window in row-major order.
+
+    The lecture keeps the argmax P; here it is recovered window offset by window offset as a mask: offset u wins
+    where x_pad at that offset equals y and no earlier offset has won. Each winner's g is placed back with
+    interior padding, so overlapping windows accumulate ("+=") without a scatter.
+    """
+    x, y = res
+    xp = pad_spatial(x, geo.padding, -jnp.inf)
+    padded_sizes = xp.shape[1:-1]
+    out_sizes = y.shape[1:-1]
+    taken = jnp.zeros(y.shape, bool)
+    dxp = None
+    for u in window_offsets(geo.window):
+        wins = (window_slice(xp, u, geo, out_sizes) == y) & ~taken
+        taken = taken | wins
+        term = window_unslice(jnp.where(wins, g, jnp.zeros((), g.dtype)), u, geo, padded_sizes)
+        dxp = term if dxp is None else dxp + term
+    return (crop_spatial(dxp, geo.padding),)
+
+
+_max_pool_p.defvjp(_max_pool_p_fwd, _max_pool_p_bwd)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# mean pooling
+
+
+def _window_counts(geo: Geometry, in_sizes, out_sizes, include_pad: bool):
+    """|W| per output position: K^2 with padding counted, else the number of real (unpadded) inputs in the window.
+
+    Computed with numpy at trace time; the count separates over the spatial axes.
+    """
+    if include_pad:
+        return float(_window_size(geo))
+    counts = np.ones((), np.float64)
+    for k, s, (lo, _), n, o in zip(geo.window, geo.stride, geo.padding, in_sizes, out_sizes):
+        starts = np.arange(o) * s - lo
+        per_axis = np.clip(starts + k, 0, n) - np.clip(starts, 0, n)
+        counts = np.multiply.outer(counts, per_axis)
+    return counts[..., None]  # broadcast over channels
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _avg_pool_p(x, geo: Geometry, include_pad: bool):
+    acc = accumulation_dtype(x.dtype)
+    total = _reduce_window(x.astype(acc), 0.0, lax.add, geo)
+    counts = _window_counts(geo, x.shape[1:-1], total.shape[1:-1], include_pad)
+    return (total / jnp.asarray(counts, acc)).astype(x.dtype)
+
+
+def _avg_pool_p_fwd(x, geo, include_pad):
+    return _avg_pool_p(x, geo, include_pad), x.shape
+
+
+def _avg_pool_p_bwd(geo, include_pad, x_shape, g):
+    """dx[n, S*i + u, c] += g[n, i, c] / |W|: the mean's derivative spread evenly over its window."""
+    counts = _window_counts(geo, x_shape[1:-1], g.shape[1:-1], include_pad)
+    return (spread_windows(g / jnp.asarray(counts, g.dtype), geo, x_shape[1:-1]),)
+
+
+_avg_pool_p.defvjp(_avg_pool_p_fwd, _avg_pool_p_bwd)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# p-norm pooling
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _lp_pool_p(x, geo: Geometry, p: float):
+    acc = accumulation_dtype(x.dtype)
+    mean_p = _reduce_window(jnp.abs(x.astype(acc)) ** p, 0.0, lax.add, geo) / _window_size(geo)
+    return (mean_p ** (1.0 / p)).astype(x.dtype)
+
+
+def _lp_pool_p_fwd(x, geo, p):
+    y = _lp_pool_p(x, geo, p)
+    return y, (x, y)
+
+
+def _lp_pool_p_bwd(geo, p, res, g):
+    """dx = sign(x) |x|^(p-1) / K^2 * sum over the windows containing x of g * y^(1-p).
+
+    y = 0 (a window of zeros) and x = 0 are kinks for p <= 1 and poles of the formula for p < 1 (or of y^(1-p) for
+    p > 1); funcnn takes the derivative there as 0, the subgradient of least norm. The `where`s guard both sides so
+    that second derivatives stay finite too.
+    """
+    x, y = res
+    acc = accumulation_dtype(x.dtype)
+    x, y, g = x.astype(acc), y.astype(acc), g.astype(acc)
+    y_pos = y > 0
+    y_safe = jnp.where(y_pos, y, 1.0)
+    h = jnp.where(y_pos, g * y_safe ** (1.0 - p), 0.0) / _window_size(geo)
+    spread = spread_windows(h, geo, x.shape[1:-1])
+    x_nz = x != 0
+    ax_safe = jnp.where(x_nz, jnp.abs(x), 1.0)
+    local = jnp.where(x_nz, jnp.sign(x) * ax_safe ** (p - 1.0), 0.0)
+    return ((spread * local).astype(res[0].dtype),)
+
+
+_lp_pool_p.defvjp(_lp_pool_p_fwd, _lp_pool_p_bwd)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# global average pooling
+
+
+@jax.custom_vjp
+def _global_avg_pool_p(x):
+    acc = accumulation_dtype(x.dtype)
+    return jnp.mean(x.astype(acc), axis=tuple(range(1, x.ndim - 1))).astype(x.dtype)
+
+
+def _global_avg_pool_p_fwd(x):
+    return _global_avg_pool_p(x), x.shape
+
+
+def _global_avg_pool_p_bwd(x_shape, g):
+    """dx[n, h, w, c] = g[n, c] / (H*W)."""
+    spatial = int(np.prod(x_shape[1:-1]))
+    expanded = (g / spatial).reshape(g.shape[0], *(1,) * (len(x_shape) - 2), g.shape[-1])
+    return (jnp.broadcast_to(expanded, x_shape),)
+
+
+_global_avg_pool_p.defvjp(_global_avg_pool_p_fwd, _global_avg_pool_p_bwd)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# public API
+
+
+def _pool_geometry(name, x, nd, window, stride, padding):
+    check_rank(name, "x", x.shape, nd + 2, _LAYOUT[nd])
+    stride = window if stride is None else stride
+    geo = make_geometry(name, x.shape, window, stride, padding, 1)
+    for axis, ((lo, hi), k) in enumerate(zip(geo.padding, geo.window)):
+        if lo >= k or hi >= k:
+            raise ValueError(
+                f"{name}: padding {geo.padding} must be smaller than the window {geo.window} on every side "
+                f"(spatial axis {axis}), or some windows would hold padding only (x shape {tuple(x.shape)})"
+            )
+    return geo
+
+
+def _as_float(name, x):
+    x = jnp.asarray(x)
+    return x.astype(float_dtype(name, x))
+
+
+def _max_pool(x, window, stride, padding, *, nd, name):
+    x = _as_float(name, x)
+    return _max_pool_p(x, _pool_geometry(name, x, nd, window, stride, padding))
+
+
+def _avg_pool(x, window, stride, padding, count_include_pad, *, nd, name):
+    x = _as_float(name, x)
+    return _avg_pool_p(x, _pool_geometry(name, x, nd, window, stride, padding), bool(count_include_pad))
+
+
+def _lp_pool(x, p, window, stride, padding, *, nd, name):
+    x = _as_float(name, x)
+    try:
+        p = float(p)
+    except (TypeError, jax.errors.ConcretizationTypeError):
+        raise ValueError(f"{name}: p must be a Python number (a static exponent), got {p!r}") from None
+    if not p > 0 or not np.isfinite(p):
+        raise ValueError(f"{name}: p must be a finite number > 0, got {p!r}")
+    return _lp_pool_p(x, _pool_geometry(name, x, nd, window, stride, padding), p)
+
+
+@reverse_mode_only("max_pool2d")
+def max_pool2d(x, window, stride=None, padding="VALID"):
+    """2-D max pooling: x (N, H, W, C) -> (N, H_out, W_out, C), H_out = floor((H + P_lo + P_hi - K) / S) + 1.
+
+    `stride` defaults to `window`; padded positions hold -inf and never win. Gradient (lecture 004): each g goes to
+    the argmax of its window, "+=" where windows overlap; on ties exactly one input per window receives it, the first
+    in row-major window order. NaN inputs propagate to y and receive no gradient.
+    """
+    return _max_pool(x, window, stride, padding, nd=2, name="max_pool2d")
+
+
+@reverse_mode_only("avg_pool2d")
+def avg_pool2d(x, window, stride=None, padding="VALID", count_include_pad=True):
+    """2-D mean pooling: y = (1/|W|) sum over the window, |W| = K^2 or, with count_include_pad=False, the number of
+    real (unpadded) inputs in the window. Gradient (lecture 004): g/|W| spread over the window, "+=" over overlaps."""
+    return _avg_pool(x, window, stride, padding, count_include_pad, nd=2, name="avg_pool2d")
+
+
+@reverse_mode_only("lp_pool2d")
+def lp_pool2d(x, p, window, stride=None, padding="VALID"):
+    """2-D p-norm pooling: y = ((1/K^2) sum over the window of |x|^p)^(1/p); padded zeros count in K^2.
+
+    Gradient: dx = g * sign(x) |x|^(p-1) * y^(1-p) / K^2, summed over the windows containing x; taken as 0 where
+    x = 0 or y = 0 (the formula's kinks and poles). Large p overflows |x|^p in low precision: p <= 16 is safe in
+    float32 for |x| <= 100.
+    """
+    return _lp_pool(x, p, window, stride, padding, nd=2, name="lp_pool2d")
+
+
+@reverse_mode_only("global_avg_pool2d")
+def global_avg_pool2d(x):
+    """Mean over all spatial positions: (N, H, W, C) -> (N, C). Gradient: g / (H*W) everywhere."""
+    x = _as_float("global_avg_pool2d", x)
+    check_rank("global_avg_pool2d", "x", x.shape, 4, "NHWC")
+    return _global_avg_pool_p(x)
+
+
+@reverse_mode_only("max_pool1d")
+def max_pool1d(x, window, stride=None, padding="VALID"):
+    """1-D max pooling over (N, W, C); see `max_pool2d`."""
+    return _max_pool(x, window, stride, padding, nd=1, name="max_pool1d")
+
+
+@reverse_mode_only("avg_pool1d")
+def avg_pool1d(x, window, stride=None, padding="VALID", count_include_pad=True):
+    """1-D mean pooling over (N, W, C); see `avg_pool2d`."""
+    return _avg_pool(x, window, stride, padding, count_include_pad, nd=1, name="avg_pool1d")

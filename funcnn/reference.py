@@ -1,0 +1,218 @@
+"""Literal reference implementations: the tests' oracle, never the library's fast path.
+
+Each function mirrors the lecture pseudo-code with explicit sums over window offsets and explicit index arithmetic
+(`S*i + D*u`), built only from `jnp` so that `jax.grad` / `jax.vjp` / `jax.jvp` can differentiate it. Signatures and
+layouts equal the primitives' (NHWC / HWIO). They are slow, and meant for small shapes.
+
+Max pooling follows the lecture literally: P = argmax over the window (the first maximum), y = Y(P); its autodiff
+therefore routes the gradient to the first maximum, like funcnn's rule.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import jax.numpy as jnp
+import numpy as np
+
+from .primitives._common import as_tuple, resolve_padding
+from .primitives.conv import transpose_geometry
+
+
+def _params(x_shape, window, stride, padding, dilation):
+    nd = len(x_shape) - 2
+    window = as_tuple(window, nd, "window")
+    stride = as_tuple(stride, nd, "stride")
+    dilation = as_tuple(dilation, nd, "dilation")
+    k_eff = [d * (k - 1) + 1 for k, d in zip(window, dilation)]
+    pads = resolve_padding(padding, x_shape[1:-1], k_eff, stride)
+    out = [(n + lo + hi - ke) // s + 1 for n, (lo, hi), ke, s in zip(x_shape[1:-1], pads, k_eff, stride)]
+    return window, stride, dilation, pads, out
+
+
+def _pad(x, pads, value=0.0):
+    return jnp.pad(x, [(0, 0), *pads, (0, 0)], constant_values=value)
+
+
+def _gather(xp, offset, stride, dilation, out):
+    """xp[n, S*i + D*u, ..., c] for all output positions i at window offset u, by explicit index arrays."""
+    result = xp
+    for axis, (u, s, d, o) in enumerate(zip(offset, stride, dilation, out), start=1):
+        index = s * np.arange(o) + d * u
+        result = jnp.take(result, index, axis=axis)
+    return result
+
+
+def _windows(xp, window, stride, dilation, out):
+    """All window entries stacked on a new last axis, in row-major window order: (N, *out, C, prod(K))."""
+    offsets = itertools.product(*(range(k) for k in window))
+    return jnp.stack([_gather(xp, u, stride, dilation, out) for u in offsets], axis=-1)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# convolution
+
+
+def conv2d(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1):
+    """z(n, i, j, f) = sum_{u, v, c} w(u, v, c, f) Y_pad(n, S*i + D*u, S*j + D*v, c) + b(f), group by group."""
+    return conv_nd(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+def conv1d(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1):
+    """1-D form of `conv2d`."""
+    return conv_nd(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+def conv_nd(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1):
+    window, stride, dilation, pads, out = _params(x.shape, w.shape[:-2], stride, padding, dilation)
+    xp = _pad(x, pads)
+    cin_g, cout = w.shape[-2], w.shape[-1]
+    cout_g = cout // groups
+    outputs = []
+    for group in range(groups):
+        x_g = xp[..., group * cin_g:(group + 1) * cin_g]
+        w_g = w[..., group * cout_g:(group + 1) * cout_g]
+        z = 0.0
+        for u in itertools.product(*(range(k) for k in window)):
+            segment = _gather(x_g, u, stride, dilation, out)  # (N, *out, C_in/G)
+            z = z + jnp.sum(segment[..., :, None] * w_g[u][None], axis=-2)
+        outputs.append(z)
+    z = jnp.concatenate(outputs, axis=-1)
+    return z if b is None else z + b
+
+
+def conv_transpose2d(y, w, b=None, *, stride=1, padding="VALID", dilation=1, output_padding=0):
+    """Lecture "Expanding convolution layer": z(n, S*x + D*u, c) += w(u, c, f) y(n, x, f), then crop the padding."""
+    return conv_transpose_nd(y, w, b, stride=stride, padding=padding, dilation=dilation, output_padding=output_padding)
+
+
+def conv_transpose1d(y, w, b=None, *, stride=1, padding="VALID", dilation=1, output_padding=0):
+    """1-D form of `conv_transpose2d`."""
+    return conv_transpose_nd(y, w, b, stride=stride, padding=padding, dilation=dilation, output_padding=output_padding)
+
+
+def conv_transpose_nd(y, w, b=None, *, stride=1, padding="VALID", dilation=1, output_padding=0):
+    out_sizes, geo = transpose_geometry("reference", y.shape, w.shape[:-2], stride, padding, dilation, output_padding)
+    in_sizes = y.shape[1:-1]
+    full = [(o - 1) * s + ke for o, s, ke in zip(in_sizes, geo.stride, geo.effective_window)]
+    # room for the output rows beyond the full map (they get no contribution: the rows a strided conv drops)
+    size = [max(f, lo + n) for f, (lo, _), n in zip(full, geo.padding, out_sizes)]
+    z = jnp.zeros((y.shape[0], *size, w.shape[-2]), jnp.result_type(y, w))
+    for u in itertools.product(*(range(k) for k in geo.window)):
+        contribution = jnp.sum(y[..., None, :] * w[u][None], axis=-1)  # (N, *in, C_out)
+        index = tuple(np.ix_(*[s * np.arange(o) + d * uu for s, d, uu, o in
+                               zip(geo.stride, geo.dilation, u, in_sizes)]))
+        z = z.at[(slice(None), *index, slice(None))].add(contribution)
+    crop = tuple(slice(lo, lo + n) for (lo, _), n in zip(geo.padding, out_sizes))
+    z = z[(slice(None), *crop, slice(None))]
+    return z if b is None else z + b
+
+
+def conv_dx_literal(g, w, x_shape, *, stride=1, padding="VALID", dilation=1):
+    """The lecture's "Overall algorithm" for dX, step by step with real zeros (groups = 1).
+
+    1. upsample g: insert S-1 zeros between entries; 2. zero-pad by K_eff-1 on every side (plus the rows the
+    forward floor dropped); 3. convolve (stride 1) with the flipped filter, in/out channels swapped; 4. crop the
+    forward padding.
+    """
+    window, stride, dilation, pads, out = _params(x_shape, w.shape[:-2], stride, padding, dilation)
+    k_eff = [d * (k - 1) + 1 for k, d in zip(window, dilation)]
+    up_shape = [(o - 1) * s + 1 for o, s in zip(out, stride)]
+    g_up = jnp.zeros((g.shape[0], *up_shape, g.shape[-1]), g.dtype)
+    g_up = g_up.at[(slice(None), *(slice(None, None, s) for s in stride), slice(None))].set(g)  # step 1
+    padded = [n + lo + hi for n, (lo, hi) in zip(x_shape[1:-1], pads)]
+    dropped = [p - (u - 1 + ke) for p, u, ke in zip(padded, up_shape, k_eff)]
+    g_full = _pad(g_up, [(ke - 1, ke - 1 + r) for ke, r in zip(k_eff, dropped)])  # step 2
+    w_flip = jnp.flip(w, axis=tuple(range(len(window))))
+    w_swap = jnp.swapaxes(w_flip, -1, -2)  # (*K, C_out, C_in)
+    dx_pad = conv_nd(g_full, w_swap, dilation=dilation)  # step 3
+    crop = tuple(slice(lo, lo + n) for (lo, _), n in zip(pads, x_shape[1:-1]))
+    return dx_pad[(slice(None), *crop, slice(None))]  # step 4
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# pooling
+
+
+def max_pool2d(x, window, stride=None, padding="VALID"):
+    """Lecture: P(n, i, c) = argmax over the window (first maximum), y(n, i, c) = Y(n, P(n, i, c), c)."""
+    return _max_pool(x, window, stride, padding)
+
+
+def max_pool1d(x, window, stride=None, padding="VALID"):
+    return _max_pool(x, window, stride, padding)
+
+
+def _max_pool(x, window, stride, padding):
+    window, stride, _, pads, out = _params(x.shape, window, window if stride is None else stride, padding, 1)
+    entries = _windows(_pad(x, pads, -jnp.inf), window, stride, (1,) * len(window), out)
+    p = jnp.argmax(entries, axis=-1)
+    return jnp.take_along_axis(entries, p[..., None], axis=-1)[..., 0]
+
+
+def avg_pool2d(x, window, stride=None, padding="VALID", count_include_pad=True):
+    """y = (1/|W|) sum over the window; |W| = K^2 or the number of real inputs in the window."""
+    return _avg_pool(x, window, stride, padding, count_include_pad)
+
+
+def avg_pool1d(x, window, stride=None, padding="VALID", count_include_pad=True):
+    return _avg_pool(x, window, stride, padding, count_include_pad)
+
+
+def _avg_pool(x, window, stride, padding, count_include_pad):
+    window, stride, _, pads, out = _params(x.shape, window, window if stride is None else stride, padding, 1)
+    ones = (1,) * len(window)
+    total = jnp.sum(_windows(_pad(x, pads), window, stride, ones, out), axis=-1)
+    if count_include_pad:
+        return total / np.prod(window)
+    real = _pad(jnp.ones((1, *x.shape[1:-1], 1), x.dtype), pads)
+    return total / jnp.sum(_windows(real, window, stride, ones, out), axis=-1)
+
+
+def lp_pool2d(x, p, window, stride=None, padding="VALID"):
+    """y = ((1/K^2) sum over the window of |x|^p)^(1/p)."""
+    window, stride, _, pads, out = _params(x.shape, window, window if stride is None else stride, padding, 1)
+    entries = _windows(_pad(x, pads), window, stride, (1,) * len(window), out)
+    return jnp.mean(jnp.abs(entries) ** p, axis=-1) ** (1.0 / p)
+
+
+def global_avg_pool2d(x):
+    """y(n, c) = (1/(H*W)) sum_{h, w} x(n, h, w, c)."""
+    return jnp.sum(x, axis=(1, 2)) / (x.shape[1] * x.shape[2])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# dense, activations, loss
+
+
+def dense(x, w, b=None):
+    """z(..., o) = sum_i x(..., i) w(i, o) + b(o)."""
+    z = jnp.sum(x[..., :, None] * w, axis=-2)
+    return z if b is None else z + b
+
+
+def relu(z):
+    return jnp.where(z > 0, z, 0.0)
+
+
+def sigmoid(z):
+    return 1.0 / (1.0 + jnp.exp(-z))
+
+
+def tanh(z):
+    return 2.0 / (1.0 + jnp.exp(-2.0 * z)) - 1.0
+
+
+def softmax(z, axis=-1):
+    e = jnp.exp(z - jnp.max(z, axis=axis, keepdims=True))
+    return e / jnp.sum(e, axis=axis, keepdims=True)
+
+
+def log_softmax(z, axis=-1):
+    return jnp.log(softmax(z, axis=axis))
+
+
+def softmax_cross_entropy(logits, labels):
+    """L(n) = -log softmax(f(n))[y(n)]."""
+    p = softmax(logits, axis=-1)
+    return -jnp.log(jnp.take_along_axis(p, labels[..., None], axis=-1)[..., 0])
