@@ -361,8 +361,9 @@ def _cases(seed: int = 0):
                (arr(6, 5), labels))
 
 
-def run_sweep(only: Sequence[str] | None = None, verbose: bool = False, seed: int = 0, out=sys.stdout) -> bool:
+def run_sweep(only: Sequence[str] | None = None, verbose: bool = False, seed: int = 0, out=None) -> bool:
     """Run check_vjp over the sweep (float64), print a table per primitive; return True if all passed."""
+    out = sys.stdout if out is None else out
     with jax.enable_x64(True):
         rows: dict[str, list] = {}
         failures = []

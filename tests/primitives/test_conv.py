@@ -1,0 +1,331 @@
+"""conv1d / conv2d / conv_transpose: forward, VJP (reference, finite differences, adjoint), lecture numbers, errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from jax import lax
+
+import funcnn as fn
+from funcnn import reference as ref
+from funcnn.gradcheck import check_vjp
+
+from ..helpers import conv_configs, dropped_rows, inner, lax_padding, normal
+
+DN = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC")}
+
+
+def _prim(nd, transpose=False):
+    if transpose:
+        return fn.conv_transpose1d if nd == 1 else fn.conv_transpose2d
+    return fn.conv1d if nd == 1 else fn.conv2d
+
+
+def _lax_conv(x, w, kw):
+    pads, stride, dilation = lax_padding(kw.get("padding", "VALID"), x.shape, w.shape, kw.get("stride", 1),
+                                         kw.get("dilation", 1))
+    return lax.conv_general_dilated(x, w, stride, pads, rhs_dilation=dilation, dimension_numbers=DN[x.ndim - 2],
+                                    feature_group_count=kw.get("groups", 1))
+
+
+def _inputs(cfg, seed=0):
+    rng = np.random.default_rng(seed)
+    x, w = normal(rng, *cfg["x_shape"]), normal(rng, *cfg["w_shape"])
+    return x, w, normal(rng, cfg["w_shape"][-1])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# forward
+
+
+@given(conv_configs())
+def test_forward_matches_reference_and_lax(cfg):
+    x, w, b = _inputs(cfg)
+    nd = x.ndim - 2
+    out = _prim(nd)(x, w, b, **cfg["kw"])
+    np.testing.assert_allclose(out, ref.conv_nd(x, w, b, **cfg["kw"]), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out, _lax_conv(x, w, cfg["kw"]) + b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "size, kernel, stride, padding, expected",
+    [
+        (7, 3, 1, 0, 5),  # lecture 002: 7x7 input, 3x3 filter, stride 1 -> 5x5
+        (7, 3, 2, 0, 3),  # stride 2 -> 3x3
+        (7, 3, 1, 1, 7),  # pad 1, stride 1 -> 7x7
+        (5, 3, 2, 0, 2),  # lecture 004: 5x5 image, 3x3 filter, stride 2 -> 2x2
+        (32, 5, 1, 0, 28),  # LeNet-5 C1
+        (227, 11, 4, 0, 55),  # AlexNet conv1
+    ],
+)
+def test_output_size_lecture_numbers(size, kernel, stride, padding, expected):
+    x = jnp.zeros((1, size, size, 1))
+    w = jnp.zeros((kernel, kernel, 1, 1))
+    assert fn.conv2d(x, w, stride=stride, padding=padding).shape == (1, expected, expected, 1)
+
+
+def test_stride_that_does_not_fit_drops_the_last_rows():
+    """Lecture 002: 7x7 with 3x3 at stride 3 "does not fit"; funcnn floors (like every framework): output 2x2, and
+    the dropped last row and column receive zero gradient."""
+    x = jnp.arange(49.0).reshape(1, 7, 7, 1)
+    w = jnp.ones((3, 3, 1, 1))
+    assert fn.conv2d(x, w, stride=3).shape == (1, 2, 2, 1)
+    dx = jax.grad(lambda x: fn.conv2d(x, w, stride=3).sum())(x)
+    assert np.all(np.asarray(dx)[0, 6, :, 0] == 0) and np.all(np.asarray(dx)[0, :, 6, 0] == 0)
+    assert np.all(np.asarray(dx)[0, :6, :6, 0] == 1)
+
+
+def test_ten_5x5x3_filters_same_padding_lecture_example():
+    """32x32x3 input, ten 5x5 filters, stride 1, pad 2 -> 32x32x10; 76 parameters per filter, 760 in total."""
+    x = jnp.zeros((1, 32, 32, 3))
+    w, b = jnp.zeros((5, 5, 3, 10)), jnp.zeros(10)
+    assert fn.conv2d(x, w, b, padding=2).shape == (1, 32, 32, 10)
+    assert fn.conv2d(x, w, b, padding="SAME").shape == (1, 32, 32, 10)
+    assert w[..., 0].size + 1 == 76 and w.size + b.size == 760
+
+
+@pytest.mark.parametrize("size", [1, 5, 6, 7, 10, 11])
+@pytest.mark.parametrize("kernel", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_same_padding_rule(size, kernel, stride):
+    """Lecture: output ceil(N/S); P_L and P_R differ by at most one (the extra row at the end); matches lax."""
+    from funcnn.primitives._common import same_padding
+
+    lo, hi = same_padding(size, kernel, stride)
+    assert 0 <= hi - lo <= 1
+    x = jnp.asarray(np.random.default_rng(size).normal(size=(1, size, 1, 1)))
+    w = jnp.asarray(np.random.default_rng(kernel).normal(size=(kernel, 1, 1, 1)))
+    out = fn.conv2d(x, w, stride=(stride, 1), padding="SAME")
+    assert out.shape[1] == -(-size // stride)
+    expected = lax.conv_general_dilated(x, w, (stride, 1), "SAME", dimension_numbers=DN[2])
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_depthwise_taps_path_matches_grouped_lax_conv():
+    rng = np.random.default_rng(3)
+    x, w = normal(rng, 2, 9, 8, 6), normal(rng, 3, 3, 1, 12)  # channel multiplier 2
+    for kw in [dict(), dict(stride=2, padding="SAME"), dict(dilation=2, padding=((2, 1), (0, 3)))]:
+        out = fn.conv2d(x, w, groups=6, **kw)
+        np.testing.assert_allclose(out, _lax_conv(x, w, dict(kw, groups=6)), rtol=1e-12, atol=1e-12)
+        g = normal(rng, *out.shape)
+        mine = jax.vjp(lambda x, w: fn.conv2d(x, w, groups=6, **kw), x, w)[1](g)
+        theirs = jax.vjp(lambda x, w: _lax_conv(x, w, dict(kw, groups=6)), x, w)[1](g)
+        for a, b in zip(mine, theirs):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# backward
+
+
+@given(conv_configs())
+def test_vjp_matches_autodiff_of_reference(cfg):
+    x, w, b = _inputs(cfg)
+    prim = _prim(x.ndim - 2)
+    report = check_vjp(lambda x, w, b: prim(x, w, b, **cfg["kw"]), lambda x, w, b: ref.conv_nd(x, w, b, **cfg["kw"]),
+                       x, w, b, fd=False)
+    report.raise_if_failed()
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(),
+        dict(stride=3, padding=((2, 0), (1, 2))),
+        dict(padding="SAME", stride=2, dilation=2),
+        dict(groups=2, stride=(1, 2)),
+        dict(groups=4, padding=1),  # depth-wise
+    ],
+)
+def test_vjp_matches_finite_differences_float64(kw):
+    rng = np.random.default_rng(1)
+    x, w, b = normal(rng, 2, 7, 6, 4), normal(rng, 3, 2, 4 // kw.get("groups", 1), 4), normal(rng, 4)
+    check_vjp(lambda x, w, b: fn.conv2d(x, w, b, **kw), None, x, w, b, fd=True).raise_if_failed()
+
+
+@given(conv_configs(max_groups=1))
+def test_adjoint_identity_conv_and_transpose(cfg):
+    """<conv(x), y> = <x, conv_transpose(y)> (output_padding = the rows the forward floor dropped)."""
+    rng = np.random.default_rng(2)
+    x, w, _ = _inputs(cfg)
+    nd = x.ndim - 2
+    kw = {k: v for k, v in cfg["kw"].items() if k != "groups"}
+    z = _prim(nd)(x, w, **kw)
+    y = normal(rng, *z.shape)
+    extra = dropped_rows(x.shape, w.shape, kw["stride"], kw["padding"], kw["dilation"])
+    if isinstance(kw["padding"], str) and kw["padding"] == "SAME":
+        if tuple(n for n in x.shape[1:-1]) != tuple(o * s for o, s in zip(z.shape[1:-1], kw["stride"])):
+            return  # "SAME" transposes to O*S rows, the adjoint of a conv on exactly that many
+        extra = 0
+    back = _prim(nd, transpose=True)(y, w, output_padding=extra, **kw)
+    assert back.shape == x.shape
+    np.testing.assert_allclose(inner(z, y), inner(x, back), rtol=1e-10)
+
+
+@given(conv_configs(max_groups=1))
+def test_conv_transpose_equals_vjp_of_conv(cfg):
+    x, w, _ = _inputs(cfg)
+    nd = x.ndim - 2
+    kw = {k: v for k, v in cfg["kw"].items() if k != "groups"}
+    if isinstance(kw["padding"], str) and kw["padding"] == "SAME":
+        kw["padding"] = lax_padding("SAME", x.shape, w.shape, kw["stride"], kw["dilation"])[0]
+    z, vjp = jax.vjp(lambda x: _lax_conv(x, w, kw), x)
+    g = normal(np.random.default_rng(4), *z.shape)
+    extra = dropped_rows(x.shape, w.shape, kw["stride"], kw["padding"], kw["dilation"])
+    out = _prim(nd, transpose=True)(g, w, output_padding=extra, **kw)
+    np.testing.assert_allclose(out, vjp(g)[0], rtol=1e-10, atol=1e-10)
+
+
+@given(conv_configs(max_groups=1))
+def test_conv_transpose_vjp_matches_reference(cfg):
+    x, w, _ = _inputs(cfg)
+    nd = x.ndim - 2
+    kw = {k: v for k, v in cfg["kw"].items() if k != "groups"}
+    z_shape = _prim(nd)(x, w, **kw).shape
+    rng = np.random.default_rng(5)
+    y, wt, b = normal(rng, *z_shape), w, normal(rng, w.shape[-2])
+    check_vjp(lambda y, w, b: _prim(nd, True)(y, w, b, **kw), lambda y, w, b: ref.conv_transpose_nd(y, w, b, **kw),
+              y, wt, b, fd=False).raise_if_failed()
+
+
+def test_conv_transpose_finite_differences_and_sizes():
+    rng = np.random.default_rng(6)
+    y, w, b = normal(rng, 2, 3, 4, 3), normal(rng, 4, 4, 2, 3), normal(rng, 2)
+    out = fn.conv_transpose2d(y, w, b, stride=2, padding=1)
+    assert out.shape == (2, (3 - 1) * 2 + 4 - 2, (4 - 1) * 2 + 4 - 2, 2)  # (H-1)*S + K - P_lo - P_hi
+    assert fn.conv_transpose2d(y, w, stride=2, padding="SAME").shape == (2, 6, 8, 2)
+    assert fn.conv_transpose2d(y, w, stride=3, output_padding=(1, 2)).shape == (2, 11, 15, 2)
+    check_vjp(lambda y, w, b: fn.conv_transpose2d(y, w, b, stride=2, padding=1), None, y, w, b).raise_if_failed()
+
+
+@given(conv_configs(max_groups=1))
+def test_dx_equals_the_lecture_algorithm_literally(cfg):
+    """Upsample g with real zeros, pad by K_eff-1, convolve with the flipped channel-swapped filter, crop."""
+    x, w, _ = _inputs(cfg)
+    kw = {k: v for k, v in cfg["kw"].items() if k != "groups"}
+    z, vjp = jax.vjp(lambda x: _prim(x.ndim - 2)(x, w, **kw), x)
+    g = normal(np.random.default_rng(7), *z.shape)
+    np.testing.assert_allclose(vjp(g)[0], ref.conv_dx_literal(g, w, x.shape, **kw), rtol=1e-10, atol=1e-10)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# transformations and dtypes
+
+
+def test_jit_vmap_per_example_gradients():
+    rng = np.random.default_rng(8)
+    x, w = normal(rng, 5, 6, 6, 2), normal(rng, 3, 3, 2, 3)
+
+    def loss(w, xi):
+        return jnp.sum(jnp.tanh(fn.conv2d(xi[None], w, stride=2, padding="SAME")))
+
+    per_example = jax.jit(jax.vmap(jax.grad(loss), in_axes=(None, 0)))(w, x)
+    looped = jnp.stack([jax.grad(loss)(w, xi) for xi in x])
+    np.testing.assert_allclose(per_example, looped, rtol=1e-12, atol=1e-12)
+
+
+def test_checkpoint_and_grad_of_grad_match_reference():
+    rng = np.random.default_rng(9)
+    x, w = normal(rng, 2, 6, 5, 2), normal(rng, 3, 2, 2, 4)
+
+    def second_order(conv):
+        def inner_loss(x, w):
+            return jnp.sum(jnp.sin(conv(x, w, stride=2, padding=1)))
+
+        return jax.grad(lambda w: jnp.sum(jax.grad(inner_loss)(x, w) ** 2))(w)
+
+    np.testing.assert_allclose(second_order(fn.conv2d), second_order(ref.conv2d), rtol=1e-10, atol=1e-10)
+    remat = jax.grad(lambda w: jnp.sum(jax.checkpoint(lambda w: fn.conv2d(x, w) ** 2)(w)))(w)
+    plain = jax.grad(lambda w: jnp.sum(ref.conv2d(x, w) ** 2))(w)
+    np.testing.assert_allclose(remat, plain, rtol=1e-10)
+
+
+def test_grad_of_grad_depthwise_and_transpose():
+    rng = np.random.default_rng(10)
+    x, w = normal(rng, 1, 6, 6, 3), normal(rng, 3, 3, 1, 3)
+    for mine, theirs in [
+        (lambda x, w: fn.conv2d(x, w, groups=3, stride=2), lambda x, w: ref.conv2d(x, w, groups=3, stride=2)),
+        (lambda x, w: fn.conv_transpose2d(x, w, stride=2), lambda x, w: ref.conv_transpose2d(x, w, stride=2)),
+    ]:
+        def hvp(conv):
+            return jax.grad(lambda x: jnp.sum(jax.grad(lambda w: jnp.sum(conv(x, w) ** 3))(w) ** 2))(x)
+
+        np.testing.assert_allclose(hvp(mine), hvp(theirs), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("prim", ["conv2d", "conv_transpose2d", "depthwise"])
+def test_bfloat16_computes_with_float32_accumulation(prim):
+    rng = np.random.default_rng(11)
+    x = normal(rng, 2, 8, 8, 4, dtype=jnp.float32)
+    if prim == "conv_transpose2d":
+        w = normal(rng, 3, 3, 4, 4, dtype=jnp.float32)
+        f = lambda x, w: fn.conv_transpose2d(x, w, stride=2)  # noqa: E731
+    else:
+        groups = 4 if prim == "depthwise" else 1
+        w = normal(rng, 3, 3, 4 // groups, 4, dtype=jnp.float32)
+        f = lambda x, w: fn.conv2d(x, w, stride=2, padding="SAME", groups=groups)  # noqa: E731
+    low = f(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16))
+    assert low.dtype == jnp.bfloat16
+    high = f(x.astype(jnp.bfloat16).astype(jnp.float32), w.astype(jnp.bfloat16).astype(jnp.float32))
+    np.testing.assert_allclose(np.asarray(low, np.float32), high, rtol=2e-2, atol=5e-2)
+    grads = jax.grad(lambda x, w: jnp.sum(f(x, w).astype(jnp.float32)), argnums=(0, 1))(
+        x.astype(jnp.bfloat16), w.astype(jnp.bfloat16))
+    assert all(g.dtype == jnp.bfloat16 for g in grads)
+    grads32 = jax.grad(lambda x, w: jnp.sum(f(x, w)), argnums=(0, 1))(
+        x.astype(jnp.bfloat16).astype(jnp.float32), w.astype(jnp.bfloat16).astype(jnp.float32))
+    for g, g32 in zip(grads, grads32):
+        np.testing.assert_allclose(np.asarray(g, np.float32), g32, rtol=3e-2, atol=0.15)
+
+
+def test_forward_mode_error_names_the_primitive():
+    x, w = jnp.ones((1, 4, 4, 1)), jnp.ones((2, 2, 1, 1))
+    with pytest.raises(TypeError, match="funcnn.conv2d .*forward-mode"):
+        jax.jvp(lambda x: fn.conv2d(x, w), (x,), (x,))
+    with pytest.raises(TypeError, match="funcnn.conv_transpose2d"):
+        jax.jacfwd(lambda w: fn.conv_transpose2d(x, w))(w)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# bad input
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, kw, match",
+    [
+        ((4, 4, 1), (2, 2, 1, 1), {}, r"x must have rank 4 \(NHWC\), got shape \(4, 4, 1\)"),
+        ((1, 4, 4, 1), (2, 2, 1), {}, r"w must have rank 4 \(HWIO\)"),
+        ((1, 4, 4, 3), (2, 2, 2, 1), {}, r"channel mismatch: x has 3 channels .* w expects 2"),
+        ((1, 4, 4, 4), (2, 2, 2, 3), dict(groups=2), r"groups=2 must divide .* output channels"),
+        ((1, 4, 4, 4), (2, 2, 4, 4), dict(groups=0), r"groups must be an int >= 1"),
+        ((1, 4, 4, 1), (5, 5, 1, 1), {}, r"kernel 5 is larger than the padded input 4\+0\+0=4"),
+        ((1, 4, 4, 1), (3, 3, 1, 1), dict(dilation=2), r"dilated kernel .* 5 is larger than the padded input"),
+        ((1, 4, 4, 1), (2, 2, 1, 1), dict(stride=0), r"stride must be >= 1, got 0"),
+        ((1, 4, 4, 1), (2, 2, 1, 1), dict(dilation=(1, 0)), r"dilation must be >= 1"),
+        ((1, 4, 4, 1), (2, 2, 1, 1), dict(padding=-1), r"padding must be non-negative"),
+        ((1, 4, 4, 1), (2, 2, 1, 1), dict(padding="FULL"), r"unknown string 'FULL'"),
+        ((1, 4, 4, 1), (2, 2, 1, 1), dict(padding=(1, 2, 3)), r"padding must have 2 entries"),
+        ((1, 4, 4, 1), (2, 2, 1, 1), dict(stride=(1, 2, 3)), r"stride must have 2 entries"),
+    ],
+)
+def test_conv2d_bad_input_raises_clear_error(x_shape, w_shape, kw, match):
+    with pytest.raises(ValueError, match=match):
+        fn.conv2d(jnp.ones(x_shape), jnp.ones(w_shape), **kw)
+
+
+def test_other_bad_inputs():
+    with pytest.raises(ValueError, match=r"b must have shape \(2,\)"):
+        fn.conv2d(jnp.ones((1, 4, 4, 1)), jnp.ones((2, 2, 1, 2)), jnp.ones(3))
+    with pytest.raises(ValueError, match=r"conv1d: x must have rank 3 \(NWC\)"):
+        fn.conv1d(jnp.ones((1, 4, 4, 1)), jnp.ones((2, 1, 1)))
+    with pytest.raises(TypeError, match="floating-point"):
+        fn.conv2d(jnp.ones((1, 4, 4, 1), int), jnp.ones((2, 2, 1, 1), int))
+    with pytest.raises(ValueError, match=r"conv_transpose2d: channel mismatch: y has 3 channels"):
+        fn.conv_transpose2d(jnp.ones((1, 4, 4, 3)), jnp.ones((2, 2, 1, 2)))
+    with pytest.raises(ValueError, match=r"output_padding must be < stride"):
+        fn.conv_transpose2d(jnp.ones((1, 4, 4, 2)), jnp.ones((2, 2, 1, 2)), stride=2, output_padding=2)
+    with pytest.raises(ValueError, match=r"output_padding must be 0 with padding=\"SAME\""):
+        fn.conv_transpose2d(jnp.ones((1, 4, 4, 2)), jnp.ones((2, 2, 1, 2)), stride=2, padding="SAME",
+                            output_padding=1)
+    with pytest.raises(ValueError, match=r"crops the whole output"):
+        fn.conv_transpose2d(jnp.ones((1, 1, 1, 2)), jnp.ones((1, 1, 1, 2)), padding=1)

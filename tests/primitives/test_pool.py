@@ -1,0 +1,249 @@
+"""Pooling: forward vs reference and lax, VJP vs reference and finite differences, ties, lecture numbers, errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from jax import lax
+
+import funcnn as fn
+from funcnn import reference as ref
+from funcnn.gradcheck import check_vjp
+
+from ..helpers import normal, pool_configs
+
+LECTURE_MAP = jnp.array([[1.0, 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]]).reshape(1, 4, 4, 1)
+
+
+def _lax_pool(x, init, op, window, stride, padding):
+    pads = padding if not isinstance(padding, str) else lax.padtype_to_pads(x.shape[1:-1], window, stride, padding)
+    return lax.reduce_window(x, init, op, (1, *window, 1), (1, *stride, 1), ((0, 0), *pads, (0, 0)))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the lecture's worked numbers
+
+
+def test_lecture_max_and_mean_pool_example():
+    np.testing.assert_array_equal(fn.max_pool2d(LECTURE_MAP, 2)[0, ..., 0], [[6, 8], [3, 4]])
+    np.testing.assert_allclose(fn.avg_pool2d(LECTURE_MAP, 2)[0, ..., 0], [[3.25, 5.25], [2, 2]])
+
+
+def test_lecture_p_norm_example_against_the_formula():
+    """p = 5, 2x2/2. The slide prints [[4.86, 8], [2.38, 3.16]]; its top-right 8 is a slide error: the formula gives
+    ((2^5 + 4^5 + 7^5 + 8^5) / 4)^(1/5) = 6.614."""
+    y = np.asarray(fn.lp_pool2d(LECTURE_MAP, 5, 2)[0, ..., 0])
+    np.testing.assert_allclose(y, [[4.865, 6.614], [2.384, 3.164]], atol=5e-4)
+    assert abs(y[0, 1] - 8) > 1
+    np.testing.assert_allclose(y[0, 1], ((2**5 + 4**5 + 7**5 + 8**5) / 4) ** 0.2, rtol=1e-12)
+
+
+def test_lecture_max_pool_gradient_goes_to_the_argmax():
+    g = jnp.array([[1.0, 2.0], [3.0, 4.0]]).reshape(1, 2, 2, 1)
+    dx = jax.vjp(lambda x: fn.max_pool2d(x, 2), LECTURE_MAP)[1](g)[0][0, ..., 0]
+    expected = np.zeros((4, 4))
+    expected[1, 1], expected[1, 3], expected[2, 0], expected[3, 3] = 1, 2, 3, 4  # 6, 8, 3, 4
+    np.testing.assert_array_equal(dx, expected)
+    dx_mean = jax.vjp(lambda x: fn.avg_pool2d(x, 2), LECTURE_MAP)[1](g)[0][0, ..., 0]
+    np.testing.assert_allclose(dx_mean, np.kron([[1, 2], [3, 4]], np.ones((2, 2))) / 4)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# forward and backward against the reference
+
+
+@given(pool_configs())
+def test_max_pool_forward_and_vjp_match_reference(cfg):
+    x = normal(np.random.default_rng(0), *cfg["x_shape"])
+    args = (cfg["window"], cfg["stride"], cfg["padding"])
+    np.testing.assert_array_equal(fn.max_pool2d(x, *args), _lax_pool(x, -jnp.inf, lax.max, *args))
+    check_vjp(lambda x: fn.max_pool2d(x, *args), lambda x: ref.max_pool2d(x, *args), x, fd=False).raise_if_failed()
+
+
+@given(pool_configs())
+def test_avg_pool_forward_and_vjp_match_reference(cfg):
+    x = normal(np.random.default_rng(1), *cfg["x_shape"])
+    args = (cfg["window"], cfg["stride"], cfg["padding"])
+    total = _lax_pool(x, 0.0, lax.add, *args)
+    np.testing.assert_allclose(fn.avg_pool2d(x, *args), total / np.prod(cfg["window"]), rtol=1e-12, atol=1e-12)
+    for include in (True, False):
+        check_vjp(lambda x: fn.avg_pool2d(x, *args, count_include_pad=include),
+                  lambda x: ref.avg_pool2d(x, *args, count_include_pad=include), x, fd=False).raise_if_failed()
+
+
+@given(pool_configs())
+def test_lp_pool_forward_and_vjp_match_reference(cfg):
+    x = normal(np.random.default_rng(2), *cfg["x_shape"])
+    args = (cfg["window"], cfg["stride"], cfg["padding"])
+    for p in (1.0, 2.0, 3.5):
+        check_vjp(lambda x: fn.lp_pool2d(x, p, *args), lambda x: ref.lp_pool2d(x, p, *args), x,
+                  fd=False).raise_if_failed()
+
+
+@pytest.mark.parametrize(
+    "prim, args",
+    [
+        ("max_pool2d", ((3, 3), (2, 2), "VALID")),
+        ("max_pool2d", ((2, 3), (1, 2), ((1, 0), (2, 1)))),
+        ("avg_pool2d", ((3, 3), (2, 1), "SAME")),
+        ("lp_pool2d", (3.0, (2, 2), None, ((1, 1), (0, 1)))),
+        ("global_avg_pool2d", ()),
+    ],
+)
+def test_pool_vjp_finite_differences_float64(prim, args):
+    x = normal(np.random.default_rng(3), 2, 7, 6, 3)
+    check_vjp(lambda x: getattr(fn, prim)(x, *args), lambda x: getattr(ref, prim)(x, *args), x).raise_if_failed()
+
+
+def test_one_dimensional_pools():
+    x = normal(np.random.default_rng(4), 2, 11, 3)
+    check_vjp(lambda x: fn.max_pool1d(x, 3, 2, 1), lambda x: ref.max_pool1d(x, 3, 2, 1), x).raise_if_failed()
+    check_vjp(lambda x: fn.avg_pool1d(x, 2), lambda x: ref.avg_pool1d(x, 2), x).raise_if_failed()
+
+
+def test_avg_pool_count_include_pad():
+    x = jnp.ones((1, 3, 3, 1))
+    with_pad = fn.avg_pool2d(x, 3, 1, padding=1)[0, ..., 0]
+    without = fn.avg_pool2d(x, 3, 1, padding=1, count_include_pad=False)[0, ..., 0]
+    np.testing.assert_allclose(with_pad, [[4 / 9, 6 / 9, 4 / 9], [6 / 9, 1, 6 / 9], [4 / 9, 6 / 9, 4 / 9]])
+    np.testing.assert_allclose(without, np.ones((3, 3)))
+    # the backward agrees with the forward's count: each corner output spreads over 4 real inputs
+    g = jnp.zeros((1, 3, 3, 1)).at[0, 0, 0, 0].set(1.0)
+    dx = jax.vjp(lambda x: fn.avg_pool2d(x, 3, 1, padding=1, count_include_pad=False), x)[1](g)[0][0, ..., 0]
+    np.testing.assert_allclose(dx, [[0.25, 0.25, 0], [0.25, 0.25, 0], [0, 0, 0]])
+
+
+def test_global_avg_pool():
+    x = normal(np.random.default_rng(5), 2, 3, 4, 5)
+    np.testing.assert_allclose(fn.global_avg_pool2d(x), x.mean(axis=(1, 2)), rtol=1e-12)
+    g = normal(np.random.default_rng(6), 2, 5)
+    dx = jax.vjp(fn.global_avg_pool2d, x)[1](g)[0]
+    np.testing.assert_allclose(dx, jnp.broadcast_to(g[:, None, None, :] / 12, x.shape), rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ties, properties, kinks
+
+
+def test_max_pool_ties_route_to_exactly_one_input_the_first_in_row_major_order():
+    x = jnp.zeros((1, 4, 4, 1))  # every entry ties
+    dx = jax.grad(lambda x: fn.max_pool2d(x, 2).sum())(x)[0, ..., 0]
+    np.testing.assert_array_equal(dx, [[1, 0, 1, 0], [0, 0, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0]])
+    # overlapping 3x3/1 windows on a constant map: window (i, j) routes to its top-left entry (i, j)
+    x = jnp.ones((1, 5, 5, 1))
+    dx = jax.grad(lambda x: fn.max_pool2d(x, 3, 1).sum())(x)[0, ..., 0]
+    expected = np.zeros((5, 5))
+    expected[:3, :3] = 1
+    np.testing.assert_array_equal(dx, expected)
+
+
+@given(pool_configs())
+def test_max_pool_ties_agree_with_reference_argmax_and_with_xla(cfg):
+    """Inputs from {0, 1, 2} tie everywhere; the gradient must equal the lecture's first-argmax routing, and JAX's
+    own select_and_scatter on CPU (which also picks the first)."""
+    rng = np.random.default_rng(7)
+    x = jnp.asarray(rng.integers(0, 3, size=cfg["x_shape"]).astype(np.float64))
+    args = (cfg["window"], cfg["stride"], cfg["padding"])
+    y, vjp = jax.vjp(lambda x: fn.max_pool2d(x, *args), x)
+    g = normal(rng, *y.shape)
+    mine = vjp(g)[0]
+    np.testing.assert_array_equal(mine, jax.vjp(lambda x: ref.max_pool2d(x, *args), x)[1](g)[0])
+    np.testing.assert_allclose(mine, jax.vjp(lambda x: _lax_pool(x, -jnp.inf, lax.max, *args), x)[1](g)[0],
+                               rtol=1e-12, atol=1e-12)
+
+
+@given(pool_configs())
+def test_gradient_mass_is_conserved(cfg):
+    """Max pool routes each g to exactly one input; mean pool with count_include_pad=False spreads each g over its
+    real inputs with weights summing to 1: in both, sum(dx) = sum(g)."""
+    rng = np.random.default_rng(8)
+    x = jnp.asarray(rng.integers(0, 2, size=cfg["x_shape"]).astype(np.float64))
+    args = (cfg["window"], cfg["stride"], cfg["padding"])
+    for f in (lambda x: fn.max_pool2d(x, *args), lambda x: fn.avg_pool2d(x, *args, count_include_pad=False)):
+        y, vjp = jax.vjp(f, x)
+        g = normal(rng, *y.shape)
+        np.testing.assert_allclose(vjp(g)[0].sum(), g.sum(), rtol=1e-10)
+
+
+def test_max_pool_nan_propagates_forward_and_gets_no_gradient():
+    x = jnp.array([[1.0, jnp.nan], [2.0, 3.0]]).reshape(1, 2, 2, 1)
+    assert np.isnan(fn.max_pool2d(x, 2)).all()
+    dx = jax.grad(lambda x: fn.max_pool2d(x, 2).sum())(x)
+    assert not np.isnan(dx).any()
+
+
+def test_lp_pool_at_zero_and_negative_inputs():
+    x = jnp.array([[0.0, 0.0, -2.0, 1.0], [0.0, 0.0, 3.0, 0.0]]).reshape(1, 2, 4, 1)
+    for p in (0.5, 1.0, 2.0, 5.0):
+        y, vjp = jax.vjp(lambda x: fn.lp_pool2d(x, p, 2), x)
+        dx = vjp(jnp.ones_like(y))[0][0, ..., 0]
+        assert np.all(np.isfinite(dx))
+        np.testing.assert_array_equal(dx[:, :2], 0)  # a window of zeros (y = 0) gets no gradient
+        assert dx[1, 3] == 0  # x = 0 inside a live window: derivative taken as 0
+        assert dx[0, 2] < 0 < dx[0, 3]  # sign(x): |x| pooling pushes a negative input down
+        expected = jax.grad(lambda v: ref.lp_pool2d(v, p, 2).sum())(x)[0, ..., 0]  # fine where x != 0, y != 0
+        np.testing.assert_allclose(dx[0, 2:], expected[0, 2:], rtol=1e-10)
+    second = jax.grad(lambda x: jnp.sum(jax.grad(lambda x: fn.lp_pool2d(x, 3.0, 2).sum())(x) ** 2))(x)
+    assert np.all(np.isfinite(second))
+
+
+def test_pool_grad_of_grad_matches_reference():
+    x = normal(np.random.default_rng(9), 1, 6, 6, 2)
+    for prim in ("max_pool2d", "avg_pool2d"):
+        def second(pool):
+            return jax.grad(lambda x: jnp.sum(jnp.sin(jax.grad(lambda x: jnp.sum(pool(x, 3, 2) ** 3))(x))))(x)
+
+        np.testing.assert_allclose(second(getattr(fn, prim)), second(getattr(ref, prim)), rtol=1e-10, atol=1e-12)
+
+
+def test_pool_under_jit_vmap_and_bfloat16():
+    x = normal(np.random.default_rng(10), 4, 8, 8, 3, dtype=jnp.float32)
+    per_example = jax.vmap(jax.grad(lambda xi: jnp.sum(fn.max_pool2d(xi[None], 3, 2) ** 2)))(x)
+    batched = jax.jit(jax.grad(lambda x: jnp.sum(fn.max_pool2d(x, 3, 2) ** 2)))(x)
+    np.testing.assert_allclose(per_example, batched, rtol=1e-6)
+    for prim, args in [("max_pool2d", (2,)), ("avg_pool2d", (3, 2, 1)), ("lp_pool2d", (2.0, 2))]:
+        low = getattr(fn, prim)(x.astype(jnp.bfloat16), *args)
+        assert low.dtype == jnp.bfloat16
+        np.testing.assert_allclose(np.asarray(low, np.float32),
+                                   getattr(fn, prim)(x.astype(jnp.bfloat16).astype(jnp.float32), *args),
+                                   rtol=2e-2, atol=2e-2)
+        dx = jax.grad(lambda x: jnp.sum(getattr(fn, prim)(x, *args).astype(jnp.float32)))(x.astype(jnp.bfloat16))
+        assert dx.dtype == jnp.bfloat16
+
+
+def test_max_pool_backward_is_deterministic():
+    x = jnp.asarray(np.random.default_rng(11).integers(0, 3, size=(8, 16, 16, 8)).astype(np.float32))
+    grad = jax.jit(jax.grad(lambda x: jnp.sum(fn.max_pool2d(x, 3, 2) * jnp.arange(7.0)[:, None, None])))
+    first, second = grad(x), grad(x)
+    assert np.asarray(first).tobytes() == np.asarray(second).tobytes()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# bad input
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda: fn.max_pool2d(jnp.ones((4, 4, 1)), 2), ValueError, r"x must have rank 4 \(NHWC\)"),
+        (lambda: fn.max_pool2d(jnp.ones((1, 4, 4, 1)), 5), ValueError, r"window 5 is larger than the padded input"),
+        (lambda: fn.avg_pool2d(jnp.ones((1, 4, 4, 1)), 2, 0), ValueError, r"stride must be >= 1, got 0"),
+        (lambda: fn.max_pool2d(jnp.ones((1, 4, 4, 1)), 2, padding=2), ValueError, r"must be smaller than the window"),
+        (lambda: fn.max_pool2d(jnp.ones((1, 4, 4, 1)), 2, padding="same-ish"), ValueError, "unknown string"),
+        (lambda: fn.avg_pool2d(jnp.ones((1, 4, 4, 1)), 2, padding=-1), ValueError, "non-negative"),
+        (lambda: fn.lp_pool2d(jnp.ones((1, 4, 4, 1)), 0, 2), ValueError, r"p must be a finite number > 0, got 0"),
+        (lambda: fn.lp_pool2d(jnp.ones((1, 4, 4, 1)), -1.5, 2), ValueError, r"p must be a finite number > 0"),
+        (lambda: fn.global_avg_pool2d(jnp.ones((4, 4, 1))), ValueError, r"x must have rank 4"),
+        (lambda: fn.max_pool1d(jnp.ones((1, 4, 4, 1)), 2), ValueError, r"x must have rank 3 \(NWC\)"),
+        (lambda: fn.max_pool2d(jnp.ones((1, 4, 4, 1), int), 2), TypeError, "floating-point"),
+    ],
+)
+def test_pool_bad_input_raises_clear_error(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_pool_forward_mode_error_names_the_primitive():
+    with pytest.raises(TypeError, match="funcnn.max_pool2d"):
+        jax.jvp(lambda x: fn.max_pool2d(x, 2), (LECTURE_MAP,), (LECTURE_MAP,))
