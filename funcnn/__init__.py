@@ -21,3 +21,7 @@ from .primitives import (
 )
 
 __version__ = "0.1.0"
+
+from . import init, layers, models, reference
+from .io import CorruptFileError, load, save
+from .summary import count_params, summary

@@ -1,0 +1,97 @@
+"""The layer contract, and the recorder behind `funcnn.summary`.
+
+Every layer is a pair `(init, apply)`:
+
+    init(rng, input_shape) -> (output_shape, params, state)
+    apply(params, state, x, *, train=False, rng=None) -> (y, state)
+
+`params` are the trainable arrays (a pytree with readable keys, e.g. {"w": ..., "b": ...}); `state` holds what a
+layer updates without gradients (BatchNorm's running mean and variance). Stateless layers have `state == {}` and
+return it unchanged, so a model without BatchNorm can ignore state. `train` switches BatchNorm to batch statistics and
+turns Dropout on; `rng` is the explicit PRNG key that Dropout needs in training (combinators split it per layer).
+`init` computes output shapes without running the layer.
+
+Stateless layers are written stax-style with `stateless(init, apply)`: `init(rng, shape) -> (shape, params)` and
+`apply(params, x, *, train, rng) -> y`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+from typing import Callable, NamedTuple
+
+import jax
+
+
+class Layer(NamedTuple):
+    """An `(init, apply)` pair; unpack it as `init, apply = layer`."""
+
+    init: Callable
+    apply: Callable
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# a recorder: while `summary` runs a model's init, every layer reports its name, output shape and parameter count
+
+
+_RECORDER: contextvars.ContextVar = contextvars.ContextVar("funcnn_recorder", default=None)
+_DEPTH: contextvars.ContextVar = contextvars.ContextVar("funcnn_depth", default=0)
+
+
+@contextlib.contextmanager
+def recording():
+    rows: list = []
+    token = _RECORDER.set(rows)
+    try:
+        yield rows
+    finally:
+        _RECORDER.reset(token)
+
+
+def _count(tree) -> int:
+    return sum(math.prod(getattr(leaf, "shape", ())) for leaf in jax.tree_util.tree_leaves(tree))
+
+
+def named(name: str, init: Callable, apply: Callable, *, container: bool = False) -> Layer:
+    """Wrap a layer's init so that it reports (depth, name, output shape, parameter count) to an active recorder.
+
+    Containers (combinators) report their own row, and their children report one level deeper.
+    """
+
+    def recorded_init(rng, input_shape):
+        rows = _RECORDER.get()
+        if rows is None:
+            return init(rng, input_shape)
+        depth = _DEPTH.get()
+        index = len(rows)
+        rows.append(None)
+        token = _DEPTH.set(depth + 1)
+        try:
+            out_shape, params, state = init(rng, input_shape)
+        finally:
+            _DEPTH.reset(token)
+        rows[index] = (depth, name, out_shape, _count(params), container)
+        return out_shape, params, state
+
+    recorded_init.layer_name = name
+    return Layer(recorded_init, apply)
+
+
+def stateless(name: str, init: Callable, apply: Callable) -> Layer:
+    """Lift a stax-style stateless pair into the layer contract (state {} passes through unchanged)."""
+
+    def full_init(rng, input_shape):
+        out_shape, params = init(rng, input_shape)
+        return out_shape, params, {}
+
+    def full_apply(params, state, x, *, train=False, rng=None):
+        return apply(params, x, train=train, rng=rng), state
+
+    return named(name, full_init, full_apply)
+
+
+def parameterless(name: str, shape_fn: Callable, fn: Callable) -> Layer:
+    """A layer with neither parameters nor state: y = fn(x), output shape = shape_fn(input_shape)."""
+    return stateless(name, lambda rng, s: (shape_fn(s), {}), lambda params, x, **_: fn(x))

@@ -1,0 +1,111 @@
+"""Combinators: serial, parallel, fan_out, fan_in_sum, fan_in_concat, residual.
+
+Parameters and state of a combinator are dicts keyed by "<index>_<LayerName>" (e.g. "0_Conv", "1_Relu"), so a
+model's parameter tree reads like its architecture. The PRNG key is split once per child.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from .base import Layer, named, parameterless
+
+
+def _keys(layers):
+    """Readable parameter keys: "<index>_<LayerName>"."""
+    return [f"{i}_{getattr(layer.init, 'layer_name', 'Layer')}" for i, layer in enumerate(layers)]
+
+
+def _split(rng, n):
+    return [None] * n if rng is None else list(jax.random.split(rng, n))
+
+
+def serial(*layers: Layer, name: str = "serial") -> Layer:
+    """Compose layers in sequence: y = layer_n(... layer_1(x))."""
+    keys = _keys(layers)
+
+    def init(rng, input_shape):
+        params, state = {}, {}
+        shape = input_shape
+        for key, layer, r in zip(keys, layers, jax.random.split(rng, len(layers))):
+            shape, params[key], state[key] = layer.init(r, shape)
+        return shape, params, state
+
+    def apply(params, state, x, *, train=False, rng=None):
+        new_state = {}
+        for key, layer, r in zip(keys, layers, _split(rng, len(layers))):
+            x, new_state[key] = layer.apply(params[key], state[key], x, train=train, rng=r)
+        return x, new_state
+
+    return named(name, init, apply, container=True)
+
+
+def parallel(*layers: Layer, name: str = "parallel") -> Layer:
+    """Apply layer i to input i of a tuple of inputs; returns the tuple of outputs."""
+    keys = _keys(layers)
+
+    def init(rng, input_shapes):
+        if len(input_shapes) != len(layers):
+            raise ValueError(f"parallel: expected {len(layers)} inputs, got shapes {input_shapes}")
+        params, state, shapes = {}, {}, []
+        for key, layer, r, shape in zip(keys, layers, jax.random.split(rng, len(layers)), input_shapes):
+            out, params[key], state[key] = layer.init(r, shape)
+            shapes.append(out)
+        return tuple(shapes), params, state
+
+    def apply(params, state, xs, *, train=False, rng=None):
+        outs, new_state = [], {}
+        for key, layer, r, x in zip(keys, layers, _split(rng, len(layers)), xs):
+            y, new_state[key] = layer.apply(params[key], state[key], x, train=train, rng=r)
+            outs.append(y)
+        return tuple(outs), new_state
+
+    return named(name, init, apply, container=True)
+
+
+def fan_out(n: int) -> Layer:
+    """x -> (x, x, ..., x), n copies."""
+    return parameterless("FanOut", lambda s: (s,) * n, lambda x: (x,) * n)
+
+
+def fan_in_sum() -> Layer:
+    """(x_1, ..., x_n) -> x_1 + ... + x_n (shapes must agree)."""
+
+    def shape_fn(shapes):
+        if len({tuple(s[1:]) for s in shapes}) != 1:
+            raise ValueError(f"fan_in_sum: input shapes must agree, got {shapes}")
+        return shapes[0]
+
+    return parameterless("FanInSum", shape_fn, lambda xs: sum(xs[1:], xs[0]))
+
+
+def fan_in_concat(axis: int = -1) -> Layer:
+    """(x_1, ..., x_n) -> concatenate along `axis` (channels by default)."""
+
+    def shape_fn(shapes):
+        ax = axis % len(shapes[0])
+        return (*shapes[0][:ax], sum(s[ax] for s in shapes), *shapes[0][ax + 1:])
+
+    return parameterless("FanInConcat", shape_fn, lambda xs: jnp.concatenate(xs, axis))
+
+
+def residual(block: Layer, shortcut: Layer | None = None, name: str = "residual") -> Layer:
+    """y = block(x) + shortcut(x), the shortcut the identity unless given (e.g. a 1x1 strided projection)."""
+    from .core import Identity
+
+    return serial(fan_out(2), parallel(block, shortcut or Identity()), fan_in_sum(), name=name)
+
+
+def remat(layer: Layer) -> Layer:
+    """The same layer with its apply under `jax.checkpoint`: activations inside it are recomputed in the backward
+    pass instead of stored (less memory, more compute)."""
+    init, apply = layer
+
+    def remat_apply(params, state, x, *, train=False, rng=None):
+        return jax.checkpoint(lambda p, s, x, r: apply(p, s, x, train=train, rng=r))(params, state, x, rng)
+
+    return Layer(init, remat_apply)
+
+
+__all__ = ["remat", "serial", "parallel", "fan_out", "fan_in_sum", "fan_in_concat", "residual"]

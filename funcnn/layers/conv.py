@@ -1,0 +1,165 @@
+"""Convolution layers: Conv (1-D / 2-D), DepthwiseConv, SeparableConv, ConvTranspose, TransformInvariantConv.
+
+Filters are HWIO (WIO in 1-D); the output shape comes from the same geometry funcnn's primitives use, so `init`
+also validates the configuration (a kernel larger than the padded input fails at init, naming the shapes).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from .. import init as initializers
+from .. import primitives as P
+from ..primitives._common import as_tuple, make_geometry
+from ..primitives.conv import transpose_geometry
+from .base import named, stateless
+from .combinators import serial
+
+
+def _conv_out_shape(name, input_shape, kernel, stride, padding, dilation):
+    geo = make_geometry(name, input_shape, kernel, stride, padding, dilation, window_name="kernel")
+    return tuple(geo.out_sizes(input_shape[1:-1]))
+
+
+def _conv_fn(nd):
+    return {1: P.conv1d, 2: P.conv2d}[nd]
+
+
+def Conv(out_channels: int, kernel, *, stride=1, padding="VALID", dilation=1, groups: int = 1, use_bias=True,
+         w_init=initializers.he_normal, b_init=initializers.zeros):
+    """Convolution over (N, W, C) or (N, H, W, C) inputs with funcnn.conv1d / conv2d.
+
+    `kernel` is an int (square / 1-D window, dimension taken from the input) or a tuple. Params {"w", "b"}.
+    """
+
+    def init(rng, input_shape):
+        nd = len(input_shape) - 2
+        if nd not in (1, 2):
+            raise ValueError(f"Conv: input must be (N, W, C) or (N, H, W, C), got shape {tuple(input_shape)}")
+        window = as_tuple(kernel, nd, "Conv: kernel")
+        if input_shape[-1] % groups or out_channels % groups:
+            raise ValueError(f"Conv: groups={groups} must divide input channels {input_shape[-1]} and "
+                             f"out_channels {out_channels}")
+        spatial = _conv_out_shape("Conv", input_shape, window, stride, padding, dilation)
+        k_w, k_b = jax.random.split(rng)
+        params = {"w": w_init(k_w, (*window, input_shape[-1] // groups, out_channels))}
+        if use_bias:
+            params["b"] = b_init(k_b, (out_channels,))
+        return (input_shape[0], *spatial, out_channels), params
+
+    def apply(params, x, **_):
+        conv = _conv_fn(x.ndim - 2)
+        return conv(x, params["w"], params.get("b"), stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+    return stateless("Conv", init, apply)
+
+
+def DepthwiseConv(kernel, *, multiplier: int = 1, stride=1, padding="VALID", dilation=1, use_bias=True,
+                  w_init=initializers.he_normal, b_init=initializers.zeros):
+    """Depth-wise convolution: one KxK filter per input channel (groups = C_in), `multiplier` outputs per channel.
+
+    M input channels give M * K^2 * multiplier weights (lecture: "M independent KxK 2D filters").
+    """
+
+    def init(rng, input_shape):
+        channels = input_shape[-1]
+        return Conv(channels * multiplier, kernel, stride=stride, padding=padding, dilation=dilation, groups=channels,
+                    use_bias=use_bias, w_init=w_init, b_init=b_init).init(rng, input_shape)[:2]
+
+    def apply(params, x, **_):
+        return _conv_fn(x.ndim - 2)(x, params["w"], params.get("b"), stride=stride, padding=padding,
+                                    dilation=dilation, groups=x.shape[-1])
+
+    return stateless("DepthwiseConv", init, apply)
+
+
+def SeparableConv(out_channels: int, kernel, *, stride=1, padding="VALID", dilation=1, use_bias=False,
+                  w_init=initializers.he_normal):
+    """Depth-wise separable convolution (lecture 004): depth-wise KxK, then a 1x1 convolution to `out_channels`.
+
+    Parameters: M*K^2 (depth-wise) + N*M (point-wise) for M input and N output channels, exactly the lecture's count
+    with the default use_bias=False (with use_bias=True, M + N biases more).
+    """
+    return serial(
+        DepthwiseConv(kernel, stride=stride, padding=padding, dilation=dilation, use_bias=use_bias, w_init=w_init),
+        Conv(out_channels, 1, use_bias=use_bias, w_init=w_init),
+        name="SeparableConv",
+    )
+
+
+def ConvTranspose(out_channels: int, kernel, *, stride=1, padding="VALID", dilation=1, output_padding=0,
+                  use_bias=True, w_init=initializers.he_normal, b_init=initializers.zeros):
+    """Transposed (expanding) convolution with funcnn.conv_transpose1d / 2d; filter (*K, out_channels, C_in)."""
+
+    def init(rng, input_shape):
+        nd = len(input_shape) - 2
+        window = as_tuple(kernel, nd, "ConvTranspose: kernel")
+        spatial, _ = transpose_geometry("ConvTranspose", input_shape, window, stride, padding, dilation,
+                                        output_padding)
+        k_w, k_b = jax.random.split(rng)
+        # fan_in of a transposed conv is K^2 * C_in, the last filter axis: initialise as the swapped filter
+        w = jnp.swapaxes(w_init(k_w, (*window, input_shape[-1], out_channels)), -1, -2)
+        params = {"w": w}
+        if use_bias:
+            params["b"] = b_init(k_b, (out_channels,))
+        return (input_shape[0], *spatial, out_channels), params
+
+    def apply(params, x, **_):
+        fn = {1: P.conv_transpose1d, 2: P.conv_transpose2d}[x.ndim - 2]
+        return fn(x, params["w"], params.get("b"), stride=stride, padding=padding, dilation=dilation,
+                  output_padding=output_padding)
+
+    return stateless("ConvTranspose", init, apply)
+
+
+_TRANSFORMS = {
+    "rot90": [(k, False) for k in range(4)],
+    "dihedral": [(k, flip) for flip in (False, True) for k in range(4)],
+    "flip": [(0, False), (0, True)],
+}
+
+
+def transform_filter(w, rotation: int, flip: bool):
+    """The filter rotated by rotation*90 degrees in the (H, W) plane, after an optional left-right flip."""
+    if flip:
+        w = jnp.flip(w, axis=1)
+    return jnp.rot90(w, rotation, axes=(0, 1))
+
+
+def TransformInvariantConv(out_channels: int, kernel, *, transforms: str = "rot90", stride=1, padding="SAME",
+                           use_bias=True, pool: bool = True, w_init=initializers.he_normal,
+                           b_init=initializers.zeros):
+    """Lecture 004 "transform invariance": each filter is applied in a discrete set of rotations / flips, and the
+    maps are max-pooled over the set. One shared filter: gradients from every transformed copy flow back to it.
+
+    transforms: "rot90" (4 rotations), "dihedral" (4 rotations x flip: 8), or "flip" (identity and mirror).
+    With pool=False the layer returns the pre-pool maps (N, H, W, T, C_out). With a square odd kernel, stride 1 and
+    "SAME" padding, rotating the input by 90 degrees rotates (and permutes) the pre-pool maps, and rotates the pooled
+    output: a following global pooling is invariant.
+    """
+    if transforms not in _TRANSFORMS:
+        raise ValueError(f"TransformInvariantConv: transforms must be one of {sorted(_TRANSFORMS)}, got {transforms!r}")
+    ops = _TRANSFORMS[transforms]
+
+    def init(rng, input_shape):
+        shape, params = Conv(out_channels, kernel, stride=stride, padding=padding, use_bias=use_bias,
+                             w_init=w_init, b_init=b_init).init(rng, input_shape)[:2]
+        if params["w"].shape[0] != params["w"].shape[1]:
+            raise ValueError(f"TransformInvariantConv: rotations need a square kernel, got {params['w'].shape[:2]}")
+        if not pool:
+            shape = (*shape[:-1], len(ops), out_channels)
+        return shape, params
+
+    def apply(params, x, **_):
+        w_all = jnp.concatenate([transform_filter(params["w"], r, f) for r, f in ops], axis=-1)
+        maps = P.conv2d(x, w_all, stride=stride, padding=padding)
+        maps = maps.reshape(*maps.shape[:-1], len(ops), out_channels)
+        if "b" in params:
+            maps = maps + params["b"]
+        return jnp.max(maps, axis=-2) if pool else maps
+
+    return stateless("TransformInvariantConv", init, apply)
+
+
+__all__ = ["Conv", "DepthwiseConv", "SeparableConv", "ConvTranspose", "TransformInvariantConv", "transform_filter"]

@@ -1,0 +1,127 @@
+"""Dense, Flatten, Identity, activations, Dropout and BatchNorm."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from .. import init as initializers
+from .. import primitives as P
+from .base import Layer, named, parameterless, stateless
+
+
+def Dense(features: int, *, use_bias: bool = True, w_init=initializers.glorot_normal, b_init=initializers.zeros):
+    """z = x W + b over the last axis (funcnn.dense). Params {"w": (D_in, features), "b": (features,)}."""
+    if not isinstance(features, int) or features < 1:
+        raise ValueError(f"Dense: features must be a positive int, got {features!r}")
+
+    def init(rng, input_shape):
+        k_w, k_b = jax.random.split(rng)
+        params = {"w": w_init(k_w, (input_shape[-1], features))}
+        if use_bias:
+            params["b"] = b_init(k_b, (features,))
+        return (*input_shape[:-1], features), params
+
+    def apply(params, x, **_):
+        return P.dense(x, params["w"], params.get("b"))
+
+    return stateless("Dense", init, apply)
+
+
+def Flatten():
+    """(N, *dims) -> (N, prod(dims))."""
+    return parameterless("Flatten", lambda s: (s[0], math.prod(s[1:])), lambda x: x.reshape(x.shape[0], -1))
+
+
+def Identity():
+    """y = x."""
+    return parameterless("Identity", lambda s: s, lambda x: x)
+
+
+Relu = lambda: parameterless("Relu", lambda s: s, P.relu)  # noqa: E731
+Sigmoid = lambda: parameterless("Sigmoid", lambda s: s, P.sigmoid)  # noqa: E731
+Tanh = lambda: parameterless("Tanh", lambda s: s, P.tanh)  # noqa: E731
+Relu.__doc__, Sigmoid.__doc__, Tanh.__doc__ = "funcnn.relu as a layer.", "funcnn.sigmoid as a layer.", "tanh layer."
+
+
+def Softmax(axis: int = -1):
+    """funcnn.softmax over `axis` as a layer."""
+    return parameterless("Softmax", lambda s: s, lambda x: P.softmax(x, axis))
+
+
+def LogSoftmax(axis: int = -1):
+    """funcnn.log_softmax over `axis` as a layer."""
+    return parameterless("LogSoftmax", lambda s: s, lambda x: P.log_softmax(x, axis))
+
+
+def Dropout(rate: float):
+    """Inverted dropout: in training, zero each entry with probability `rate` (the DROP probability) and scale the
+    survivors by 1 / (1 - rate); in evaluation the identity. Training needs an explicit `rng` key.
+
+    (stax's Dropout took the keep probability under the name `rate`; funcnn's `rate` is what is dropped.)
+    """
+    rate = float(rate)
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"Dropout: rate is the drop probability and must lie in [0, 1), got {rate}")
+
+    def apply(params, x, *, train=False, rng=None):
+        if not train or rate == 0.0:
+            return x
+        if rng is None:
+            raise ValueError("Dropout: apply(..., train=True) needs an explicit PRNG key: pass rng=...")
+        keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+        return jnp.where(keep, x / (1.0 - rate), jnp.zeros((), x.dtype))
+
+    return stateless("Dropout", lambda rng, s: (s, {}), apply)
+
+
+def BatchNorm(*, momentum: float = 0.9, epsilon: float = 1e-5, axis_name=None):
+    """Batch normalisation over every axis but the last (channels), with running statistics.
+
+    Training (`train=True`): normalise with the batch mean and (biased) variance, and update the running statistics:
+    running = momentum * running + (1 - momentum) * batch (the running variance uses the unbiased batch variance).
+    Evaluation (`train=False`): normalise with the running statistics, so the output of one example does not depend
+    on the rest of the batch. (stax's BatchNorm has no running statistics and always uses the batch.)
+
+    `axis_name`: the name of a mapped axis (vmap / shard_map) to average the statistics over, so that data-parallel
+    training normalises over the global batch. Params {"scale", "bias"}; state {"mean", "var"}.
+    """
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"BatchNorm: momentum must lie in [0, 1), got {momentum}")
+
+    def init(rng, input_shape):
+        c = input_shape[-1]
+        params = {"scale": jnp.ones((c,), jnp.float32), "bias": jnp.zeros((c,), jnp.float32)}
+        state = {"mean": jnp.zeros((c,), jnp.float32), "var": jnp.ones((c,), jnp.float32)}
+        return input_shape, params, state
+
+    def apply(params, state, x, *, train=False, rng=None):
+        axes = tuple(range(x.ndim - 1))
+        if train:
+            xf = x.astype(jnp.float32)
+            mean = jnp.mean(xf, axes)
+            mean_sq = jnp.mean(xf * xf, axes)
+            count = math.prod(x.shape[:-1])
+            if axis_name is not None:
+                mean, mean_sq = lax.pmean((mean, mean_sq), axis_name)
+                count = count * lax.psum(1, axis_name)
+            var = jnp.maximum(mean_sq - mean * mean, 0.0)
+            unbiased = var * count / jnp.maximum(count - 1, 1)
+            new_state = {
+                "mean": momentum * state["mean"] + (1 - momentum) * lax.stop_gradient(mean),
+                "var": momentum * state["var"] + (1 - momentum) * lax.stop_gradient(unbiased),
+            }
+        else:
+            mean, var, new_state = state["mean"], state["var"], state
+        inv = lax.rsqrt(var + epsilon) * params["scale"]
+        y = (x.astype(jnp.float32) - mean) * inv + params["bias"]
+        return y.astype(x.dtype), new_state
+
+    return named("BatchNorm", init, apply)
+
+
+__all__ = ["Layer", "Dense", "Flatten", "Identity", "Relu", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Dropout",
+           "BatchNorm"]

@@ -1,0 +1,52 @@
+"""ResNet-18 (ImageNet layout) and ResNet-20 (CIFAR layout): BatchNorm after every convolution, identity shortcuts,
+and 1x1 strided projection shortcuts (with BatchNorm) where the shape changes."""
+
+from __future__ import annotations
+
+from .. import layers as L
+
+
+def _conv_bn(channels, kernel, stride=1, padding=None):
+    padding = kernel // 2 if padding is None else padding
+    return [L.Conv(channels, kernel, stride=stride, padding=padding, use_bias=False), L.BatchNorm()]
+
+
+def basic_block(channels: int, stride: int = 1, in_channels: int | None = None, remat: bool = False):
+    """conv3x3-BN-ReLU-conv3x3-BN, plus the shortcut, then ReLU. The shortcut is a 1x1 conv + BN when the stride or
+    the channel count changes (`in_channels` given and different), the identity otherwise."""
+    block = L.serial(*_conv_bn(channels, 3, stride), L.Relu(), *_conv_bn(channels, 3), name="block")
+    project = stride != 1 or (in_channels is not None and in_channels != channels)
+    shortcut = L.serial(*_conv_bn(channels, 1, stride, padding=0), name="projection") if project else None
+    unit = L.residual(block, shortcut, name="BasicBlock")
+    if remat:
+        unit = L.remat(unit)
+    return L.serial(unit, L.Relu(), name="BasicBlock")
+
+
+def resnet18(num_classes: int = 1000, remat: bool = False):
+    """ResNet-18 on 224x224x3 (He et al. 2016): conv 7x7/2 64, BN, ReLU, max pool 3x3/2, four stages of two basic
+    blocks (64, 128, 256, 512 channels; the later stages start with stride 2 and a projection shortcut), global
+    average pool, FC. 11,689,512 parameters for 1000 classes (torchvision's count; running statistics are state)."""
+    stages, in_channels = [], 64
+    for channels, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
+        stages += [basic_block(channels, stride, in_channels, remat), basic_block(channels, 1, channels, remat)]
+        in_channels = channels
+    return L.serial(
+        *_conv_bn(64, 7, 2, padding=3), L.Relu(), L.MaxPool(3, 2, padding=1),
+        *stages,
+        L.GlobalAvgPool(), L.Dense(num_classes),
+        name="resnet18",
+    )
+
+
+def resnet20(num_classes: int = 10, remat: bool = False):
+    """ResNet-20 for 32x32x3 (He et al. 2016, CIFAR): conv 3x3 16, BN, ReLU, three stages of three basic blocks
+    (16, 32, 64 channels; stride 2 with projection shortcuts at the start of stages 2 and 3), global average pool,
+    FC. 272,474 parameters for 10 classes with funcnn's projection shortcuts (the paper's parameter-free
+    zero-padding shortcuts give 269,722)."""
+    stages, in_channels = [], 16
+    for channels, stride in [(16, 1), (32, 2), (64, 2)]:
+        for i in range(3):
+            stages.append(basic_block(channels, stride if i == 0 else 1, in_channels, remat))
+            in_channels = channels
+    return L.serial(*_conv_bn(16, 3), L.Relu(), *stages, L.GlobalAvgPool(), L.Dense(num_classes), name="resnet20")
