@@ -33,8 +33,9 @@ def _skeleton(tree, leaves: list):
     if isinstance(tree, dict):
         if not all(isinstance(k, str) for k in tree):
             return None
-        parts = {k: _skeleton(v, leaves) for k, v in tree.items()}
-        return None if any(p is None for p in parts.values()) else {"dict": parts}
+        # number the leaves in JAX's flattening order (sorted keys), keep the dict's own key order in the file
+        parts = {k: _skeleton(tree[k], leaves) for k in sorted(tree)}
+        return None if any(p is None for p in parts.values()) else {"dict": {k: parts[k] for k in tree}}
     if isinstance(tree, (list, tuple)) and type(tree) in (list, tuple):
         parts = [_skeleton(v, leaves) for v in tree]
         return None if any(p is None for p in parts) else {type(tree).__name__: parts}

@@ -1,0 +1,86 @@
+"""The model zoo: published parameter counts, summary tables, and a few training steps without NaN."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import funcnn as fn
+from funcnn import models
+
+PUBLISHED = {
+    "lenet5": 61_706,  # 156 + 2,416 + 48,120 + 10,164 + 850 (full C3 connectivity, 16x6x5x5)
+    "alexnet": 62_378_344,  # single-tower AlexNet, the lecture's "60M"
+    "vgg16": 138_357_544,  # configuration D, the lecture's "~140M"
+    "resnet18": 11_689_512,  # torchvision's count
+    "resnet20": 272_474,
+    "mobilenet_v1": 4_231_976,
+    "all_conv": 1_369_738,
+}
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_summary_prints_a_table_with_the_published_total(name, capsys):
+    classes = 10 if name in ("lenet5", "resnet20", "all_conv", "localizer") else 1000
+    table = fn.summary(models.get(name)(classes).init, (1, *models.INPUT_SHAPES[name]))
+    assert table == capsys.readouterr().out.rstrip("\n")
+    assert "Total parameters" in table and "Output shape" in table
+    if name in PUBLISHED:
+        assert f"Total parameters: {PUBLISHED[name]:,}" in table
+
+
+def test_unknown_model_name():
+    with pytest.raises(ValueError, match="unknown model 'lenet6'; known models: alexnet"):
+        models.get("lenet6")
+
+
+def _train_a_few_steps(model, input_shape, steps=3, batch=4, classes=10):
+    init, apply = model
+    out_shape, params, state = init(jax.random.PRNGKey(0), (batch, *input_shape))
+    x = jax.random.normal(jax.random.PRNGKey(1), (batch, *input_shape))
+    labels = jnp.arange(batch) % classes
+    opt = optax.sgd(1e-3, momentum=0.9)
+    opt_state = opt.init(params)
+
+    def loss_fn(params, state, rng):
+        out, state = apply(params, state, x, train=True, rng=rng)
+        logits = out[0] if isinstance(out, tuple) else out
+        loss = fn.softmax_cross_entropy(logits, labels).mean()
+        if isinstance(out, tuple):
+            loss = loss + jnp.mean((out[1] - 0.5) ** 2)
+        return loss, state
+
+    @jax.jit
+    def step(params, state, opt_state, rng):
+        (loss, state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, state, rng)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), state, opt_state, loss
+
+    losses = []
+    for i in range(steps):
+        params, state, opt_state, loss = step(params, state, opt_state, jax.random.PRNGKey(10 + i))
+        losses.append(float(loss))
+    assert all(np.isfinite(losses)), losses
+    leaves = jax.tree_util.tree_leaves(params)
+    assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in leaves)
+    return losses
+
+
+@pytest.mark.parametrize("name, kwargs, input_shape", [
+    ("lenet5", {}, (32, 32, 1)),
+    ("resnet20", {}, (32, 32, 3)),
+    ("all_conv", {}, (32, 32, 3)),
+    ("mobilenet_v1", dict(width=0.25), (96, 96, 3)),
+    ("localizer", {}, (64, 64, 1)),
+])
+def test_small_models_train_without_nan(name, kwargs, input_shape):
+    losses = _train_a_few_steps(models.get(name)(10, **kwargs), input_shape)
+    if name == "lenet5":
+        assert losses[-1] < losses[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["alexnet", "vgg16", "resnet18"])
+def test_large_models_train_without_nan(name):
+    _train_a_few_steps(models.get(name)(10), models.INPUT_SHAPES[name], steps=2, batch=2)
