@@ -38,7 +38,31 @@ def serial(*layers: Layer, name: str = "serial") -> Layer:
             x, new_state[key] = layer.apply(params[key], state[key], x, train=train, rng=r)
         return x, new_state
 
-    return named(name, init, apply, container=True)
+    layer = named(name, init, apply, container=True)
+    layer.init.sublayers = tuple(zip(keys, layers))
+    return layer
+
+
+def truncate(model: Layer, upto: str) -> Layer:
+    """The first layers of a `serial` model, up to and including the one keyed `upto` (e.g. "3_Conv").
+
+    Its parameters and state are the corresponding entries of the full model's: apply it with the same trees to
+    read intermediate feature maps.
+    """
+    sub = getattr(model.init, "sublayers", None)
+    if sub is None:
+        raise ValueError("truncate: the model is not a serial() combination of layers")
+    keys = [k for k, _ in sub]
+    if upto not in keys:
+        raise ValueError(f"truncate: no layer {upto!r}; the model's layers are {', '.join(keys)}")
+    kept = sub[: keys.index(upto) + 1]
+
+    def apply(params, state, x, *, train=False, rng=None):
+        for key, layer in kept:
+            x, _ = layer.apply(params[key], state[key], x, train=train, rng=None)
+        return x, state
+
+    return Layer(model.init, apply)
 
 
 def parallel(*layers: Layer, name: str = "parallel") -> Layer:
@@ -108,4 +132,4 @@ def remat(layer: Layer) -> Layer:
     return Layer(init, remat_apply)
 
 
-__all__ = ["remat", "serial", "parallel", "fan_out", "fan_in_sum", "fan_in_concat", "residual"]
+__all__ = ["truncate", "remat", "serial", "parallel", "fan_out", "fan_in_sum", "fan_in_concat", "residual"]

@@ -1,0 +1,221 @@
+"""The training loop: epochs of compiled steps, validation, logging, checkpoints, resuming, early stopping.
+
+Determinism: the example order of epoch e is a permutation drawn from fold_in(data_key, e) and the key of global
+step t is fold_in(step_key, t), so a run is a function of (initial parameters, data, key, settings), bitwise on CPU,
+and a resumed run repeats exactly what the uninterrupted one would have done.
+
+Checkpoints (`<out_dir>/checkpoint.npz`, see `funcnn.save`) hold the parameters, model state, optimiser state,
+the key, the step, the position in the data order (epoch, batch), the running epoch metrics and the early-stopping
+and plateau counters. They are written atomically: a crash while writing leaves the previous one intact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..data.batching import batches, num_batches
+from ..io import load, save
+from .recipes import Plateau, get_learning_rate, set_learning_rate
+from .steps import classification_loss, evaluate, make_eval_step, make_train_step
+
+CHECKPOINT = "checkpoint.npz"
+METRICS = "metrics.jsonl"
+BEST = "best.npz"
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or infinite; the message names the step and the checkpoint that was kept."""
+
+
+@dataclasses.dataclass
+class FitResult:
+    params: object
+    state: object
+    opt_state: object
+    history: list
+    step: int
+    stopped_early: bool
+    best_val_accuracy: float | None
+
+
+def _raw_key(key):
+    key = jnp.asarray(key) if not hasattr(key, "dtype") else key
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(key)
+    return key
+
+
+def _counters(**values):
+    return {k: np.asarray(v, np.float64 if isinstance(v, float) else np.int64) for k, v in values.items()}
+
+
+def _read_history(path: Path, completed_epochs: int) -> list:
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [row for row in rows if row["epoch"] <= completed_epochs]
+
+
+def _write_history(path: Path, history: list) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(row) + "\n" for row in history))
+    os.replace(tmp, path)
+
+
+def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epochs: int = 10, batch_size: int = 64,
+        loss: Callable = classification_loss, augment: Callable | None = None, out_dir=None,
+        checkpoint_every: int | None = None, resume: bool = False, early_stopping: int | None = None,
+        plateau_patience: int | None = None, plateau_factor: float = 0.1, drop_last: bool = True,
+        max_steps: int | None = None, progress: bool = True, eval_batch_size: int = 256) -> FitResult:
+    """Train `apply` on `train` = (x, y) for `epochs` epochs, validating on `val` = (x, y) after each.
+
+    Args:
+      apply, params, state: the model (see funcnn.layers) and its initial parameters and state.
+      optimizer: an optax GradientTransformation (funcnn.train.recipes for the lectures' ones).
+      key: PRNG key for the data order, the augmentation and Dropout.
+      out_dir: where metrics.jsonl, checkpoint.npz and best.npz go (None: nothing is written).
+      checkpoint_every: also checkpoint every N steps (always at the end of each epoch and of training).
+      resume: continue from out_dir/checkpoint.npz if it exists; the result equals an uninterrupted run.
+      early_stopping: stop when validation accuracy has not improved for this many epochs (best.npz keeps the
+        best parameters).
+      plateau_patience: divide the learning rate by 1/plateau_factor when validation accuracy has not improved
+        for this many epochs (needs an optimiser with an injectable learning rate).
+      max_steps: stop after this many steps in total (a checkpoint is written there).
+
+    Raises:
+      TrainingDiverged: the loss became NaN or infinite; the last good checkpoint is kept.
+    """
+    if batch_size < 1 or epochs < 0:
+        raise ValueError(f"fit: need batch_size >= 1 and epochs >= 0, got {batch_size}, {epochs}")
+    if (early_stopping or plateau_patience) and val is None:
+        raise ValueError("fit: early_stopping and plateau_patience monitor validation accuracy: pass val=(x, y)")
+    if resume and out_dir is None:
+        raise ValueError("fit: resume=True needs out_dir (where the checkpoint is)")
+    x_train, y_train = train
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    key = _raw_key(key)
+    data_key, step_key = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
+    opt_state = optimizer.init(params)
+    plateau = Plateau(plateau_patience, plateau_factor) if plateau_patience else None
+    if plateau is not None:
+        get_learning_rate(opt_state)  # fail early without an injectable learning rate
+
+    # ---- where to start: fresh, or from the last complete checkpoint
+    step, epoch, batch_index = 0, 0, 0
+    best, stale = -math.inf, 0
+    running = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
+    history: list = []
+    if resume and (out / CHECKPOINT).exists():
+        like = {"params": params, "state": state, "opt_state": opt_state, "key": key,
+                "counters": _counters(step=0, epoch=0, batch=0, batch_size=0, stale=0, plateau_bad=0, best=0.0,
+                                      plateau_best=0.0, loss_sum=0.0, correct=0.0, count=0.0)}
+        ckpt = load(out / CHECKPOINT, like=like)
+        c = {k: v.item() for k, v in ckpt["counters"].items()}
+        if c["batch_size"] != batch_size:
+            raise ValueError(f"fit: the checkpoint in {out} was written with batch_size={c['batch_size']}, "
+                             f"resuming with {batch_size} would change the data order")
+        if not np.array_equal(np.asarray(ckpt["key"]), np.asarray(key)):
+            raise ValueError(f"fit: the checkpoint in {out} was written with another key")
+        params, state, opt_state = ckpt["params"], ckpt["state"], ckpt["opt_state"]
+        step, epoch, batch_index, best, stale = c["step"], c["epoch"], c["batch"], c["best"], c["stale"]
+        running = {k: c[k] for k in running}
+        if plateau is not None:
+            plateau.best = None if c["plateau_best"] == -math.inf else c["plateau_best"]
+            plateau.bad_epochs = c["plateau_bad"]
+        history = _read_history(out / METRICS, epoch)
+        _write_history(out / METRICS, history)
+
+    def checkpoint():
+        if out is None:
+            return
+        save(out / CHECKPOINT, {
+            "params": params, "state": state, "opt_state": opt_state, "key": key,
+            "counters": _counters(step=step, epoch=epoch, batch=batch_index, batch_size=batch_size, stale=stale,
+                                  plateau_bad=plateau.bad_epochs if plateau else 0, best=float(best),
+                                  plateau_best=float(plateau.best) if plateau and plateau.best is not None
+                                  else -math.inf, **{k: float(v) for k, v in running.items()})})
+
+    train_step = make_train_step(apply, optimizer, loss, augment=augment)
+    eval_step = make_eval_step(apply, loss)
+    per_epoch = num_batches(len(x_train), batch_size, drop_last)
+    stopped_early = False
+    from tqdm.auto import tqdm
+
+    while epoch < epochs and not stopped_early:
+        bar = tqdm(total=per_epoch, initial=batch_index, desc=f"epoch {epoch + 1}/{epochs}", disable=None if progress else True, mininterval=0.5,
+                   unit="batch", dynamic_ncols=True)
+        started = time.perf_counter()
+        seen = 0
+        for xb, yb in batches(x_train, y_train, batch_size, key=jax.random.fold_in(data_key, epoch),
+                              drop_last=drop_last, start=batch_index):
+            params, state, opt_state, metrics = train_step(params, state, opt_state, (xb, yb),
+                                                           jax.random.fold_in(step_key, step))
+            loss_sum = float(metrics["loss_sum"])
+            if not math.isfinite(loss_sum):
+                bar.close()
+                kept = f"the last good checkpoint is kept at {out / CHECKPOINT}" if out is not None and (
+                    out / CHECKPOINT).exists() else "no checkpoint was written"
+                raise TrainingDiverged(f"loss is {loss_sum / float(metrics['count'])} at step {step + 1} "
+                                       f"(epoch {epoch + 1}, batch {batch_index + 1}); training stopped, {kept}")
+            running["loss_sum"] += loss_sum
+            running["correct"] += float(metrics["correct"])
+            running["count"] += float(metrics["count"])
+            step += 1
+            batch_index += 1
+            seen += int(metrics["count"])
+            elapsed = time.perf_counter() - started
+            bar.update(1)
+            bar.set_postfix(loss=f"{running['loss_sum'] / running['count']:.4f}",
+                            acc=f"{running['correct'] / running['count']:.3f}",
+                            img_s=f"{seen / max(elapsed, 1e-9):.0f}")
+            if checkpoint_every and step % checkpoint_every == 0:
+                checkpoint()
+            if max_steps is not None and step >= max_steps:
+                bar.close()
+                checkpoint()
+                return FitResult(params, state, opt_state, history, step, False, None if best == -math.inf else best)
+        bar.close()
+        elapsed = time.perf_counter() - started
+
+        row = {"epoch": epoch + 1, "step": step,
+               "train_loss": running["loss_sum"] / max(running["count"], 1),
+               "train_accuracy": running["correct"] / max(running["count"], 1),
+               "epoch_time_s": elapsed, "images_per_s": seen / max(elapsed, 1e-9)}
+        if hasattr(opt_state, "hyperparams"):
+            row["learning_rate"] = get_learning_rate(opt_state)
+        if val is not None:
+            v = evaluate(eval_step, params, state, val[0], val[1], eval_batch_size)
+            row.update(val_loss=v["loss"], val_accuracy=v["accuracy"])
+            if v["accuracy"] > best:
+                best, stale = v["accuracy"], 0
+                if out is not None:
+                    save(out / BEST, {"params": params, "state": state})
+            else:
+                stale += 1
+            if plateau is not None and plateau.step(v["accuracy"]):
+                opt_state = set_learning_rate(opt_state, get_learning_rate(opt_state) * plateau_factor)
+            if early_stopping and stale >= early_stopping:
+                stopped_early = True
+        history.append(row)
+        if progress:
+            shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+            tqdm.write(" ".join(f"{k}={v}" for k, v in shown.items()))
+        if out is not None:  # the log first: a crash before the checkpoint leaves a row that resuming trims
+            with open(out / METRICS, "a") as f:
+                f.write(json.dumps(row) + "\n")
+        epoch, batch_index = epoch + 1, 0
+        running = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
+        checkpoint()
+    return FitResult(params, state, opt_state, history, step, stopped_early, None if best == -math.inf else best)

@@ -1,0 +1,82 @@
+"""The lectures' optimisation recipes as optax chains, with an injectable learning rate.
+
+Every recipe is built with `optax.inject_hyperparams`, so its learning rate lives in the optimiser state and the
+plateau rule ("divide the learning rate by 10 when validation accuracy plateaus", AlexNet and ResNet in lecture
+004) can change it between epochs without recompiling.
+"""
+
+from __future__ import annotations
+
+import optax
+
+
+def _sgd_chain(learning_rate, momentum, weight_decay, nesterov=False):
+    return optax.chain(optax.add_decayed_weights(weight_decay),
+                       optax.sgd(learning_rate, momentum=momentum or None, nesterov=nesterov))
+
+
+def _adam_chain(learning_rate, weight_decay):
+    return optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(learning_rate))
+
+
+def sgd(learning_rate: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0, nesterov: bool = False):
+    """SGD with momentum (0.9 in the lectures) and L2 weight decay added to the gradient (coupled, as in AlexNet)."""
+    return optax.inject_hyperparams(_sgd_chain, static_args=("nesterov",))(
+        learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+
+
+def adam(learning_rate: float = 1e-3, weight_decay: float = 0.0):
+    """Adam (the lecture's answer to "standard convergence issues"), optional L2 weight decay."""
+    return optax.inject_hyperparams(_adam_chain)(learning_rate=learning_rate, weight_decay=weight_decay)
+
+
+def alexnet_recipe(learning_rate: float = 0.01):
+    """AlexNet (lecture 004): SGD, momentum 0.9, L2 weight decay 5e-4, batch 128, lr 0.01 divided by 10 on plateau."""
+    return sgd(learning_rate, momentum=0.9, weight_decay=5e-4)
+
+
+def resnet_recipe(learning_rate: float = 0.1):
+    """ResNet (lecture 004): SGD, momentum 0.9, weight decay 1e-4 (the paper; the slide says 1e-5), lr 0.1 / 10."""
+    return sgd(learning_rate, momentum=0.9, weight_decay=1e-4)
+
+
+RECIPES = {"adam": adam, "sgd": sgd, "alexnet": alexnet_recipe, "resnet": resnet_recipe}
+
+
+def get_learning_rate(opt_state) -> float:
+    try:
+        return float(opt_state.hyperparams["learning_rate"])
+    except AttributeError:
+        raise ValueError("the optimiser has no injectable learning rate: build it with funcnn.train.recipes "
+                         "or optax.inject_hyperparams") from None
+
+
+def set_learning_rate(opt_state, value: float):
+    """The optimiser state with its learning rate replaced (the state's dtype kept)."""
+    lr = opt_state.hyperparams["learning_rate"]
+    opt_state.hyperparams["learning_rate"] = lr * 0 + value
+    return opt_state
+
+
+class Plateau:
+    """Host-side rule: when the monitored metric has not improved by more than `min_delta` for `patience` epochs,
+    multiply the learning rate by `factor` (0.1: "divide by 10") and start counting again."""
+
+    def __init__(self, patience: int, factor: float = 0.1, min_delta: float = 1e-4, mode: str = "max"):
+        if patience < 1 or not 0 < factor < 1:
+            raise ValueError(f"Plateau: need patience >= 1 and 0 < factor < 1, got {patience}, {factor}")
+        self.patience, self.factor, self.min_delta, self.mode = patience, factor, min_delta, mode
+        self.best, self.bad_epochs = None, 0
+
+    def step(self, value: float) -> bool:
+        """Record an epoch's metric; True when the learning rate should be reduced now."""
+        better = self.best is None or (value > self.best + self.min_delta if self.mode == "max"
+                                       else value < self.best - self.min_delta)
+        if better:
+            self.best, self.bad_epochs = value, 0
+            return False
+        self.bad_epochs += 1
+        if self.bad_epochs >= self.patience:
+            self.bad_epochs = 0
+            return True
+        return False

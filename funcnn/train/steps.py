@@ -1,0 +1,95 @@
+"""Compiled training and evaluation steps.
+
+    step = make_train_step(apply, optimizer)
+    params, state, opt_state, metrics = step(params, state, opt_state, (x, y), rng)
+
+The step is pure and `jax.jit`-compiled with params, state and opt_state donated (their buffers are reused for the
+results: do not use the arguments after the call). Metrics are sums over the batch ("loss_sum", "correct") and the
+batch size ("count"), so epoch means are exact whatever the batch sizes.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from .. import primitives as P
+from ..data.augment import augment_batch
+
+
+def logits_of(outputs):
+    """The class logits of a model's output: the output itself, or the first entry of a multi-head tuple."""
+    return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+
+
+def classification_loss(outputs, labels):
+    """Per-example softmax cross-entropy of the (first head's) logits."""
+    return P.softmax_cross_entropy(logits_of(outputs), labels)
+
+
+def _metrics(outputs, labels, losses):
+    logits = logits_of(outputs)
+    return {"loss_sum": jnp.sum(losses), "correct": jnp.sum(jnp.argmax(logits, -1) == labels),
+            "count": jnp.asarray(labels.shape[0])}
+
+
+def make_train_step(apply: Callable, optimizer: optax.GradientTransformation, loss: Callable = classification_loss,
+                    *, augment: Callable | None = None, donate: bool = True, jit: bool = True):
+    """A pure step (params, state, opt_state, batch, rng) -> (params, state, opt_state, metrics).
+
+    loss(outputs, labels) -> per-example losses (their mean is minimised). augment: an optional (key, image) ->
+    image function applied to every training image (vmapped, inside the compiled step). rng feeds both the
+    augmentation and the model (Dropout).
+    """
+
+    def step(params, state, opt_state, batch, rng):
+        x, y = batch
+        aug_key, model_key = jax.random.split(rng)
+        if augment is not None:
+            x = augment_batch(augment, aug_key, x)
+
+        def objective(params):
+            outputs, new_state = apply(params, state, x, train=True, rng=model_key)
+            losses = loss(outputs, y)
+            return jnp.mean(losses), (outputs, new_state, losses)
+
+        (_, (outputs, new_state, losses)), grads = jax.value_and_grad(objective, has_aux=True)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), new_state, opt_state, _metrics(outputs, y, losses)
+
+    if not jit:
+        return step
+    return jax.jit(step, donate_argnums=(0, 1, 2) if donate else ())
+
+
+def make_eval_step(apply: Callable, loss: Callable = classification_loss, *, jit: bool = True):
+    """A pure step (params, state, batch) -> metrics, with the model in evaluation mode (running statistics)."""
+
+    def step(params, state, batch):
+        x, y = batch
+        outputs, _ = apply(params, state, x, train=False)
+        return _metrics(outputs, y, loss(outputs, y))
+
+    return jax.jit(step) if jit else step
+
+
+def evaluate(eval_step, params, state, x, y, batch_size: int = 256) -> dict:
+    """Mean loss and accuracy over (x, y), evaluated in batches."""
+    from ..data.batching import batches
+
+    totals = {"loss_sum": 0.0, "correct": 0, "count": 0}
+    for batch in batches(x, y, batch_size):
+        metrics = eval_step(params, state, batch)
+        for k in totals:
+            totals[k] += float(metrics[k])
+    count = max(totals["count"], 1)
+    return {"loss": totals["loss_sum"] / count, "accuracy": totals["correct"] / count}
+
+
+def predict(apply, params, state, x, batch_size: int = 256):
+    """Class predictions (argmax of the logits) for x, in evaluation mode."""
+    fn = jax.jit(lambda p, s, xb: jnp.argmax(logits_of(apply(p, s, xb, train=False)[0]), -1))
+    return jnp.concatenate([fn(params, state, x[i:i + batch_size]) for i in range(0, len(x), batch_size)])

@@ -1,0 +1,127 @@
+"""Plots (matplotlib, saved as PNG): learning curves, first-layer filters, feature maps, a confusion matrix."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
+
+
+def read_metrics(path) -> list[dict]:
+    """The rows of a metrics.jsonl log."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def plot_curves(history, path, title: str = "training"):
+    """Loss and accuracy per epoch (train and, when logged, validation). `history`: rows or a metrics.jsonl path."""
+    rows = read_metrics(history) if isinstance(history, (str, Path)) else list(history)
+    plt = _pyplot()
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
+    epochs = [r["epoch"] for r in rows]
+    for split in ("train", "val"):
+        if rows and f"{split}_loss" in rows[0]:
+            ax_loss.plot(epochs, [r[f"{split}_loss"] for r in rows], marker="o", label=split)
+            ax_acc.plot(epochs, [r[f"{split}_accuracy"] for r in rows], marker="o", label=split)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title=f"{title}: loss", yscale="log")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title=f"{title}: accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _save(fig, path)
+
+
+def _grid(n):
+    cols = math.ceil(math.sqrt(n))
+    return math.ceil(n / cols), cols
+
+
+def _normalise(a):
+    a = np.asarray(a, np.float64)
+    lo, hi = a.min(), a.max()
+    return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+
+
+def plot_filters(w, path, title: str = "first-layer filters"):
+    """One tile per output channel of an HWIO filter bank: grey for 1 input channel, RGB for 3, else channel 0."""
+    w = np.asarray(w)
+    rows, cols = _grid(w.shape[-1])
+    plt = _pyplot()
+    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.3 * rows + 0.4), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < w.shape[-1]:
+            tile = w[:, :, :, i]
+            if tile.shape[-1] == 3:
+                ax.imshow(_normalise(tile), interpolation="nearest")
+            else:
+                ax.imshow(_normalise(tile[:, :, 0]), cmap="gray", interpolation="nearest")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_feature_maps(layers, path, title: str = "feature maps", image=None, columns: int = 8):
+    """Feature maps of one example: `layers` is a list of (name, maps (H, W, C)); each layer gets its own rows,
+    one tile per channel, optionally after the input image."""
+    layers = [(name, np.asarray(maps)) for name, maps in layers]
+    rows_per = [math.ceil(m.shape[-1] / columns) for _, m in layers]
+    total_rows = sum(rows_per) + (image is not None)
+    plt = _pyplot()
+    fig, axes = plt.subplots(total_rows, columns, figsize=(1.25 * columns, 1.3 * total_rows + 0.5), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    row = 0
+    if image is not None:
+        axes[0, 0].imshow(np.asarray(image)[..., 0], cmap="gray", interpolation="nearest")
+        axes[0, 0].set_title("input", fontsize=7)
+        row = 1
+    for (name, maps), n_rows in zip(layers, rows_per):
+        for c in range(maps.shape[-1]):
+            ax = axes[row + c // columns, c % columns]
+            ax.imshow(maps[..., c], cmap="viridis", interpolation="nearest")
+            ax.set_title(f"{name} [{c}]", fontsize=6)
+        row += n_rows
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
+    """counts[i, j] = number of examples of class i predicted as j."""
+    counts = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(counts, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    return counts
+
+
+def plot_confusion(y_true, y_pred, class_names, path, title: str = "confusion matrix (test)"):
+    """Confusion matrix with counts in the cells, true classes as rows."""
+    counts = confusion_matrix(y_true, y_pred, len(class_names))
+    plt = _pyplot()
+    size = max(4.0, 0.45 * len(class_names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(counts, cmap="Blues")
+    ax.set(xticks=range(len(class_names)), yticks=range(len(class_names)), xlabel="predicted", ylabel="true",
+           title=f"{title}: accuracy {np.trace(counts) / max(counts.sum(), 1):.3f}")
+    ax.set_xticklabels(class_names, rotation=45, ha="right")
+    ax.set_yticklabels(class_names)
+    threshold = counts.max() / 2 if counts.size else 0
+    for (i, j), v in np.ndenumerate(counts):
+        ax.text(j, i, str(v), ha="center", va="center", fontsize=7, color="white" if v > threshold else "black")
+    return _save(fig, path)
