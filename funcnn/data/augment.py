@@ -40,7 +40,7 @@ def rotate(image, degrees):
     """Rotate counter-clockwise by `degrees` about the centre."""
     t = jnp.deg2rad(degrees)
     c, s = jnp.cos(t), jnp.sin(t)
-    return affine(image, jnp.array([[c, s], [-s, c]]))
+    return affine(image, jnp.array([[c, -s], [s, c]]))  # (row, col) coordinates: counter-clockwise on screen
 
 
 def flip(image):

@@ -53,9 +53,9 @@ def _elementwise(name: str, forward, local_derivative, doc: str):
 
 relu = _elementwise(
     "relu",
-    lambda z: jnp.where(z > 0, z, jnp.zeros((), z.dtype)),
+    lambda z: jnp.maximum(z, jnp.zeros((), z.dtype)),
     lambda y: y > 0,
-    "max(z, 0) elementwise. Gradient: g * (z > 0); the derivative at z = 0 is taken as 0.",
+    "max(z, 0) elementwise (NaN propagates). Gradient: g * (z > 0); the derivative at z = 0 is taken as 0.",
 )
 sigmoid = _elementwise(
     "sigmoid",

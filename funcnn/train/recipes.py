@@ -21,7 +21,7 @@ def _adam_chain(learning_rate, weight_decay):
 
 def sgd(learning_rate: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0, nesterov: bool = False):
     """SGD with momentum (0.9 in the lectures) and L2 weight decay added to the gradient (coupled, as in AlexNet)."""
-    return optax.inject_hyperparams(_sgd_chain, static_args=("nesterov",))(
+    return optax.inject_hyperparams(_sgd_chain, static_args=("momentum", "nesterov"))(
         learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
 
 

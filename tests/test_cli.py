@@ -1,0 +1,93 @@
+"""The funcnn command: the main job end to end (short), one-line errors, summary, gradcheck, python -m funcnn."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from funcnn import cli, viz
+
+
+def _run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "funcnn", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=900)
+
+
+def test_train_writes_every_output_and_reports_test_accuracy(tmp_path):
+    out = tmp_path / "run"
+    result = _run("train", "--epochs", "2", "--out", str(out), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "test accuracy" in result.stdout
+    expected = {"config.json", "metrics.jsonl", "checkpoint.npz", "best.npz", "params.npz", "results.json",
+                "curves.png", "filters.png", "feature_maps.png", "confusion.png"}
+    assert expected <= {p.name for p in out.iterdir()}
+    results = json.loads((out / "results.json").read_text())
+    assert results["epochs_run"] == 2 and results["test_accuracy"] > 0.8
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    # --resume with more epochs continues from the checkpoint
+    again = _run("train", "--epochs", "3", "--out", str(out), "--no-progress", "--resume", "--no-plots")
+    assert again.returncode == 0, again.stderr
+    assert [json.loads(r)["epoch"] for r in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_default_job_reaches_95_percent(tmp_path):
+    result = _run("train", "--no-progress", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    results = json.loads((tmp_path / "runs" / "lenet5-digits" / "results.json").read_text())
+    assert results["test_accuracy"] >= 0.95 and results["train_seconds"] < 180
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--model", "lenet6"], "unknown model 'lenet6'; known models: alexnet"),
+    (["train", "--dataset", "imagenet"], "unknown dataset 'imagenet'; known datasets: cifar10"),
+    (["train", "--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'"),
+    (["train", "--dataset", "mnist", "--data-dir", "/definitely/not/here"], "data directory does not exist"),
+    (["summary", "--model", "nope"], "unknown model 'nope'"),
+])
+def test_bad_arguments_give_one_line_errors(args, message, capsys):
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("funcnn: error: ") and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_missing_data_files_and_unwritable_output(tmp_path, capsys):
+    assert cli.main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "missing data file" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert cli.main(["train", "--out", str(blocker / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "is not writable" in err and len(err.strip().splitlines()) == 1
+
+
+def test_summary_and_gradcheck_subcommands():
+    result = _run("summary", "--model", "lenet5")
+    assert result.returncode == 0 and "Total parameters: 61,706" in result.stdout
+    result = _run("gradcheck", "--primitive", "relu")
+    assert result.returncode == 0 and "relu" in result.stdout
+
+
+def test_console_script_is_installed():
+    import shutil
+
+    script = shutil.which("funcnn", path=os.path.dirname(sys.executable))
+    assert script is not None
+    assert subprocess.run([script, "--help"], capture_output=True, text=True).returncode == 0
+
+
+def test_plots_are_written(tmp_path):
+    rows = [{"epoch": 1, "train_loss": 1.0, "train_accuracy": 0.5, "val_loss": 0.9, "val_accuracy": 0.6},
+            {"epoch": 2, "train_loss": 0.5, "train_accuracy": 0.8, "val_loss": 0.6, "val_accuracy": 0.7}]
+    for path in [viz.plot_curves(rows, tmp_path / "c.png"),
+                 viz.plot_filters(np.random.default_rng(0).normal(size=(5, 5, 3, 6)), tmp_path / "f.png"),
+                 viz.plot_feature_maps([("a", np.ones((8, 8, 3))), ("b", np.ones((4, 4, 9)))], tmp_path / "m.png",
+                                       image=np.ones((16, 16, 1))),
+                 viz.plot_confusion([0, 1, 1, 2], [0, 1, 2, 2], ["a", "b", "c"], tmp_path / "x.png")]:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    np.testing.assert_array_equal(viz.confusion_matrix([0, 1, 1, 2], [0, 1, 2, 2], 3),
+                                  [[1, 0, 0], [0, 1, 1], [0, 0, 1]])
