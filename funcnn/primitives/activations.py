@@ -82,40 +82,28 @@ def _log_softmax(z, axis):
     return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=axis, keepdims=True))
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(1,))
-def _softmax_p(z, axis):
-    return _softmax(z.astype(accumulation_dtype(z.dtype)), axis).astype(z.dtype)
+def _over_axis(forward, backward):
+    """A primitive over one axis, y = forward(z, axis), whose backward(y, g, axis) needs only the output y."""
+
+    @partial(jax.custom_vjp, nondiff_argnums=(1,))
+    def prim(z, axis):
+        return forward(z.astype(accumulation_dtype(z.dtype)), axis).astype(z.dtype)
+
+    def fwd(z, axis):
+        y = prim(z, axis)
+        return y, y
+
+    def bwd(axis, y, g):
+        return (backward(y, g, axis),)
+
+    prim.defvjp(fwd, bwd)
+    return prim
 
 
-def _softmax_p_fwd(z, axis):
-    y = _softmax_p(z, axis)
-    return y, y
-
-
-def _softmax_p_bwd(axis, y, g):
-    """dz_i = y_i (g_i - sum_j g_j y_j)."""
-    return (y * (g - jnp.sum(g * y, axis=axis, keepdims=True)),)
-
-
-_softmax_p.defvjp(_softmax_p_fwd, _softmax_p_bwd)
-
-
-@partial(jax.custom_vjp, nondiff_argnums=(1,))
-def _log_softmax_p(z, axis):
-    return _log_softmax(z.astype(accumulation_dtype(z.dtype)), axis).astype(z.dtype)
-
-
-def _log_softmax_p_fwd(z, axis):
-    y = _log_softmax_p(z, axis)
-    return y, y
-
-
-def _log_softmax_p_bwd(axis, y, g):
-    """dz_i = g_i - softmax(z)_i sum_j g_j, with softmax(z) = exp(log_softmax(z))."""
-    return (g - jnp.exp(y) * jnp.sum(g, axis=axis, keepdims=True),)
-
-
-_log_softmax_p.defvjp(_log_softmax_p_fwd, _log_softmax_p_bwd)
+# dz_i = y_i (g_i - sum_j g_j y_j)
+_softmax_p = _over_axis(_softmax, lambda y, g, axis: y * (g - jnp.sum(g * y, axis=axis, keepdims=True)))
+# dz_i = g_i - softmax(z)_i sum_j g_j, with softmax(z) = exp(log_softmax(z))
+_log_softmax_p = _over_axis(_log_softmax, lambda y, g, axis: g - jnp.exp(y) * jnp.sum(g, axis=axis, keepdims=True))
 
 
 def _check_axis(name, z, axis):

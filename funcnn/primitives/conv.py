@@ -36,14 +36,14 @@ from jax import lax
 
 from ._common import (
     Geometry,
-    as_tuple,
-    resolve_padding,
     accumulation_dtype,
+    as_tuple,
     check_rank,
     crop_spatial,
     float_dtype,
     make_geometry,
     pad_spatial,
+    resolve_padding,
     reverse_mode_only,
     window_offsets,
     window_slice,
