@@ -22,11 +22,16 @@ Algorithm choice (one small table; every path passes the same gradient checks):
     | case                                    | forward / dX / dW                                     |
     |-----------------------------------------|-------------------------------------------------------|
     | depth-wise (groups == C_in > 1)         | K^prod shifted-slice "taps": multiply-adds of slices  |
+    | groups == 1, C_in <= 3 (first layers)   | im2col: the windows as one (K^2 C_in, M) matrix, and  |
+    |                                         | one matmul each for forward, dW and dX                |
     | everything else                         | lax.conv_general_dilated in the canonical form        |
+
+`benchmarks/primitives.py` measures each choice; `force_algorithm(name)` overrides the table (tests run every path).
 """
 
 from __future__ import annotations
 
+import contextlib
 from functools import partial
 from typing import NamedTuple
 
@@ -66,8 +71,36 @@ def _dimension_numbers(nd: int, lhs: str, rhs: str, out: str):
     return tuple(s.replace("*", sp) for s in (lhs, rhs, out))
 
 
-def _is_depthwise(spec: ConvSpec, w_shape) -> bool:
-    return spec.groups > 1 and w_shape[-2] == 1
+IM2COL_MAX_CHANNELS = 3
+_FORCED: list = [None]
+
+
+def _algorithm(spec: ConvSpec, w_shape) -> str:
+    """"taps", "im2col" or "canonical", by the table in the module docstring."""
+    if _FORCED[0] is not None:
+        wanted = _FORCED[0]
+        if wanted == "taps" and not (spec.groups > 1 and w_shape[-2] == 1):
+            return "canonical"  # taps exist for depth-wise filters only
+        if wanted == "im2col" and spec.groups != 1:
+            return "canonical"
+        return wanted
+    if spec.groups > 1 and w_shape[-2] == 1:
+        return "taps"
+    if spec.groups == 1 and w_shape[-2] <= IM2COL_MAX_CHANNELS:
+        return "im2col"
+    return "canonical"
+
+
+@contextlib.contextmanager
+def force_algorithm(name: str | None):
+    """Use one algorithm wherever it applies (for tests and benchmarks): "taps", "im2col", "canonical" or None."""
+    if name not in (None, "taps", "im2col", "canonical"):
+        raise ValueError(f"force_algorithm: unknown algorithm {name!r}")
+    previous, _FORCED[0] = _FORCED[0], name
+    try:
+        yield
+    finally:
+        _FORCED[0] = previous
 
 
 def _with_bias(z, b):
@@ -80,8 +113,11 @@ def _with_bias(z, b):
 
 def _conv(x, w, spec: ConvSpec):
     """z[n, i, f] = sum_{u, c} x_pad[n, S*i + D*u, c] * w[u, c, f] (no bias)."""
-    if _is_depthwise(spec, w.shape):
+    algorithm = _algorithm(spec, w.shape)
+    if algorithm == "taps":
         return _taps_conv(x, w, spec.geo)
+    if algorithm == "im2col":
+        return _im2col_conv(x, w, spec.geo)
     nd = x.ndim - 2
     z = lax.conv_general_dilated(
         x,
@@ -136,8 +172,11 @@ def _flip_and_swap(w, groups: int):
 
 def _conv_dx(g, w, spec: ConvSpec, in_sizes):
     """dX[n, y, c] = sum_{f, i} g_up[n, i, f] * w[y - i, c, f]: the four lecture steps as one convolution."""
-    if _is_depthwise(spec, w.shape):
+    algorithm = _algorithm(spec, w.shape)
+    if algorithm == "taps":
         return _taps_dx(g, w, spec, in_sizes)
+    if algorithm == "im2col":
+        return _im2col_dx(g, w, spec.geo, in_sizes)
     nd = g.ndim - 2
     dx = lax.conv_general_dilated(
         g,
@@ -159,8 +198,11 @@ def _conv_dw(x, g, spec: ConvSpec, w_shape):
     A correlation of the padded input with g upsampled by S (rhs_dilation = S), stepping D over the input
     (window_strides = D); batch and channel axes swap roles, and groups become batch groups.
     """
-    if _is_depthwise(spec, w_shape):
+    algorithm = _algorithm(spec, w_shape)
+    if algorithm == "taps":
         return _taps_dw(x, g, spec.geo)
+    if algorithm == "im2col":
+        return _im2col_dw(x, g, spec.geo, w_shape)
     nd = x.ndim - 2
     dropped = spec.geo.dropped(x.shape[1:-1])
     dw = lax.conv_general_dilated(
@@ -223,6 +265,49 @@ def _taps_dw(x, g, geo: Geometry):
         for u in window_offsets(geo.window)
     ]
     return jnp.stack(taps).reshape(*geo.window, 1, -1).astype(x.dtype)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# im2col for few input channels (a first layer): the windows as a (K^2 C_in, M) matrix, M = N * prod(out), one
+# matmul per rule. Eigen's convolutions run far below the matmul peak there (LeNet's conv1: about 6 GFLOP/s).
+
+
+def _columns(x, geo: Geometry, out_sizes):
+    """cols[(u, c), (n, i)] = x_pad[n, S*i + D*u, c]: every window as a column, taps row-major then channels."""
+    xp = pad_spatial(x, geo.padding)
+    taps = jnp.stack([window_slice(xp, u, geo, out_sizes) for u in window_offsets(geo.window)])  # (T, N, *O, C)
+    taps = jnp.moveaxis(taps, -1, 1)  # (T, C, N, *O): a free reshape when C == 1
+    return taps.reshape(taps.shape[0] * taps.shape[1], -1)
+
+
+def _im2col_conv(x, w, geo: Geometry):
+    """z[(n, i), f] = sum_{(u, c)} cols[(u, c), (n, i)] * w[(u, c), f]."""
+    acc = accumulation_dtype(x.dtype)
+    out_sizes = geo.out_sizes(x.shape[1:-1])
+    cols = _columns(x, geo, out_sizes)
+    z = lax.dot_general(cols, w.reshape(-1, w.shape[-1]), (((0,), (0,)), ((), ())), preferred_element_type=acc)
+    return z.reshape(x.shape[0], *out_sizes, w.shape[-1]).astype(x.dtype)
+
+
+def _im2col_dw(x, g, geo: Geometry, w_shape):
+    """dW[(u, c), f] = sum_{(n, i)} cols[(u, c), (n, i)] * g[(n, i), f]."""
+    cols = _columns(x, geo, g.shape[1:-1])
+    dw = jnp.matmul(cols, g.reshape(-1, g.shape[-1]), preferred_element_type=accumulation_dtype(x.dtype))
+    return dw.reshape(w_shape).astype(x.dtype)
+
+
+def _im2col_dx(g, w, geo: Geometry, in_sizes):
+    """dcols = w g^T, then each tap's row block is placed back at S*i + D*u ("+=" over overlaps), padding cropped."""
+    acc = accumulation_dtype(g.dtype)
+    taps, channels = len(list(window_offsets(geo.window))), w.shape[-2]
+    dcols = jnp.matmul(w.reshape(-1, w.shape[-1]), g.reshape(-1, g.shape[-1]).T, preferred_element_type=acc)
+    dcols = jnp.moveaxis(dcols.reshape(taps, channels, *g.shape[:-1]), 1, -1)  # (T, N, *O, C)
+    padded = [n + lo + hi for n, (lo, hi) in zip(in_sizes, geo.padding)]
+    dxp = None
+    for t, u in enumerate(window_offsets(geo.window)):
+        term = window_unslice(dcols[t], u, geo, padded)
+        dxp = term if dxp is None else dxp + term
+    return crop_spatial(dxp, geo.padding).astype(g.dtype)
 
 
 # ----------------------------------------------------------------------------------------------------------------

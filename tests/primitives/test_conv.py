@@ -10,10 +10,13 @@ from jax import lax
 import funcnn as fn
 from funcnn import reference as ref
 from funcnn.gradcheck import check_vjp
+from funcnn.primitives.conv import force_algorithm
 
 from ..helpers import conv_configs, dropped_rows, inner, lax_padding, normal
 
 DN = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC")}
+# every path of the algorithm table is swept (a forced path that does not apply falls back to the canonical one)
+ALGORITHMS = pytest.mark.parametrize("algorithm", ["canonical", "im2col", "taps"])
 
 
 def _prim(nd, transpose=False):
@@ -39,8 +42,14 @@ def _inputs(cfg, seed=0):
 # forward
 
 
-@given(conv_configs())
-def test_forward_matches_reference_and_lax(cfg):
+@ALGORITHMS
+@given(cfg=conv_configs())
+def test_forward_matches_reference_and_lax(cfg, algorithm):
+    with force_algorithm(algorithm):
+        _test_forward_matches_reference_and_lax(cfg)
+
+
+def _test_forward_matches_reference_and_lax(cfg):
     x, w, b = _inputs(cfg)
     nd = x.ndim - 2
     out = _prim(nd)(x, w, b, **cfg["kw"])
@@ -119,8 +128,14 @@ def test_depthwise_taps_path_matches_grouped_lax_conv():
 # backward
 
 
-@given(conv_configs())
-def test_vjp_matches_autodiff_of_reference(cfg):
+@ALGORITHMS
+@given(cfg=conv_configs())
+def test_vjp_matches_autodiff_of_reference(cfg, algorithm):
+    with force_algorithm(algorithm):
+        _test_vjp_matches_autodiff_of_reference(cfg)
+
+
+def _test_vjp_matches_autodiff_of_reference(cfg):
     x, w, b = _inputs(cfg)
     prim = _prim(x.ndim - 2)
     report = check_vjp(lambda x, w, b: prim(x, w, b, **cfg["kw"]), lambda x, w, b: ref.conv_nd(x, w, b, **cfg["kw"]),
@@ -177,12 +192,20 @@ def test_conv_transpose_equals_vjp_of_conv(cfg):
     np.testing.assert_allclose(out, vjp(g)[0], rtol=1e-10, atol=1e-10)
 
 
-@given(conv_configs(max_groups=1))
-def test_conv_transpose_vjp_matches_reference(cfg):
+@ALGORITHMS
+@given(cfg=conv_configs(max_groups=1))
+def test_conv_transpose_vjp_matches_reference(cfg, algorithm):
+    with force_algorithm(algorithm):
+        _test_conv_transpose_vjp_matches_reference(cfg)
+
+
+def _test_conv_transpose_vjp_matches_reference(cfg):
     x, w, _ = _inputs(cfg)
     nd = x.ndim - 2
     kw = {k: v for k, v in cfg["kw"].items() if k != "groups"}
     z_shape = _prim(nd)(x, w, **kw).shape
+    if not (isinstance(kw["padding"], str) and kw["padding"] == "SAME"):
+        kw["output_padding"] = dropped_rows(x.shape, w.shape, kw["stride"], kw["padding"], kw["dilation"])
     rng = np.random.default_rng(5)
     y, wt, b = normal(rng, *z_shape), w, normal(rng, w.shape[-2])
     check_vjp(lambda y, w, b: _prim(nd, True)(y, w, b, **kw), lambda y, w, b: ref.conv_transpose_nd(y, w, b, **kw),
@@ -199,8 +222,14 @@ def test_conv_transpose_finite_differences_and_sizes():
     check_vjp(lambda y, w, b: fn.conv_transpose2d(y, w, b, stride=2, padding=1), None, y, w, b).raise_if_failed()
 
 
-@given(conv_configs(max_groups=1))
-def test_dx_equals_the_lecture_algorithm_literally(cfg):
+@ALGORITHMS
+@given(cfg=conv_configs(max_groups=1))
+def test_dx_equals_the_lecture_algorithm_literally(cfg, algorithm):
+    with force_algorithm(algorithm):
+        _test_dx_equals_the_lecture_algorithm_literally(cfg)
+
+
+def _test_dx_equals_the_lecture_algorithm_literally(cfg):
     """Upsample g with real zeros, pad by K_eff-1, convolve with the flipped channel-swapped filter, crop."""
     x, w, _ = _inputs(cfg)
     kw = {k: v for k, v in cfg["kw"].items() if k != "groups"}
@@ -329,3 +358,19 @@ def test_other_bad_inputs():
                             output_padding=1)
     with pytest.raises(ValueError, match=r"crops the whole output"):
         fn.conv_transpose2d(jnp.ones((1, 1, 1, 2)), jnp.ones((1, 1, 1, 2)), padding=1)
+
+
+def test_algorithm_table_and_override():
+    from funcnn.primitives.conv import ConvSpec, _algorithm
+    from funcnn.primitives._common import Geometry
+
+    geo = Geometry((3, 3), (1, 1), ((0, 0), (0, 0)), (1, 1))
+    assert _algorithm(ConvSpec(geo, 1), (3, 3, 1, 6)) == "im2col"  # LeNet's first layer
+    assert _algorithm(ConvSpec(geo, 1), (3, 3, 64, 64)) == "canonical"
+    assert _algorithm(ConvSpec(geo, 8), (3, 3, 1, 8)) == "taps"
+    assert _algorithm(ConvSpec(geo, 2), (3, 3, 2, 8)) == "canonical"  # grouped, not depth-wise
+    with force_algorithm("canonical"):
+        assert _algorithm(ConvSpec(geo, 1), (3, 3, 1, 6)) == "canonical"
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        with force_algorithm("winograd"):
+            pass
