@@ -197,11 +197,27 @@ def crop_spatial(xp, pads: Pads):
     return lax.slice(xp, starts, limits)
 
 
+def tiles_exactly(geo: Geometry) -> bool:
+    """Windows that neither overlap nor leave gaps, without padding: stride == window, dilation 1."""
+    return (geo.stride == geo.window and all(d == 1 for d in geo.dilation)
+            and all(lo == 0 and hi == 0 for lo, hi in geo.padding))
+
+
 def spread_windows(h, geo: Geometry, in_sizes):
     """sum over window offsets u of h placed at S*i + D*u: every input receives the sum over the windows it lies in.
 
     This is the "+=" of the lecture's pooling backward loops, with the forward padding cropped away afterwards.
+    When the windows tile the input (stride == window, no padding) each input lies in one window: h is broadcast
+    over its window, and the rows the floor dropped get zeros.
     """
+    if tiles_exactly(geo):
+        n, *out, c = h.shape
+        interleaved = [d for o, k in zip(out, geo.window) for d in (o, 1)]
+        full = [d for o, k in zip(out, geo.window) for d in (o, k)]
+        tiled = jnp.broadcast_to(h.reshape(n, *interleaved, c), (n, *full, c))
+        tiled = tiled.reshape(n, *(o * k for o, k in zip(out, geo.window)), c)
+        rest = [(0, size - o * k, 0) for size, o, k in zip(in_sizes, out, geo.window)]
+        return lax.pad(tiled, jnp.zeros((), h.dtype), [(0, 0, 0), *rest, (0, 0, 0)])
     padded = [n + lo + hi for n, (lo, hi) in zip(in_sizes, geo.padding)]
     total = None
     for offset in window_offsets(geo.window):
