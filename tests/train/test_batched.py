@@ -1,0 +1,74 @@
+"""Replicas under vmap equal separate runs; per-example gradients equal a loop over examples."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import funcnn as fn
+from funcnn import layers as L, train
+
+MODEL = L.serial(L.Conv(4, 3), L.Relu(), L.MaxPool(2), L.Flatten(), L.Dropout(0.2), L.Dense(10))
+SHAPE = (1, 12, 12, 1)
+
+
+def _batch(n=16, seed=0):
+    rng = np.random.default_rng(seed)
+    return jnp.asarray(rng.normal(size=(n, 12, 12, 1)), jnp.float32), jnp.asarray(rng.integers(0, 10, n))
+
+
+def test_replicas_equal_separate_runs_with_the_same_seeds_and_learning_rates():
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    rates = [1e-3, 3e-3, 1e-2]
+    params, state = train.init_replicas(MODEL.init, SHAPE, keys)
+    opt = train.adam()
+    opt_state = train.init_replica_optimizer(opt, params, learning_rate=rates)
+    step = train.make_replica_train_step(MODEL.apply, opt)
+    step_keys = [jax.random.split(jax.random.PRNGKey(10 + t), 3) for t in range(3)]
+    for t in range(3):
+        params, state, opt_state, metrics = step(params, state, opt_state, _batch(seed=t), step_keys[t])
+    assert metrics["loss_sum"].shape == (3,)
+    for r in range(3):
+        _, p, s = MODEL.init(keys[r], SHAPE)
+        single_opt = train.adam(rates[r])
+        o = single_opt.init(p)
+        single = train.make_train_step(MODEL.apply, single_opt)
+        for t in range(3):
+            p, s, o, m = single(p, s, o, _batch(seed=t), step_keys[t][r])
+        for a, b in zip(jax.tree_util.tree_leaves(p), jax.tree_util.tree_leaves(params)):
+            np.testing.assert_allclose(b[r], a, rtol=2e-5, atol=2e-6)
+        np.testing.assert_allclose(metrics["loss_sum"][r], m["loss_sum"], rtol=2e-5)
+
+
+def test_replica_batches_and_unknown_hyperparameters():
+    keys = jax.random.split(jax.random.PRNGKey(1), 2)
+    params, state = train.init_replicas(MODEL.init, SHAPE, keys)
+    opt = train.sgd(0.1)
+    opt_state = train.init_replica_optimizer(opt, params, learning_rate=0.05)
+    np.testing.assert_allclose(opt_state.hyperparams["learning_rate"], [0.05, 0.05])
+    step = train.make_replica_train_step(MODEL.apply, opt, shared_batch=False)
+    x, y = _batch(8)
+    batches = (jnp.stack([x, x[::-1]]), jnp.stack([y, y[::-1]]))
+    _, _, _, metrics = step(params, state, opt_state, batches, keys)
+    assert metrics["count"].tolist() == [8, 8]
+    with pytest.raises(ValueError, match="no injected hyperparameter 'beta'"):
+        train.init_replica_optimizer(opt, params, beta=[1, 2])
+
+
+def test_per_example_grads_equal_a_loop_over_examples():
+    _, params, state = MODEL.init(jax.random.PRNGKey(2), SHAPE)
+    x, y = _batch(6)
+
+    def loss(params, batch):
+        logits, _ = MODEL.apply(params, state, batch[0])
+        return fn.softmax_cross_entropy(logits, batch[1]).mean()
+
+    grads = train.per_example_grads(loss, params, (x, y))
+    for i in range(6):
+        single = jax.grad(loss)(params, (x[i:i + 1], y[i:i + 1]))
+        for a, b in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(single)):
+            np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-6)
+    # the mean of per-example gradients is the batch gradient
+    batch_grad = jax.grad(loss)(params, (x, y))
+    for a, b in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(batch_grad)):
+        np.testing.assert_allclose(a.mean(0), b, rtol=1e-4, atol=1e-6)
