@@ -68,27 +68,33 @@ def _max_pool_p(x, geo: Geometry):
 
 
 def _max_pool_p_fwd(x, geo):
-    y = _max_pool_p(x, geo)
-    return y, (x, y)
+    return _max_pool_p(x, geo), x
 
 
-def _max_pool_p_bwd(geo, res, g):
+def _max_pool_p_bwd(geo, x, g):
     """dx[P[n, i, c]] += g[n, i, c], P the first maximum of each window in row-major order.
 
-    The lecture keeps the argmax P; here it is recovered window offset by window offset as a mask: offset u wins
-    where x_pad at that offset equals y and no earlier offset has won. Each winner's g is placed back with
-    interior padding, so overlapping windows accumulate ("+=") without a scatter.
+    Lecture: "keep track of which position had the highest value". One pass over the window offsets keeps the
+    running maximum and its offset index, replacing it only on a strictly greater value (so ties keep the first);
+    a second pass places each window's g at its winning offset with interior padding, so overlapping windows
+    accumulate ("+=") without a scatter. Exactly one input per window receives g. Only comparisons among the
+    values of this pass decide the winner: no equality test against the forward output, which XLA may have
+    computed with different rounding (fused and recomputed differently, e.g. after BatchNorm under sharding).
     """
-    x, y = res
     xp = pad_spatial(x, geo.padding, -jnp.inf)
-    padded_sizes = xp.shape[1:-1]
-    out_sizes = y.shape[1:-1]
-    taken = jnp.zeros(y.shape, bool)
+    out_sizes = g.shape[1:-1]
+    offsets = list(window_offsets(geo.window))
+    best = window_slice(xp, offsets[0], geo, out_sizes)
+    winner = jnp.zeros(g.shape, jnp.int32)
+    for t, u in enumerate(offsets[1:], start=1):
+        candidate = window_slice(xp, u, geo, out_sizes)
+        better = candidate > best
+        best = jnp.where(better, candidate, best)
+        winner = jnp.where(better, t, winner)
+    zero = jnp.zeros((), g.dtype)
     dxp = None
-    for u in window_offsets(geo.window):
-        wins = (window_slice(xp, u, geo, out_sizes) == y) & ~taken
-        taken = taken | wins
-        term = window_unslice(jnp.where(wins, g, jnp.zeros((), g.dtype)), u, geo, padded_sizes)
+    for t, u in enumerate(offsets):
+        term = window_unslice(jnp.where(winner == t, g, zero), u, geo, xp.shape[1:-1])
         dxp = term if dxp is None else dxp + term
     return (crop_spatial(dxp, geo.padding),)
 
