@@ -57,3 +57,19 @@ def test_remat_gives_the_same_values_and_gradients():
     remat = jax.grad(loss, argnums=1, has_aux=True)(L.remat(layer).apply, params)
     for a, b in zip(jax.tree_util.tree_leaves(plain), jax.tree_util.tree_leaves(remat)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_truncate_runs_the_first_layers_with_the_full_models_trees():
+    import pytest
+
+    model = L.serial(L.Conv(3, 3), L.Relu(), L.MaxPool(2), L.Flatten(), L.Dense(2))
+    _, params, state = model.init(KEY, (2, 8, 8, 1))
+    x = jax.random.normal(KEY, (2, 8, 8, 1))
+    maps, _ = L.truncate(model, "1_Relu").apply(params, state, x)
+    expected = jnp.maximum(fn.conv2d(x, params["0_Conv"]["w"], params["0_Conv"]["b"]), 0)
+    np.testing.assert_allclose(maps, expected, rtol=1e-6)
+    assert L.truncate(model, "4_Dense").apply(params, state, x)[0].shape == (2, 2)
+    with pytest.raises(ValueError, match="no layer '9_Conv'; the model's layers are 0_Conv, 1_Relu"):
+        L.truncate(model, "9_Conv")
+    with pytest.raises(ValueError, match="not a serial"):
+        L.truncate(L.Relu(), "0_Relu")

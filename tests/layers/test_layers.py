@@ -172,6 +172,7 @@ def test_initialisers_have_the_right_fans_and_scale():
     assert float(jnp.max(jnp.abs(w))) <= np.sqrt(6 / 500) + 1e-7
     np.testing.assert_allclose(float(jnp.std(w)), np.sqrt(2 / 500), rtol=0.03)
     assert float(jnp.abs(I.zeros(KEY, (3,))).sum()) == 0 and float(I.ones(KEY, (3,)).sum()) == 3
+    np.testing.assert_allclose(float(jnp.std(I.normal(0.05)(KEY, (100, 100)))), 0.05, rtol=0.03)
 
 
 def test_init_validates_configuration_before_any_data():
