@@ -15,8 +15,23 @@ from funcnn.primitives.conv import force_algorithm
 from ..helpers import conv_configs, dropped_rows, inner, lax_padding, normal
 
 DN = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC")}
-# every path of the algorithm table is swept (a forced path that does not apply falls back to the canonical one)
-ALGORITHMS = pytest.mark.parametrize("algorithm", ["canonical", "im2col", "taps"])
+
+
+def over_algorithms(strategy):
+    """Run a hypothesis sweep once per path of the conv algorithm table (a forced path that does not apply to a
+    configuration falls back to the canonical one)."""
+
+    def decorate(body):
+        @pytest.mark.parametrize("algorithm", ["canonical", "im2col", "taps"])
+        @given(cfg=strategy)
+        def test(cfg, algorithm):
+            with force_algorithm(algorithm):
+                body(cfg)
+
+        test.__name__, test.__doc__ = body.__name__, body.__doc__
+        return test
+
+    return decorate
 
 
 def _prim(nd, transpose=False):
@@ -42,14 +57,8 @@ def _inputs(cfg, seed=0):
 # forward
 
 
-@ALGORITHMS
-@given(cfg=conv_configs())
-def test_forward_matches_reference_and_lax(cfg, algorithm):
-    with force_algorithm(algorithm):
-        _test_forward_matches_reference_and_lax(cfg)
-
-
-def _test_forward_matches_reference_and_lax(cfg):
+@over_algorithms(conv_configs())
+def test_forward_matches_reference_and_lax(cfg):
     x, w, b = _inputs(cfg)
     nd = x.ndim - 2
     out = _prim(nd)(x, w, b, **cfg["kw"])
@@ -128,14 +137,8 @@ def test_depthwise_taps_path_matches_grouped_lax_conv():
 # backward
 
 
-@ALGORITHMS
-@given(cfg=conv_configs())
-def test_vjp_matches_autodiff_of_reference(cfg, algorithm):
-    with force_algorithm(algorithm):
-        _test_vjp_matches_autodiff_of_reference(cfg)
-
-
-def _test_vjp_matches_autodiff_of_reference(cfg):
+@over_algorithms(conv_configs())
+def test_vjp_matches_autodiff_of_reference(cfg):
     x, w, b = _inputs(cfg)
     prim = _prim(x.ndim - 2)
     report = check_vjp(lambda x, w, b: prim(x, w, b, **cfg["kw"]), lambda x, w, b: ref.conv_nd(x, w, b, **cfg["kw"]),
@@ -192,14 +195,8 @@ def test_conv_transpose_equals_vjp_of_conv(cfg):
     np.testing.assert_allclose(out, vjp(g)[0], rtol=1e-10, atol=1e-10)
 
 
-@ALGORITHMS
-@given(cfg=conv_configs(max_groups=1))
-def test_conv_transpose_vjp_matches_reference(cfg, algorithm):
-    with force_algorithm(algorithm):
-        _test_conv_transpose_vjp_matches_reference(cfg)
-
-
-def _test_conv_transpose_vjp_matches_reference(cfg):
+@over_algorithms(conv_configs(max_groups=1))
+def test_conv_transpose_vjp_matches_reference(cfg):
     x, w, _ = _inputs(cfg)
     nd = x.ndim - 2
     kw = {k: v for k, v in cfg["kw"].items() if k != "groups"}
@@ -222,14 +219,8 @@ def test_conv_transpose_finite_differences_and_sizes():
     check_vjp(lambda y, w, b: fn.conv_transpose2d(y, w, b, stride=2, padding=1), None, y, w, b).raise_if_failed()
 
 
-@ALGORITHMS
-@given(cfg=conv_configs(max_groups=1))
-def test_dx_equals_the_lecture_algorithm_literally(cfg, algorithm):
-    with force_algorithm(algorithm):
-        _test_dx_equals_the_lecture_algorithm_literally(cfg)
-
-
-def _test_dx_equals_the_lecture_algorithm_literally(cfg):
+@over_algorithms(conv_configs(max_groups=1))
+def test_dx_equals_the_lecture_algorithm_literally(cfg):
     """Upsample g with real zeros, pad by K_eff-1, convolve with the flipped channel-swapped filter, crop."""
     x, w, _ = _inputs(cfg)
     kw = {k: v for k, v in cfg["kw"].items() if k != "groups"}
