@@ -203,10 +203,23 @@ def tiles_exactly(geo: Geometry) -> bool:
             and all(lo == 0 and hi == 0 for lo, hi in geo.padding))
 
 
-def spread_windows(h, geo: Geometry, in_sizes):
-    """sum over window offsets u of h placed at S*i + D*u: every input receives the sum over the windows it lies in.
+def place_windows(per_offset, geo: Geometry, in_sizes):
+    """The adjoint of taking every window slice: sum over window offsets u of per_offset(t, u) (t the offset's
+    row-major index) placed at S*i + D*u, then the forward padding cropped away.
 
-    This is the "+=" of the lecture's pooling backward loops, with the forward padding cropped away afterwards.
+    This is the "+=" of the lecture's backward loops: overlapping windows accumulate without a scatter.
+    """
+    padded = [n + lo + hi for n, (lo, hi) in zip(in_sizes, geo.padding)]
+    total = None
+    for t, u in enumerate(window_offsets(geo.window)):
+        term = window_unslice(per_offset(t, u), u, geo, padded)
+        total = term if total is None else total + term
+    return crop_spatial(total, geo.padding)
+
+
+def spread_windows(h, geo: Geometry, in_sizes):
+    """Every input receives the sum of h over the windows it lies in (pooling backward, lecture "+=").
+
     When the windows tile the input (stride == window, no padding) each input lies in one window: h is broadcast
     over its window, and the rows the floor dropped get zeros.
     """
@@ -218,12 +231,7 @@ def spread_windows(h, geo: Geometry, in_sizes):
         tiled = tiled.reshape(n, *(o * k for o, k in zip(out, geo.window)), c)
         rest = [(0, size - o * k, 0) for size, o, k in zip(in_sizes, out, geo.window)]
         return lax.pad(tiled, jnp.zeros((), h.dtype), [(0, 0, 0), *rest, (0, 0, 0)])
-    padded = [n + lo + hi for n, (lo, hi) in zip(in_sizes, geo.padding)]
-    total = None
-    for offset in window_offsets(geo.window):
-        term = window_unslice(h, offset, geo, padded)
-        total = term if total is None else total + term
-    return crop_spatial(total, geo.padding)
+    return place_windows(lambda t, u: h, geo, in_sizes)
 
 
 # ----------------------------------------------------------------------------------------------------------------

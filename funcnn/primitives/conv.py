@@ -44,15 +44,14 @@ from ._common import (
     accumulation_dtype,
     as_tuple,
     check_rank,
-    crop_spatial,
     float_dtype,
     make_geometry,
     pad_spatial,
+    place_windows,
     resolve_padding,
     reverse_mode_only,
     window_offsets,
     window_slice,
-    window_unslice,
 )
 
 _SPATIAL = {1: "W", 2: "HW", 3: "DHW"}
@@ -243,13 +242,11 @@ def _taps_dx(g, w, spec: ConvSpec, in_sizes):
     geo, channels = spec.geo, spec.groups
     acc = accumulation_dtype(g.dtype)
     gm = g.astype(acc).reshape(*g.shape[:-1], channels, -1)
-    padded = [n + lo + hi for n, (lo, hi) in zip(in_sizes, geo.padding)]
-    dxp = None
-    for u in window_offsets(geo.window):
-        contribution = jnp.sum(gm * w[(*u, 0)].astype(acc).reshape(channels, -1), axis=-1)
-        term = window_unslice(contribution, u, geo, padded)
-        dxp = term if dxp is None else dxp + term
-    return crop_spatial(dxp, geo.padding).astype(g.dtype)
+
+    def contribution(t, u):
+        return jnp.sum(gm * w[(*u, 0)].astype(acc).reshape(channels, -1), axis=-1)
+
+    return place_windows(contribution, geo, in_sizes).astype(g.dtype)
 
 
 def _taps_dw(x, g, geo: Geometry):
@@ -299,15 +296,9 @@ def _im2col_dw(x, g, geo: Geometry, w_shape):
 def _im2col_dx(g, w, geo: Geometry, in_sizes):
     """dcols = w g^T, then each tap's row block is placed back at S*i + D*u ("+=" over overlaps), padding cropped."""
     acc = accumulation_dtype(g.dtype)
-    taps, channels = len(list(window_offsets(geo.window))), w.shape[-2]
     dcols = jnp.matmul(w.reshape(-1, w.shape[-1]), g.reshape(-1, g.shape[-1]).T, preferred_element_type=acc)
-    dcols = jnp.moveaxis(dcols.reshape(taps, channels, *g.shape[:-1]), 1, -1)  # (T, N, *O, C)
-    padded = [n + lo + hi for n, (lo, hi) in zip(in_sizes, geo.padding)]
-    dxp = None
-    for t, u in enumerate(window_offsets(geo.window)):
-        term = window_unslice(dcols[t], u, geo, padded)
-        dxp = term if dxp is None else dxp + term
-    return crop_spatial(dxp, geo.padding).astype(g.dtype)
+    dcols = jnp.moveaxis(dcols.reshape(-1, w.shape[-2], *g.shape[:-1]), 1, -1)  # (T, N, *O, C)
+    return place_windows(lambda t, u: dcols[t], geo, in_sizes).astype(g.dtype)
 
 
 # ----------------------------------------------------------------------------------------------------------------

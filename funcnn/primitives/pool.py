@@ -12,7 +12,7 @@ Gradients (lecture 004, "Derivative of max pooling", "Derivative of mean pooling
     mean: dx[n, S*i + u, c] += g[n, i, c] / |W|        |W| = K^2, or the count of real inputs (count_include_pad=False)
     p-norm: dx = sign(x) |x|^(p-1) / K^2 * sum over windows of g * y^(1-p)
 
-All backward rules place values with interior padding (`window_unslice`) instead of a scatter: no index arrays, and
+All backward rules place values with interior padding (`place_windows`) instead of a scatter: no index arrays, and
 deterministic on every backend.
 """
 
@@ -29,15 +29,14 @@ from ._common import (
     Geometry,
     accumulation_dtype,
     check_rank,
-    crop_spatial,
     float_dtype,
     make_geometry,
     pad_spatial,
+    place_windows,
     reverse_mode_only,
     spread_windows,
     window_offsets,
     window_slice,
-    window_unslice,
 )
 
 _LAYOUT = {1: "NWC", 2: "NHWC"}
@@ -92,11 +91,7 @@ def _max_pool_p_bwd(geo, x, g):
         best = jnp.where(better, candidate, best)
         winner = jnp.where(better, t, winner)
     zero = jnp.zeros((), g.dtype)
-    dxp = None
-    for t, u in enumerate(offsets):
-        term = window_unslice(jnp.where(winner == t, g, zero), u, geo, xp.shape[1:-1])
-        dxp = term if dxp is None else dxp + term
-    return (crop_spatial(dxp, geo.padding),)
+    return (place_windows(lambda t, u: jnp.where(winner == t, g, zero), geo, x.shape[1:-1]),)
 
 
 _max_pool_p.defvjp(_max_pool_p_fwd, _max_pool_p_bwd)
