@@ -55,8 +55,17 @@ def _raw_key(key):
     return key
 
 
+# the scalars a checkpoint holds besides the trees, with their types (the load template is derived from this)
+COUNTERS = {"step": np.int64, "epoch": np.int64, "batch": np.int64, "batch_size": np.int64, "stale": np.int64,
+            "plateau_bad": np.int64, "best": np.float64, "plateau_best": np.float64, "loss_sum": np.float64,
+            "correct": np.float64, "count": np.float64}
+
+
 def _counters(**values):
-    return {k: np.asarray(v, np.float64 if isinstance(v, float) else np.int64) for k, v in values.items()}
+    """The checkpoint's counters as 0-d arrays of their declared types; every field of COUNTERS must be given."""
+    if set(values) != set(COUNTERS):
+        raise ValueError(f"checkpoint counters {sorted(values)} differ from {sorted(COUNTERS)}")
+    return {k: np.asarray(values[k], COUNTERS[k]) for k in COUNTERS}
 
 
 def _read_history(path: Path, completed_epochs: int) -> list:
@@ -119,8 +128,7 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
     history: list = []
     if resume and (out / CHECKPOINT).exists():
         like = {"params": params, "state": state, "opt_state": opt_state, "key": key,
-                "counters": _counters(step=0, epoch=0, batch=0, batch_size=0, stale=0, plateau_bad=0, best=0.0,
-                                      plateau_best=0.0, loss_sum=0.0, correct=0.0, count=0.0)}
+                "counters": _counters(**dict.fromkeys(COUNTERS, 0))}
         ckpt = load(out / CHECKPOINT, like=like)
         c = {k: v.item() for k, v in ckpt["counters"].items()}
         if c["batch_size"] != batch_size:
