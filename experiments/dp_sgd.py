@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import jax
-import numpy as np
 import optax
 
 import funcnn as fn

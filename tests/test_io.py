@@ -1,6 +1,5 @@
 """save / load: exact round trips, no pickle, atomic writes, clear errors for bad files."""
 
-import os
 import zipfile
 
 import jax

@@ -13,7 +13,7 @@ from .. import init as initializers
 from .. import primitives as P
 from ..primitives._common import as_tuple, make_geometry
 from ..primitives.conv import transpose_geometry
-from .base import named, stateless
+from .base import stateless
 from .combinators import serial
 
 

@@ -8,8 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-import funcnn as fn
-from funcnn import data, layers as L, models, train
+from funcnn import data, layers as L, train
 
 
 @pytest.fixture(scope="module")
