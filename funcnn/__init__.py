@@ -22,6 +22,6 @@ from .primitives import (
 
 __version__ = "0.1.0"
 
-from . import data, init, layers, models, reference, train
+from . import data, detection, init, layers, models, reference, report, train
 from .io import CorruptFileError, load, save
 from .summary import count_params, summary
