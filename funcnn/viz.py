@@ -125,3 +125,71 @@ def plot_confusion(y_true, y_pred, class_names, path, title: str = "confusion ma
     for (i, j), v in np.ndenumerate(counts):
         ax.text(j, i, str(v), ha="center", va="center", fontsize=7, color="white" if v > threshold else "black")
     return _save(fig, path)
+
+
+def plot_images(images, path, title: str = "", titles=None, columns: int | None = None, boxes=None,
+                cmap: str = "gray", normalise: bool = False):
+    """A grid of (H, W) or (H, W, C) images with optional per-image titles and boxes.
+
+    boxes: per image a list of (box, label, colour) with box = (y0, x0, y1, x1) relative to the image size
+    (label may be "" and colour any matplotlib colour). normalise: stretch each image to [0, 1] first.
+    """
+    images = [np.asarray(im) for im in images]
+    if not images:
+        raise ValueError("plot_images: no images")
+    n = len(images)
+    cols = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    plt = _pyplot()
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows + 0.5), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        im = images[i]
+        im = im[..., 0] if im.ndim == 3 and im.shape[-1] == 1 else im
+        ax.imshow(_normalise(im) if normalise else im, cmap=cmap, interpolation="nearest",
+                  **({} if normalise or im.ndim == 3 else {"vmin": 0, "vmax": 1}))
+        if titles is not None:
+            ax.set_title(str(titles[i]), fontsize=7)
+        h, w = im.shape[:2]
+        for box, label, colour in (boxes[i] if boxes is not None else ()):
+            y0, x0, y1, x1 = (float(v) for v in box)
+            ax.add_patch(plt.Rectangle((x0 * w - 0.5, y0 * h - 0.5), (x1 - x0) * w, (y1 - y0) * h, fill=False,
+                                       edgecolor=colour, linewidth=1.2))
+            if label:
+                ax.text(x0 * w - 0.5, y0 * h - 1.5, str(label), color=colour, fontsize=6)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_series(series, path, title: str = "", xlabel: str = "step", ylabel: str = "", logy: bool = False):
+    """Line plot of named series: {name: (x, y)} or {name: y} (x = 0, 1, ...)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for name, values in series.items():
+        x, y = values if isinstance(values, tuple) else (np.arange(len(values)), values)
+        ax.plot(np.asarray(x), np.asarray(y), label=str(name))
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title, yscale="log" if logy else "linear")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_bars(groups, path, title: str = "", ylabel: str = "", logy: bool = False):
+    """Grouped bar chart: groups = {group: {series: value}}; every group shows its series side by side."""
+    names = list(groups)
+    series = list(dict.fromkeys(s for g in groups.values() for s in g))
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(names) * max(len(series), 1) ** 0.5 + 2), 3.8))
+    width = 0.8 / max(len(series), 1)
+    for k, s in enumerate(series):
+        ax.bar(np.arange(len(names)) + (k - (len(series) - 1) / 2) * width,
+               [groups[g].get(s, np.nan) for g in names], width, label=str(s))
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=20, ha="right")
+    ax.set(ylabel=ylabel, title=title, yscale="log" if logy else "linear")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend()
+    return _save(fig, path)

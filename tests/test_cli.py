@@ -5,10 +5,9 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
-from funcnn import cli, viz
+from funcnn import cli
 
 
 def _run(*args, cwd=None):
@@ -78,16 +77,3 @@ def test_console_script_is_installed():
     script = shutil.which("funcnn", path=os.path.dirname(sys.executable))
     assert script is not None
     assert subprocess.run([script, "--help"], capture_output=True, text=True).returncode == 0
-
-
-def test_plots_are_written(tmp_path):
-    rows = [{"epoch": 1, "train_loss": 1.0, "train_accuracy": 0.5, "val_loss": 0.9, "val_accuracy": 0.6},
-            {"epoch": 2, "train_loss": 0.5, "train_accuracy": 0.8, "val_loss": 0.6, "val_accuracy": 0.7}]
-    for path in [viz.plot_curves(rows, tmp_path / "c.png"),
-                 viz.plot_filters(np.random.default_rng(0).normal(size=(5, 5, 3, 6)), tmp_path / "f.png"),
-                 viz.plot_feature_maps([("a", np.ones((8, 8, 3))), ("b", np.ones((4, 4, 9)))], tmp_path / "m.png",
-                                       image=np.ones((16, 16, 1))),
-                 viz.plot_confusion([0, 1, 1, 2], [0, 1, 2, 2], ["a", "b", "c"], tmp_path / "x.png")]:
-        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    np.testing.assert_array_equal(viz.confusion_matrix([0, 1, 1, 2], [0, 1, 2, 2], 3),
-                                  [[1, 0, 0], [0, 1, 1], [0, 0, 1]])
