@@ -193,3 +193,26 @@ def plot_bars(groups, path, title: str = "", ylabel: str = "", logy: bool = Fals
     ax.grid(alpha=0.3, axis="y")
     ax.legend()
     return _save(fig, path)
+
+
+def plot_decision_regions(panels, x, y, path, title: str = "", resolution: int = 200):
+    """Decision regions of 2-D classifiers side by side: panels = {title: predict}, predict mapping (n, 2) points
+    to (n,) class ids; the data (x (n, 2), y (n,)) drawn on top."""
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim != 2 or x.shape[1] != 2:
+        raise ValueError(f"plot_decision_regions: x must be (n, 2), got shape {x.shape}")
+    margin = 0.1 * (x.max(0) - x.min(0))
+    lo, hi = x.min(0) - margin, x.max(0) + margin
+    gy, gx = np.meshgrid(np.linspace(lo[1], hi[1], resolution), np.linspace(lo[0], hi[0], resolution), indexing="ij")
+    grid = np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4), squeeze=False)
+    classes = int(y.max()) + 1
+    for ax, (name, predict) in zip(axes[0], panels.items()):
+        regions = np.asarray(predict(grid)).reshape(gx.shape)
+        ax.contourf(gx, gy, regions, levels=np.arange(classes + 1) - 0.5, cmap="Pastel1", alpha=0.9)
+        ax.scatter(x[:, 0], x[:, 1], c=y, cmap="Set1", s=8, vmin=0, vmax=max(classes - 1, 1), edgecolors="none")
+        ax.set(title=name, xticks=[], yticks=[])
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)

@@ -29,3 +29,12 @@ def test_image_grid_series_and_bars(tmp_path):
         assert path.read_bytes()[:8] == PNG
     with pytest.raises(ValueError, match="no images"):
         viz.plot_images([], tmp_path / "e.png")
+
+
+def test_decision_regions(tmp_path):
+    x = np.random.default_rng(0).normal(size=(30, 2))
+    y = (x[:, 0] > 0).astype(int)
+    path = viz.plot_decision_regions({"sign": lambda p: (p[:, 0] > 0).astype(int)}, x, y, tmp_path / "d.png")
+    assert path.read_bytes()[:8] == PNG
+    with pytest.raises(ValueError, match=r"\(n, 2\)"):
+        viz.plot_decision_regions({}, x[:, :1], y, tmp_path / "e.png")

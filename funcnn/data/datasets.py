@@ -169,6 +169,20 @@ def patterns3x3(*, noise: float = 0.1, copies: int = 20, seed: int = 0) -> Datas
                    PATTERNS3X3_CLASSES)
 
 
+def spiral(points_per_class: int = 100, classes: int = 3, *, noise: float = 0.2, seed: int = 0):
+    """The 2-D spiral data of CS231n's "linear vs neural network" demo: `classes` interleaved arms of
+    points_per_class points each, angle noise of standard deviation `noise`. Returns (x (n, 2) float32 in about
+    [-1, 1], y (n,) int32). No linear classifier separates the arms."""
+    if points_per_class < 1 or classes < 2:
+        raise ValueError(f"spiral: need points_per_class >= 1 and classes >= 2, got {points_per_class}, {classes}")
+    rng = np.random.default_rng(seed)
+    radius = np.tile(np.linspace(0.0, 1.0, points_per_class), classes)
+    label = np.repeat(np.arange(classes), points_per_class)
+    angle = (label * 4.0 + radius * 4.0 + rng.normal(0.0, noise, radius.shape))
+    x = np.stack([radius * np.sin(angle), radius * np.cos(angle)], axis=1).astype(np.float32)
+    return x, label.astype(np.int32)
+
+
 LOADERS = {"digits": digits, "mnist": mnist, "fashion_mnist": fashion_mnist, "cifar10": cifar10,
            "patterns3x3": patterns3x3}
 

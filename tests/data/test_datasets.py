@@ -169,3 +169,16 @@ def test_batches_shuffle_drop_last_and_start():
     assert shuffled[1:] == [np.asarray(b[1]).tolist() for b in data.batches(x, y, 4, key=key, start=1)]
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         list(data.batches(x, y, 0))
+
+
+def test_spiral_arms_are_balanced_and_not_linearly_separable():
+    x, y = data.spiral(50, 3, seed=1)
+    assert x.shape == (150, 2) and x.dtype == np.float32 and np.bincount(y).tolist() == [50, 50, 50]
+    assert np.abs(x).max() <= 1.0 + 1e-6
+    np.testing.assert_array_equal(data.spiral(50, 3, seed=1)[0], x)
+    # the best least-squares linear classifier (one-hot targets) stays far from perfect
+    features = np.concatenate([x, np.ones((len(x), 1))], axis=1)
+    w = np.linalg.lstsq(features, np.eye(3)[y], rcond=None)[0]
+    assert (np.argmax(features @ w, axis=1) == y).mean() < 0.7
+    with pytest.raises(ValueError, match="classes >= 2"):
+        data.spiral(10, 1)
