@@ -207,12 +207,15 @@ def plot_decision_regions(panels, x, y, path, title: str = "", resolution: int =
     grid = np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4), squeeze=False)
+    from matplotlib.colors import ListedColormap
+
     classes = int(y.max()) + 1
+    colours = ListedColormap([plt.get_cmap("tab10")(i % 10) for i in range(classes)])
     for ax, (name, predict) in zip(axes[0], panels.items()):
         regions = np.asarray(predict(grid)).reshape(gx.shape)
-        ax.contourf(gx, gy, regions, levels=np.arange(classes + 1) - 0.5, cmap="Pastel1", alpha=0.9)
-        ax.scatter(x[:, 0], x[:, 1], c=y, cmap="Set1", s=8, vmin=0, vmax=max(classes - 1, 1), edgecolors="none")
+        ax.contourf(gx, gy, regions, levels=np.arange(classes + 1) - 0.5, cmap=colours, alpha=0.25)
+        ax.scatter(x[:, 0], x[:, 1], c=y, cmap=colours, s=8, vmin=-0.5, vmax=classes - 0.5, edgecolors="none")
         ax.set(title=name, xticks=[], yticks=[])
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, y=1.02)
     return _save(fig, path)
