@@ -73,13 +73,8 @@ def _writable(directory: Path) -> Path:
     return directory
 
 
-def _conv_layer_keys(model):
-    return [k for k, layer in getattr(model.init, "sublayers", ()) if k.endswith("_Conv")]
-
-
 def train_command(args) -> int:
     import jax
-    import numpy as np
 
     from . import data, models, train, viz
     from .io import save
@@ -139,19 +134,8 @@ def train_command(args) -> int:
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
     if not args.no_plots:
-        predictions = np.asarray(train.predict(apply, result.params, result.state, x_test))
-        viz.plot_curves(out / "metrics.jsonl", out / "curves.png", title=f"{args.model} on {args.dataset}")
-        viz.plot_confusion(labels[2], predictions, ds.class_names, out / "confusion.png")
-        conv_keys = _conv_layer_keys(model)
-        if conv_keys:
-            viz.plot_filters(result.params[conv_keys[0]]["w"], out / "filters.png")
-            from .layers import truncate
-
-            image = x_test[:1]
-            tiles = [(k, np.asarray(truncate(model, k).apply(result.params, result.state, image)[0][0]))
-                     for k in conv_keys[:2]]
-            viz.plot_feature_maps(tiles, out / "feature_maps.png", image=image[0],
-                                  title="feature maps of " + " and ".join(conv_keys[:2]) + " (one test image)")
+        viz.plot_classifier(model, result.params, result.state, x_test, labels[2], ds.class_names, out,
+                            metrics=out / "metrics.jsonl", title=f"{args.model} on {args.dataset}")
     print(f"funcnn: test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f}) after {seconds:.1f} s; "
           f"outputs in {out}")
     return 0

@@ -219,3 +219,32 @@ def plot_decision_regions(panels, x, y, path, title: str = "", resolution: int =
     if title:
         fig.suptitle(title, y=1.02)
     return _save(fig, path)
+
+
+def conv_layer_keys(model) -> list[str]:
+    """The keys of a serial model's Conv layers, in order (e.g. ["0_Conv", "3_Conv"] for LeNet-5)."""
+    return [k for k, _ in getattr(model.init, "sublayers", ()) if k.endswith("_Conv")]
+
+
+def plot_classifier(model, params, state, x_test, y_test, class_names, out_dir, *, metrics=None,
+                    title: str = "model", image_index: int = 0) -> list[Path]:
+    """The standard figures of a trained classifier, written into out_dir: curves.png (from `metrics`, a
+    metrics.jsonl path or rows, when given), confusion.png, and for a serial model with Conv layers filters.png (the
+    first layer's filters) and feature_maps.png (the first two conv layers' maps of test image `image_index`)."""
+    from .layers import truncate
+    from .train import predict
+
+    out = Path(out_dir)
+    written = []
+    if metrics is not None:
+        written.append(plot_curves(metrics, out / "curves.png", title=title))
+    predictions = np.asarray(predict(model.apply, params, state, x_test))
+    written.append(plot_confusion(y_test, predictions, class_names, out / "confusion.png"))
+    keys = conv_layer_keys(model)
+    if keys:
+        written.append(plot_filters(params[keys[0]]["w"], out / "filters.png"))
+        image = np.asarray(x_test[image_index:image_index + 1])
+        tiles = [(k, np.asarray(truncate(model, k).apply(params, state, image)[0][0])) for k in keys[:2]]
+        written.append(plot_feature_maps(tiles, out / "feature_maps.png", image=image[0],
+                                         title="feature maps of " + " and ".join(keys[:2]) + " (one test image)"))
+    return written

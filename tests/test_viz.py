@@ -38,3 +38,18 @@ def test_decision_regions(tmp_path):
     assert path.read_bytes()[:8] == PNG
     with pytest.raises(ValueError, match=r"\(n, 2\)"):
         viz.plot_decision_regions({}, x[:, :1], y, tmp_path / "e.png")
+
+
+def test_plot_classifier_writes_the_standard_figures(tmp_path):
+    import jax
+
+    from funcnn import models
+
+    model = models.lenet5(3)
+    _, params, state = model.init(jax.random.PRNGKey(0), (1, 32, 32, 1))
+    x = np.random.default_rng(0).uniform(size=(6, 32, 32, 1)).astype(np.float32)
+    rows = [{"epoch": 1, "train_loss": 1.0, "train_accuracy": 0.5}]
+    written = viz.plot_classifier(model, params, state, x, np.array([0, 1, 2, 0, 1, 2]), ["a", "b", "c"], tmp_path,
+                                  metrics=rows)
+    assert sorted(p.name for p in written) == ["confusion.png", "curves.png", "feature_maps.png", "filters.png"]
+    assert viz.conv_layer_keys(model) == ["0_Conv", "3_Conv"]
