@@ -15,4 +15,4 @@ def test_script_runs_quick(script, tmp_path):
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert (tmp_path / script.stem / "results.md").exists() and (tmp_path / script.stem / "results.json").exists()
-    assert list((tmp_path / script.stem).glob("*.png"))
+    assert list((tmp_path / script.stem).rglob("*.png"))
