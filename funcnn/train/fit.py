@@ -116,6 +116,8 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
         out.mkdir(parents=True, exist_ok=True)
     key = _raw_key(key)
     data_key, step_key = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
+    # the compiled step donates its buffers; train on copies so the caller's params and state stay usable
+    params, state = jax.tree.map(jnp.copy, (params, state))
     opt_state = optimizer.init(params)
     plateau = Plateau(plateau_patience, plateau_factor) if plateau_patience else None
     if plateau is not None:

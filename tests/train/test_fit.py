@@ -57,6 +57,17 @@ def test_same_seed_same_result_bitwise(digits):
     _equal(runs[0].state, runs[1].state)
 
 
+def test_callers_params_survive_fit(digits):
+    """The compiled step donates its buffers; fit must train on copies, not delete the caller's arrays."""
+    x, y, _, _ = digits
+    model = _model()
+    params, state = _start(model)
+    before = jax.tree.map(np.asarray, (params, state))
+    train.fit(model.apply, params, state, train.sgd(0.05), (x, y), key=jax.random.PRNGKey(5), epochs=1,
+              batch_size=32, progress=False)
+    _equal((params, state), before)  # still readable, and unchanged
+
+
 @pytest.mark.parametrize("stop_at", [5, 8, 13])  # mid-epoch, at an epoch boundary, in the second epoch
 def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(digits, tmp_path, stop_at):
     x, y, xv, yv = digits
