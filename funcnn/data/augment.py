@@ -73,6 +73,16 @@ def random_flip(probability: float = 0.5):
     return lambda key, image: jnp.where(jax.random.bernoulli(key, probability), flip(image), image)
 
 
+def random_rot90():
+    """Rotate by a multiple of 90 degrees, each of the four equally likely (exact: no resampling)."""
+
+    def apply(key, image):
+        rotations = [lambda im, k=k: jnp.rot90(im, k, axes=(0, 1)) for k in range(4)]
+        return jax.lax.switch(jax.random.randint(key, (), 0, 4), rotations, image)
+
+    return apply
+
+
 def random_shear(max_degrees: float = 20.0):
     """Horizontal shear by an angle uniform in [-max_degrees, max_degrees]."""
 

@@ -30,7 +30,7 @@ def test_integer_translation_shifts_pixels():
 
 def test_every_augmentation_keeps_the_shape_runs_under_jit_and_vmap_and_is_a_function_of_the_key():
     augs = [A.random_rotation(), A.random_translation(3), A.random_rescale(), A.random_flip(), A.random_shear(),
-            A.random_stretch(), A.random_crop(2), A.lecture_augmentations()]
+            A.random_stretch(), A.random_crop(2), A.random_rot90(), A.lecture_augmentations()]
     batch = jnp.stack([IMAGE] * 4)
     for aug in augs:
         out = jax.jit(aug)(KEY, IMAGE)
@@ -53,3 +53,13 @@ def test_random_crop_is_a_shifted_window():
     padded = jnp.pad(IMAGE, [(2, 2), (2, 2), (0, 0)])
     matches = [(dy, dx) for dy in range(5) for dx in range(5) if np.array_equal(out, padded[dy:dy + 16, dx:dx + 16])]
     assert len(matches) >= 1
+
+
+def test_random_rot90_gives_each_exact_rotation():
+    outs = A.augment_batch(A.random_rot90(), KEY, jnp.stack([IMAGE] * 64))
+    seen = set()
+    for out in outs:
+        matches = [k for k in range(4) if np.array_equal(out, jnp.rot90(IMAGE, k, axes=(0, 1)))]
+        assert len(matches) == 1
+        seen.add(matches[0])
+    assert seen == {0, 1, 2, 3}
