@@ -23,6 +23,8 @@ def num_batches(n: int, batch_size: int, drop_last: bool) -> int:
 def batches(x, y, batch_size: int, *, key=None, drop_last: bool = False, start: int = 0, prefetch: int = 2):
     """Yield (x_batch, y_batch) device arrays over one epoch.
 
+    x and y may be arrays or pytrees of arrays (e.g. y = (labels, boxes)) whose leaves share the leading length.
+
     key: shuffle with jax.random.permutation(key, n) (same key, same order); None keeps the order.
     drop_last: skip a final partial batch (a jit-compiled step then sees one shape only).
     start: the index of the first batch to yield (resuming mid-epoch gives the same remaining batches).
@@ -30,15 +32,18 @@ def batches(x, y, batch_size: int, *, key=None, drop_last: bool = False, start: 
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if len(x) != len(y):
-        raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
-    order = epoch_order(len(x), key)
-    total = num_batches(len(x), batch_size, drop_last)
+    lengths = {len(leaf) for leaf in jax.tree.leaves((x, y))}
+    if len(lengths) != 1:
+        shapes = jax.tree.map(lambda a: tuple(a.shape), (x, y))
+        raise ValueError(f"x and y must have the same length, got shapes {shapes}")
+    n = lengths.pop()
+    order = epoch_order(n, key)
+    total = num_batches(n, batch_size, drop_last)
     queue = collections.deque()
 
     def put(i):
         index = order[i * batch_size:(i + 1) * batch_size]
-        return jax.device_put((x[index], y[index]))
+        return jax.device_put(jax.tree.map(lambda a: a[index], (x, y)))
 
     next_index = start
     while next_index < total and len(queue) < max(prefetch, 1):

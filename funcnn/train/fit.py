@@ -45,7 +45,17 @@ class FitResult:
     history: list
     step: int
     stopped_early: bool
-    best_val_accuracy: float | None
+    best_val_accuracy: float | None  # None when nothing was validated, or the model is not a classifier
+    best_val_loss: float | None = None
+
+
+def _result(params, state, opt_state, history, step, stopped_early, best) -> FitResult:
+    """best is the best validation score: an accuracy for classifiers, minus the loss otherwise."""
+    validated = [r for r in history if "val_loss" in r]
+    classifier = any("val_accuracy" in r for r in validated)
+    best_loss = min((r["val_loss"] for r in validated), default=None)
+    accuracy = best if classifier and best != -math.inf else None
+    return FitResult(params, state, opt_state, history, step, stopped_early, accuracy, best_loss)
 
 
 def _raw_key(key):
@@ -95,9 +105,10 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
       out_dir: where metrics.jsonl, checkpoint.npz and best.npz go (None: nothing is written).
       checkpoint_every: also checkpoint every N steps (always at the end of each epoch and of training).
       resume: continue from out_dir/checkpoint.npz if it exists; the result equals an uninterrupted run.
-      early_stopping: stop when validation accuracy has not improved for this many epochs (best.npz keeps the
-        best parameters).
-      plateau_patience: divide the learning rate by 1/plateau_factor when validation accuracy has not improved
+      early_stopping: stop when the validation score has not improved for this many epochs (best.npz keeps the
+        best parameters). The score is the accuracy for a classifier (integer labels, logits one axis longer),
+        minus the validation loss for any other model (regression, autoencoders; labels may be a pytree).
+      plateau_patience: divide the learning rate by 1/plateau_factor when the validation score has not improved
         for this many epochs (needs an optimiser with an injectable learning rate).
       max_steps: stop after this many steps in total (a checkpoint is written there).
 
@@ -180,7 +191,7 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
                 raise TrainingDiverged(f"loss is {loss_sum / float(metrics['count'])} at step {step + 1} "
                                        f"(epoch {epoch + 1}, batch {batch_index + 1}); training stopped, {kept}")
             running["loss_sum"] += loss_sum
-            running["correct"] += float(metrics["correct"])
+            running["correct"] += float(metrics.get("correct", math.nan))
             running["count"] += float(metrics["count"])
             step += 1
             batch_index += 1
@@ -188,14 +199,15 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
             elapsed = time.perf_counter() - started
             bar.update(1)
             bar.set_postfix(loss=f"{running['loss_sum'] / running['count']:.4f}",
-                            acc=f"{running['correct'] / running['count']:.3f}",
+                            **({"acc": f"{running['correct'] / running['count']:.3f}"}
+                               if math.isfinite(running["correct"]) else {}),
                             img_s=f"{seen / max(elapsed, 1e-9):.0f}")
             if checkpoint_every and step % checkpoint_every == 0:
                 checkpoint()
             if max_steps is not None and step >= max_steps:
                 bar.close()
                 checkpoint()
-                return FitResult(params, state, opt_state, history, step, False, None if best == -math.inf else best)
+                return _result(params, state, opt_state, history, step, False, best)
         bar.close()
         elapsed = time.perf_counter() - started
 
@@ -203,18 +215,23 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
                "train_loss": running["loss_sum"] / max(running["count"], 1),
                "train_accuracy": running["correct"] / max(running["count"], 1),
                "epoch_time_s": elapsed, "images_per_s": seen / max(elapsed, 1e-9)}
+        if not math.isfinite(row["train_accuracy"]):
+            del row["train_accuracy"]  # not a classifier
         if hasattr(opt_state, "hyperparams"):
             row["learning_rate"] = get_learning_rate(opt_state)
         if val is not None:
             v = evaluate(eval_step, params, state, val[0], val[1], eval_batch_size)
-            row.update(val_loss=v["loss"], val_accuracy=v["accuracy"])
-            if v["accuracy"] > best:
-                best, stale = v["accuracy"], 0
+            row["val_loss"] = v["loss"]
+            if "accuracy" in v:
+                row["val_accuracy"] = v["accuracy"]
+            score = v.get("accuracy", -v["loss"])  # higher is better: accuracy, or minus the loss
+            if score > best:
+                best, stale = score, 0
                 if out is not None:
                     save(out / BEST, {"params": params, "state": state})
             else:
                 stale += 1
-            if plateau is not None and plateau.step(v["accuracy"]):
+            if plateau is not None and plateau.step(score):
                 opt_state = set_learning_rate(opt_state, get_learning_rate(opt_state) * plateau_factor)
             if early_stopping and stale >= early_stopping:
                 stopped_early = True
@@ -228,4 +245,4 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
         epoch, batch_index = epoch + 1, 0
         running = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
         checkpoint()
-    return FitResult(params, state, opt_state, history, step, stopped_early, None if best == -math.inf else best)
+    return _result(params, state, opt_state, history, step, stopped_early, best)

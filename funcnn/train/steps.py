@@ -31,9 +31,14 @@ def classification_loss(outputs, labels):
 
 
 def _metrics(outputs, labels, losses):
+    """Summed loss and example count; for classification (integer labels, or labels = (classes, ...) for a
+    multi-head model, with logits one axis longer) also the number of correct argmax predictions."""
+    metrics = {"loss_sum": jnp.sum(losses), "count": jnp.asarray(losses.shape[0])}
+    classes = labels[0] if isinstance(labels, (tuple, list)) else labels
     logits = logits_of(outputs)
-    return {"loss_sum": jnp.sum(losses), "correct": jnp.sum(jnp.argmax(logits, -1) == labels),
-            "count": jnp.asarray(labels.shape[0])}
+    if jnp.issubdtype(classes.dtype, jnp.integer) and logits.ndim == classes.ndim + 1:
+        metrics["correct"] = jnp.sum(jnp.argmax(logits, -1) == classes)
+    return metrics
 
 
 def make_train_step(apply: Callable, optimizer: optax.GradientTransformation, loss: Callable = classification_loss,
@@ -77,16 +82,18 @@ def make_eval_step(apply: Callable, loss: Callable = classification_loss, *, jit
 
 
 def evaluate(eval_step, params, state, x, y, batch_size: int = 256) -> dict:
-    """Mean loss and accuracy over (x, y), evaluated in batches."""
+    """Mean loss over (x, y), evaluated in batches, and the accuracy when the step reports one (classification)."""
     from ..data.batching import batches
 
-    totals = {"loss_sum": 0.0, "correct": 0, "count": 0}
+    totals: dict = {}
     for batch in batches(x, y, batch_size):
-        metrics = eval_step(params, state, batch)
-        for k in totals:
-            totals[k] += float(metrics[k])
-    count = max(totals["count"], 1)
-    return {"loss": totals["loss_sum"] / count, "accuracy": totals["correct"] / count}
+        for k, v in eval_step(params, state, batch).items():
+            totals[k] = totals.get(k, 0.0) + float(v)
+    count = max(totals.get("count", 0), 1)
+    result = {"loss": totals.get("loss_sum", 0.0) / count}
+    if "correct" in totals:
+        result["accuracy"] = totals["correct"] / count
+    return result
 
 
 def predict(apply, params, state, x, batch_size: int = 256):

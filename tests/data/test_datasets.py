@@ -171,6 +171,18 @@ def test_batches_shuffle_drop_last_and_start():
         list(data.batches(x, y, 0))
 
 
+def test_batches_of_pytree_labels_stay_aligned():
+    import jax
+
+    x, y = np.arange(10)[:, None].astype(np.float32), np.arange(10)
+    labels = {"class": y, "box": np.stack([y, -y], axis=1).astype(np.float32)}
+    for xb, lb in data.batches(x, labels, 3, key=jax.random.PRNGKey(0)):
+        np.testing.assert_array_equal(lb["class"], xb[:, 0])
+        np.testing.assert_array_equal(lb["box"][:, 1], -xb[:, 0])
+    with pytest.raises(ValueError, match=r"same length, got shapes .*\(10, 1\).*\(9, 2\)"):
+        list(data.batches(x, {"class": y, "box": np.zeros((9, 2))}, 3))
+
+
 def test_spiral_arms_are_balanced_and_not_linearly_separable():
     x, y = data.spiral(50, 3, seed=1)
     assert x.shape == (150, 2) and x.dtype == np.float32 and np.bincount(y).tolist() == [50, 50, 50]

@@ -156,3 +156,27 @@ def test_recipes():
     updates, _ = train.alexnet_recipe(1.0).update({"w": jnp.zeros(3)}, train.alexnet_recipe(1.0).init(
         {"w": jnp.ones(3)}), {"w": jnp.ones(3)})
     np.testing.assert_allclose(updates["w"], -5e-4)  # L2 weight decay 5e-4 with a zero gradient
+
+
+def test_fit_trains_a_regression_model_and_monitors_its_validation_loss(digits, tmp_path):
+    """Not a classifier: no accuracy is logged, best.npz follows the lowest validation loss, labels may be a pytree."""
+    x, _, xv, _ = digits
+    model = L.serial(L.Flatten(), L.Dense(8), L.Relu(), L.fan_out(2), L.parallel(L.Dense(256), L.Dense(1)))
+    params, state = _start(model)
+
+    def loss(outputs, labels):
+        image, mean = labels
+        return jnp.mean((outputs[0] - image.reshape(len(image), -1)) ** 2, axis=1) + (outputs[1][:, 0] - mean) ** 2
+
+    labels = lambda images: (images, images.mean(axis=(1, 2, 3)))
+    result = train.fit(model.apply, params, state, train.adam(1e-2), (x, labels(x)), (xv, labels(xv)), loss=loss,
+                       key=jax.random.PRNGKey(0), epochs=3, batch_size=32, out_dir=tmp_path, progress=False)
+    assert all("train_accuracy" not in r and "val_accuracy" not in r for r in result.history)
+    assert result.best_val_accuracy is None
+    assert result.best_val_loss == min(r["val_loss"] for r in result.history) < result.history[0]["train_loss"]
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rows == json.loads(json.dumps(result.history))  # valid JSON: no NaN accuracies
+    assert (tmp_path / "best.npz").exists()
+    evaluated = train.evaluate(train.make_eval_step(model.apply, loss), result.params, result.state, xv,
+                               labels(xv))
+    assert set(evaluated) == {"loss"}
