@@ -9,16 +9,13 @@ Each step computes one gradient per example (funcnn.train.per_example_grads: vma
 results.json and one validation-curve PNG per method.
 """
 
-import argparse
-import json
 import time
-from pathlib import Path
 
 import jax
 import optax
 
 import funcnn as fn
-from funcnn import data, models, train, viz
+from funcnn import data, models, report, train, viz
 
 
 def run(args):
@@ -55,41 +52,34 @@ def run(args):
         for epoch in range(args.epochs):
             for batch in data.batches(x, y, args.batch_size, key=jax.random.PRNGKey(epoch), drop_last=True):
                 params, opt_state = step(params, opt_state, batch)
+            fit_on_train = train.evaluate(eval_step, params, state, x, y)
             val = train.evaluate(eval_step, params, state, ds.val.x, ds.val.y)
-            history.append({"epoch": epoch + 1, "val_loss": val["loss"], "val_accuracy": val["accuracy"],
-                            "train_loss": val["loss"], "train_accuracy": val["accuracy"]})
+            history.append({"epoch": epoch + 1, "train_loss": fit_on_train["loss"],
+                            "train_accuracy": fit_on_train["accuracy"], "val_loss": val["loss"],
+                            "val_accuracy": val["accuracy"]})
         test = train.evaluate(eval_step, params, state, ds.test.x, ds.test.y)
-        rows.append({"method": name, "test_accuracy": test["accuracy"], "test_loss": test["loss"],
-                     "seconds": time.perf_counter() - start})
+        rows.append({"method": name, "test accuracy": test["accuracy"], "test loss": test["loss"],
+                     "train seconds": time.perf_counter() - start})
         curves[name] = history
     return rows, curves
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--epochs", type=int, default=None)
+    parser = report.experiment_parser(__doc__, "dp_sgd", epochs=(1, 10))
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--clip", type=float, default=1.0)
     parser.add_argument("--noise", type=float, default=1.1)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="runs/dp_sgd")
     args = parser.parse_args(argv)
-    args.epochs = args.epochs or (1 if args.quick else 10)
     rows, curves = run(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    table = ["| method | test accuracy | test loss | seconds |", "|---|---:|---:|---:|"]
-    table += [f"| {r['method']} | {r['test_accuracy']:.4f} | {r['test_loss']:.4f} | {r['seconds']:.1f} |" for r in rows]
-    settings = f"LeNet-5 on digits, {args.epochs} epochs, batch {args.batch_size}, SGD lr {args.lr} momentum 0.9; " \
-               f"DP-SGD clip {args.clip}, noise multiplier {args.noise}"
-    (out / "results.md").write_text(settings + "\n\n" + "\n".join(table) + "\n")
-    (out / "results.json").write_text(json.dumps({"settings": vars(args), "rows": rows}, indent=2) + "\n")
     for name, history in curves.items():
-        viz.plot_curves(history, out / f"curves_{name.lower().replace('-', '')}.png", title=f"{name}: validation")
-    print(settings)
-    print("\n".join(table))
+        viz.plot_curves(history, f"{args.out}/curves_{name.lower().replace('-', '')}.png",
+                        title=f"{name} (train = the training set evaluated after each epoch)")
+    report.write_results(
+        args.out, rows, title="DP-SGD vs SGD: LeNet-5 on digits",
+        settings={"epochs": args.epochs, "batch": args.batch_size, "optimizer": f"SGD {args.lr}, momentum 0.9",
+                  "DP-SGD clip": args.clip, "noise multiplier": args.noise},
+        extra={"curves": curves})
 
 
 if __name__ == "__main__":

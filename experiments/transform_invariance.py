@@ -3,8 +3,8 @@
 
     python experiments/transform_invariance.py
 
-Both networks have the same shape: conv 3x3 (SAME) -> ReLU -> 2x2 max pool, twice, then global average pooling and
-a dense layer. In the invariant one each conv applies every filter in its four 90-degree rotations and keeps the
+Both networks have the same shape: conv 3x3 (SAME) -> ReLU -> 2x2 max pool, three times (16, 32, 64 channels),
+then global average pooling and a dense layer. In the invariant one each conv applies every filter in its four 90-degree rotations and keeps the
 maximum over them (one shared filter); with stride 1, SAME padding, even map sizes under the 2x2 pools and a global
 pool at the end, rotating the input by 90 degrees leaves the output unchanged. Both train on upright digits only;
 a third row trains the regular CNN with random quarter-turn augmentation instead. Each is tested on the test set
@@ -28,7 +28,7 @@ def network(conv, channels):
 
 def run(args):
     ds = data.digits()
-    channels = (args.width, 2 * args.width)
+    channels = (args.width, 2 * args.width, 4 * args.width)
     regular = network(lambda ch: L.Conv(ch, 3, padding="SAME"), channels)
     invariant = network(lambda ch: L.TransformInvariantConv(ch, 3, transforms="rot90"), channels)
     variants = {"regular CNN": (regular, None), "regular CNN + quarter-turn augmentation": (regular, A.random_rot90()),
@@ -55,7 +55,7 @@ def run(args):
 
 def main(argv=None):
     parser = report.experiment_parser(__doc__, "transform_invariance", epochs=(1, 20))
-    parser.add_argument("--width", type=int, default=16, help="channels of the first conv (the second has twice)")
+    parser.add_argument("--width", type=int, default=16, help="channels of the first conv (then twice, 4 times)")
     args = parser.parse_args(argv)
     ds, rows, predictions = run(args)
     viz.plot_bars({r["network"]: {f"{90 * k} deg": r[f"{90 * k} deg accuracy"] for k in range(4)} for r in rows},
@@ -65,7 +65,7 @@ def main(argv=None):
     pairs = sorted({(t, p) for t, p in confused}, key=lambda tp: -confused.count(tp))[:3]
     report.write_results(
         args.out, rows, title="Transform invariance: rotated filters vs a regular CNN on rotated digits",
-        settings={"epochs": args.epochs, "channels": f"{args.width}, {2 * args.width}", "optimizer": "Adam 3e-3",
+        settings={"epochs": args.epochs, "channels": f"{args.width}, {2 * args.width}, {4 * args.width}", "optimizer": "Adam 3e-3",
                   "trained on": "upright digits"},
         notes=["the invariant network's predictions do not change when the input turns by a quarter, by "
                "construction; the price is that it cannot tell a digit from its rotation (6 vs 9): its most "

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from funcnn import report, viz
 from funcnn.gradcheck import check_vjp
