@@ -14,12 +14,18 @@ Replica r computes exactly what a separate run with its seed and hyperparameters
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from .steps import classification_loss, make_train_step
+from .steps import classification_loss, make_eval_step, make_train_step
 
 
 def init_replicas(init: Callable, input_shape, keys):
@@ -68,3 +74,111 @@ def per_example_grads(loss: Callable, params, batch):
         return jax.grad(loss)(params, batched)
 
     return jax.vmap(one)(batch)
+
+
+@dataclasses.dataclass
+class ReplicaResult:
+    params: object        # stacked: leading axis = replica
+    state: object
+    opt_state: object
+    histories: list       # one list of per-epoch rows per replica
+    seconds: float        # training time (compilation included)
+
+
+def replica(tree, r: int):
+    """Replica r's slice of a stacked tree."""
+    return jax.tree.map(lambda a: a[r], tree)
+
+
+def fit_replicas(apply: Callable, params, state, optimizer, train, val=None, *, keys, hyperparams=None,
+                 epochs: int = 10, batch_size: int = 64, loss: Callable = classification_loss, augment=None,
+                 out_dir=None, progress: bool = True, eval_batch_size: int = 256) -> ReplicaResult:
+    """Train R stacked replicas (from `init_replicas`) in one compiled step per batch.
+
+    Replica r does what `fit(apply, replica(params, r), replica(state, r), optimizer with its hyperparameters,
+    train, val, key=keys[r], epochs=epochs, batch_size=batch_size)` does: the same data order (its own, from
+    keys[r]), the same step keys, the same updates, up to float rounding (tested). hyperparams: injected
+    hyperparameters per replica, e.g. {"learning_rate": [1e-3, 3e-3]} (see `init_replica_optimizer`).
+
+    out_dir: each replica writes replica_R/metrics.jsonl (one row per epoch) and replica_R/params.npz (its
+    parameters and state, replaced atomically after every epoch); summary.json lists every replica's
+    hyperparameters and final metrics.
+    """
+    from ..data.batching import epoch_order, num_batches
+    from ..io import save
+
+    keys = jnp.asarray(keys)
+    replicas = len(keys)
+    leading = {a.shape[0] for a in jax.tree.leaves((params, state))}
+    if leading != {replicas}:
+        raise ValueError(f"fit_replicas: {replicas} keys but stacked params / state with leading axes {leading}")
+    if batch_size < 1 or epochs < 0:
+        raise ValueError(f"fit_replicas: need batch_size >= 1 and epochs >= 0, got {batch_size}, {epochs}")
+    x_train, y_train = train
+    n = len(x_train)
+    if n < batch_size:
+        raise ValueError(f"fit_replicas: {n} training examples, fewer than batch_size={batch_size}")
+    hyperparams = {k: np.broadcast_to(np.asarray(v, np.float64), (replicas,)) for k, v in (hyperparams or {}).items()}
+    params, state = jax.tree.map(jnp.copy, (params, state))
+    opt_state = init_replica_optimizer(optimizer, params, **hyperparams)
+    step_fn = make_replica_train_step(apply, optimizer, loss, shared_batch=False, augment=augment)
+    eval_fn = jax.jit(jax.vmap(make_eval_step(apply, loss, jit=False), in_axes=(0, 0, None)))
+    data_keys = [jax.random.fold_in(k, 0) for k in keys]
+    step_keys = [jax.random.fold_in(k, 1) for k in keys]
+    out = Path(out_dir) if out_dir is not None else None
+    histories: list = [[] for _ in range(replicas)]
+    per_epoch = num_batches(n, batch_size, drop_last=True)
+    from tqdm.auto import tqdm
+
+    started, step = time.perf_counter(), 0
+    for epoch in range(epochs):
+        orders = np.stack([epoch_order(n, jax.random.fold_in(k, epoch)) for k in data_keys])
+        sums: dict = {}
+        epoch_start = time.perf_counter()
+        for b in tqdm(range(per_epoch), desc=f"epoch {epoch + 1}/{epochs} ({replicas} replicas)",
+                      disable=None if progress else True, leave=False):
+            index = orders[:, b * batch_size:(b + 1) * batch_size]
+            batch = jax.tree.map(lambda a: jnp.asarray(a[index]), (x_train, y_train))
+            rngs = jnp.stack([jax.random.fold_in(k, step) for k in step_keys])
+            params, state, opt_state, metrics = step_fn(params, state, opt_state, batch, rngs)
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + np.asarray(v, np.float64)
+            step += 1
+        elapsed = time.perf_counter() - epoch_start
+        if not np.all(np.isfinite(sums["loss_sum"])):
+            bad = [r for r in range(replicas) if not math.isfinite(sums["loss_sum"][r])]
+            print(f"fit_replicas: replicas {bad} diverged (loss not finite) in epoch {epoch + 1}; the others go on")
+        val_sums: dict = {}
+        if val is not None:
+            from ..data.batching import batches
+
+            for xb, yb in batches(val[0], val[1], eval_batch_size):
+                for k, v in eval_fn(params, state, (xb, yb)).items():
+                    val_sums[k] = val_sums.get(k, 0.0) + np.asarray(v, np.float64)
+        for r in range(replicas):
+            row = {"epoch": epoch + 1, "step": step, "train_loss": float(sums["loss_sum"][r] / sums["count"][r])}
+            if "correct" in sums:
+                row["train_accuracy"] = float(sums["correct"][r] / sums["count"][r])
+            if val_sums:
+                row["val_loss"] = float(val_sums["loss_sum"][r] / val_sums["count"][r])
+                if "correct" in val_sums:
+                    row["val_accuracy"] = float(val_sums["correct"][r] / val_sums["count"][r])
+            row["epoch_time_s"] = elapsed
+            histories[r].append(row)
+            if out is not None:
+                folder = out / f"replica_{r}"
+                folder.mkdir(parents=True, exist_ok=True)
+                with open(folder / "metrics.jsonl", "a" if epoch else "w") as f:
+                    f.write(json.dumps(row) + "\n")
+                save(folder / "params.npz", {"params": replica(params, r), "state": replica(state, r)})
+        if progress:
+            best = max(range(replicas), key=lambda r: histories[r][-1].get("val_accuracy",
+                                                                           -histories[r][-1].get("val_loss", 0.0)))
+            print(f"epoch {epoch + 1}/{epochs}: {replicas} replicas, {elapsed:.1f} s; best replica {best}: "
+                  + " ".join(f"{k}={v:.4f}" for k, v in histories[best][-1].items() if isinstance(v, float)))
+    seconds = time.perf_counter() - started
+    if out is not None:
+        summary = [{"replica": r, **{k: float(v[r]) for k, v in hyperparams.items()},
+                    **(histories[r][-1] if histories[r] else {})} for r in range(replicas)]
+        (out / "summary.json").write_text(json.dumps({"seconds": seconds, "replicas": summary}, indent=2) + "\n")
+    return ReplicaResult(params, state, opt_state, histories, seconds)

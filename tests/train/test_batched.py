@@ -1,5 +1,7 @@
 """Replicas under vmap equal separate runs; per-example gradients equal a loop over examples."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -72,3 +74,39 @@ def test_per_example_grads_equal_a_loop_over_examples():
     batch_grad = jax.grad(loss)(params, (x, y))
     for a, b in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(batch_grad)):
         np.testing.assert_allclose(a.mean(0), b, rtol=1e-4, atol=1e-6)
+
+
+def test_fit_replicas_equals_separate_fit_runs(tmp_path):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 12, 12, 1)).astype(np.float32)
+    y = rng.integers(0, 10, 40).astype(np.int32)
+    val = (x[:12], y[:12])
+    keys = jax.random.split(jax.random.PRNGKey(4), 2)
+    rates = [3e-3, 1e-2]
+    params, state = train.init_replicas(MODEL.init, SHAPE, keys)
+    result = train.fit_replicas(MODEL.apply, params, state, train.adam(), (x, y), val, keys=keys,
+                                hyperparams={"learning_rate": rates}, epochs=2, batch_size=8, out_dir=tmp_path,
+                                progress=False)
+    for r in range(2):
+        _, p, s = MODEL.init(keys[r], SHAPE)
+        single = train.fit(MODEL.apply, p, s, train.adam(rates[r]), (x, y), val, key=keys[r], epochs=2,
+                           batch_size=8, progress=False)
+        for a, b in zip(jax.tree_util.tree_leaves(single.params), jax.tree_util.tree_leaves(result.params)):
+            np.testing.assert_allclose(b[r], a, rtol=2e-5, atol=2e-6)
+        for mine, theirs in zip(result.histories[r], single.history):
+            for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+                assert mine[k] == pytest.approx(theirs[k], rel=1e-4), k
+        rows = [json.loads(line) for line in (tmp_path / f"replica_{r}" / "metrics.jsonl").read_text().splitlines()]
+        assert [row["epoch"] for row in rows] == [1, 2]
+        saved = fn.load(tmp_path / f"replica_{r}" / "params.npz")
+        np.testing.assert_array_equal(saved["params"]["0_Conv"]["w"], train.replica(result.params, r)["0_Conv"]["w"])
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [row["learning_rate"] for row in summary["replicas"]] == pytest.approx(rates)
+
+
+def test_fit_replicas_rejects_mismatched_keys():
+    keys = jax.random.split(jax.random.PRNGKey(4), 2)
+    params, state = train.init_replicas(MODEL.init, SHAPE, keys)
+    x, y = _batch(16)
+    with pytest.raises(ValueError, match="3 keys but stacked params"):
+        train.fit_replicas(MODEL.apply, params, state, train.adam(), (x, y), keys=jax.random.split(keys[0], 3))
