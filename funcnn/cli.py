@@ -58,8 +58,38 @@ def _train_parser(sub):
     p.add_argument("--plateau", type=int, default=None, help="divide the learning rate by 10 after N epochs "
                                                              "without val improvement")
     p.add_argument("--augment", type=float, default=0.0, help="scale of the lecture's augmentations (0 = off)")
+    p.add_argument("--replicas", type=int, default=None,
+                   help="train N independent models in one compiled step (vmap); replica r uses seed --seed + r")
+    p.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2,...",
+                   help=f"one value per replica of {' or '.join(SWEEPABLE)} (repeatable); without --replicas, one "
+                        "replica per value, all with seed --seed; a single value is shared")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+
+
+SWEEPABLE = {"lr": "learning_rate", "wd": "weight_decay"}
+
+
+def parse_sweep(items, replicas):
+    """["lr=1e-3,3e-3", "wd=0"] -> (R, {"learning_rate": [...], "weight_decay": [...]}); CliError on bad input."""
+    sweep = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        if not sep or name not in SWEEPABLE:
+            raise CliError(f"--sweep {item!r}: expected NAME=V1,V2,... with NAME one of {', '.join(SWEEPABLE)}")
+        try:
+            sweep[SWEEPABLE[name]] = [float(v) for v in values.split(",")]
+        except ValueError:
+            raise CliError(f"--sweep {item!r}: the values must be numbers separated by commas") from None
+    lengths = {len(v) for v in sweep.values() if len(v) > 1}
+    if len(lengths) > 1:
+        raise CliError(f"--sweep: the lists have different lengths {sorted(lengths)}")
+    count = lengths.pop() if lengths else None
+    if replicas is not None and replicas < 1:
+        raise CliError(f"--replicas must be >= 1, got {replicas}")
+    if replicas is not None and count is not None and replicas != count:
+        raise CliError(f"--replicas {replicas} but --sweep gives {count} values per name")
+    return replicas or count or 1, sweep
 
 
 def _writable(directory: Path) -> Path:
@@ -89,6 +119,10 @@ def train_command(args) -> int:
         raise CliError(f"unknown optimizer {args.optimizer!r}; known: {', '.join(sorted(train.RECIPES))}")
     if args.data_dir is not None and not Path(args.data_dir).expanduser().is_dir():
         raise CliError(f"data directory does not exist: {args.data_dir}")
+    replicas, sweep = parse_sweep(args.sweep, args.replicas)
+    if replicas > 1 and (args.resume or args.early_stopping or args.plateau or args.checkpoint_every):
+        raise CliError("--resume, --early-stopping, --plateau and --checkpoint-every train one model; "
+                       "they do not combine with --replicas / --sweep")
     out = _writable(Path(args.out or f"runs/{args.model}-{args.dataset}"))
 
     try:
@@ -113,7 +147,11 @@ def train_command(args) -> int:
     config = {k: v for k, v in vars(args).items() if k != "func"}
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     print(f"funcnn: training {args.model} on {args.dataset} ({len(x_train)} train / {len(x_val)} val / "
-          f"{len(x_test)} test) for {args.epochs} epochs into {out}")
+          f"{len(x_test)} test) for {args.epochs} epochs into {out}"
+          + (f", {replicas} replicas in one compiled step" if replicas > 1 else ""))
+    if replicas > 1:
+        return _train_replicas(args, model, shape, optimizer, augment, sweep, replicas, out,
+                               (x_train, labels[0]), (x_val, labels[1]), (x_test, labels[2]))
 
     started = time.perf_counter()
     try:
@@ -138,6 +176,49 @@ def train_command(args) -> int:
                             metrics=out / "metrics.jsonl", title=f"{args.model} on {args.dataset}")
     print(f"funcnn: test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f}) after {seconds:.1f} s; "
           f"outputs in {out}")
+    return 0
+
+
+def _train_replicas(args, model, shape, optimizer, augment, sweep, replicas, out, train_set, val, test) -> int:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from . import train, viz
+
+    seeds = [args.seed + r if args.replicas else args.seed for r in range(replicas)]  # a pure sweep: one seed
+    keys = [jax.random.PRNGKey(seed) for seed in seeds]
+    params, state = train.init_replicas(model.init, (1, *shape), jnp.stack([jax.random.fold_in(k, 0) for k in keys]))
+    hyperparams = {name: np.broadcast_to(values, (replicas,)) for name, values in sweep.items()}
+    try:
+        result = train.fit_replicas(model.apply, params, state, optimizer, train_set, val,
+                                    keys=jnp.stack([jax.random.fold_in(k, 1) for k in keys]), hyperparams=hyperparams,
+                                    epochs=args.epochs, batch_size=args.batch_size, augment=augment, out_dir=out,
+                                    progress=not args.no_progress)
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    eval_step = train.make_eval_step(model.apply)
+    rows = []
+    for r in range(replicas):
+        test_metrics = train.evaluate(eval_step, train.replica(result.params, r), train.replica(result.state, r),
+                                      *test)
+        rows.append({"replica": r, "seed": seeds[r], **{k: float(v[r]) for k, v in hyperparams.items()},
+                     "val_accuracy": result.histories[r][-1].get("val_accuracy") if result.histories[r] else None,
+                     "test_accuracy": test_metrics["accuracy"], "test_loss": test_metrics["loss"]})
+    (out / "results.json").write_text(json.dumps({"model": args.model, "dataset": args.dataset,
+                                                  "train_seconds": result.seconds, "replicas": rows}, indent=2) + "\n")
+    if not args.no_plots and args.epochs > 0:
+        label = lambda r: ", ".join([f"seed {seeds[r]}"] + [f"{k} {v[r]:g}" for k, v in hyperparams.items()])
+        viz.plot_series({label(r): ([h["epoch"] for h in result.histories[r]],
+                                    [h["val_accuracy"] for h in result.histories[r]]) for r in range(replicas)},
+                        out / "replicas.png", title=f"{args.model} on {args.dataset}: {replicas} replicas",
+                        xlabel="epoch", ylabel="validation accuracy")
+    best = max(rows, key=lambda row: row["val_accuracy"] or 0.0)
+    for row in rows:
+        print(f"funcnn: replica {row['replica']}: " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                             for k, v in row.items() if k != "replica"))
+    print(f"funcnn: {replicas} replicas trained in {result.seconds:.1f} s; best validation accuracy: replica "
+          f"{best['replica']} (test accuracy {best['test_accuracy']:.4f}); outputs in {out}")
     return 0
 
 

@@ -77,3 +77,31 @@ def test_console_script_is_installed():
     script = shutil.which("funcnn", path=os.path.dirname(sys.executable))
     assert script is not None
     assert subprocess.run([script, "--help"], capture_output=True, text=True).returncode == 0
+
+
+def test_parse_sweep():
+    assert cli.parse_sweep(["lr=1e-3,3e-3", "wd=0"], None) == (2, {"learning_rate": [1e-3, 3e-3],
+                                                                   "weight_decay": [0.0]})
+    assert cli.parse_sweep([], 4) == (4, {})
+    assert cli.parse_sweep([], None) == (1, {})
+    for items, replicas, message in [(["momentum=0.9"], None, "NAME one of lr, wd"),
+                                     (["lr=a,b"], None, "must be numbers"),
+                                     (["lr=1,2", "wd=1,2,3"], None, "different lengths"),
+                                     (["lr=1,2"], 3, "--replicas 3 but --sweep gives 2"),
+                                     ([], 0, "--replicas must be >= 1")]:
+        with pytest.raises(cli.CliError, match=message):
+            cli.parse_sweep(items, replicas)
+
+
+def test_train_with_a_sweep_writes_every_replica(tmp_path):
+    result = _run("train", "--epochs", "1", "--sweep", "lr=1e-3,1e-2", "--out", str(tmp_path / "s"),
+                  "--no-progress", "--no-plots")
+    assert result.returncode == 0, result.stderr
+    results = json.loads((tmp_path / "s" / "results.json").read_text())
+    assert [r["learning_rate"] for r in results["replicas"]] == [1e-3, 1e-2]
+    assert [r["seed"] for r in results["replicas"]] == [0, 0]
+    for r in range(2):
+        assert (tmp_path / "s" / f"replica_{r}" / "params.npz").exists()
+    assert "2 replicas trained" in result.stdout
+    bad = _run("train", "--replicas", "2", "--resume", "--out", str(tmp_path / "t"))
+    assert bad.returncode == 2 and "do not combine" in bad.stderr
