@@ -56,10 +56,15 @@ def make_train_step(apply: Callable, optimizer: optax.GradientTransformation, lo
         if augment is not None:
             x = augment_batch(augment, aug_key, x)
 
+        # dynamic loss scaling (funcnn.train.precision.loss_scaled): differentiate loss * scale; the optimiser
+        # divides the gradients by the scale again and skips steps whose gradients overflowed
+        scale = getattr(opt_state, "loss_scale", None)
+
         def objective(params):
             outputs, new_state = apply(params, state, x, train=True, rng=model_key)
             losses = loss(outputs, y)
-            return jnp.mean(losses), (outputs, new_state, losses)
+            mean = jnp.mean(losses.astype(jnp.float32))
+            return (mean if scale is None else mean * scale), (outputs, new_state, losses)
 
         (_, (outputs, new_state, losses)), grads = jax.value_and_grad(objective, has_aux=True)(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)

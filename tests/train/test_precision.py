@@ -1,0 +1,94 @@
+"""Mixed precision: bfloat16 compute with float32 master weights, tested against float32 on a short LeNet-5 run;
+dynamic loss scaling for float16."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from funcnn import data, layers as L, models, train
+from funcnn.train import precision
+
+
+@pytest.fixture(scope="module")
+def digits():
+    ds = data.digits()
+    return ds.train.x[:512], ds.train.y[:512], ds.val.x, ds.val.y
+
+
+def test_policy_presets_and_unknown_name():
+    policy = precision.Policy.get("bfloat16")
+    assert (policy.param_dtype, policy.compute_dtype, policy.output_dtype) == (jnp.float32, jnp.bfloat16, jnp.float32)
+    tree = {"w": jnp.ones(2), "n": jnp.arange(3)}
+    cast = policy.cast_to_compute(tree)
+    assert cast["w"].dtype == jnp.bfloat16 and cast["n"].dtype == tree["n"].dtype  # integers untouched
+    with pytest.raises(ValueError, match="unknown precision policy 'fp8'"):
+        precision.Policy.get("fp8")
+
+
+def test_bfloat16_compute_float32_gradients(digits):
+    x, y = digits[0][:64], digits[1][:64]
+    model = models.lenet5()
+    _, params, state = model.init(jax.random.PRNGKey(0), (1, 32, 32, 1))
+    mixed = precision.mixed_precision(model.apply, precision.Policy.get("bfloat16"))
+    jaxpr = str(jax.make_jaxpr(lambda p: mixed(p, state, x)[0])(params))
+    assert "conv_general_dilated" in jaxpr and "bf16[64,32,32,1]" in jaxpr  # the convolutions see bfloat16
+    out = mixed(params, state, x)[0]
+    assert out.dtype == jnp.float32
+    grad = lambda apply: jax.grad(lambda p: train.classification_loss(apply(p, state, x)[0], y).mean())(params)
+    g32, g16 = grad(model.apply), grad(mixed)
+    for a, b in zip(jax.tree.leaves(g32), jax.tree.leaves(g16)):
+        assert b.dtype == jnp.float32
+        assert float(jnp.linalg.norm(b - a) / jnp.linalg.norm(a)) < 0.08  # bfloat16 has 8 bits of mantissa
+
+
+def test_short_lenet_run_in_bfloat16_matches_float32(digits):
+    x, y, xv, yv = digits
+    model = models.lenet5()
+    results = {}
+    for name in ("float32", "bfloat16"):
+        _, params, state = model.init(jax.random.PRNGKey(0), (1, 32, 32, 1))
+        apply = precision.mixed_precision(model.apply, precision.Policy.get(name))
+        results[name] = train.fit(apply, params, state, train.adam(2e-3), (x, y), (xv, yv),
+                                  key=jax.random.PRNGKey(1), epochs=3, batch_size=32, progress=False)
+    full, mixed = results["float32"].history[-1], results["bfloat16"].history[-1]
+    assert full["val_accuracy"] > 0.85
+    assert abs(mixed["val_accuracy"] - full["val_accuracy"]) < 0.05
+    assert mixed["train_loss"] == pytest.approx(full["train_loss"], rel=0.25)
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(results["bfloat16"].params))
+
+
+def test_loss_scale_skips_overflow_halves_and_grows():
+    inner = optax.sgd(0.1)
+    opt = precision.loss_scaled(inner, initial_scale=8.0, period=2)
+    params = {"w": jnp.ones(3)}
+    state = opt.init(params)
+    updates, state = opt.update({"w": jnp.array([8.0, 16.0, jnp.inf])}, state, params)
+    np.testing.assert_array_equal(updates["w"], 0.0)
+    assert float(state.loss_scale) == 4.0 and int(state.good_steps) == 0
+    updates, state = opt.update({"w": jnp.array([4.0, 8.0, 0.0])}, state, params)  # scaled by 4
+    np.testing.assert_allclose(updates["w"], [-0.1, -0.2, 0.0])
+    assert float(state.loss_scale) == 4.0 and int(state.good_steps) == 1
+    _, state = opt.update({"w": jnp.zeros(3)}, state, params)
+    assert float(state.loss_scale) == 8.0 and int(state.good_steps) == 0  # 2 finite steps: grow
+
+
+def test_float16_with_loss_scaling_trains_like_float32():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 8)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(np.int32)
+    model = L.serial(L.Dense(16), L.Relu(), L.Dense(2))
+    _, params, state = model.init(jax.random.PRNGKey(0), (1, 8))
+    runs = {}
+    for name, optimizer in (("float32", train.sgd(0.1)), ("float16", precision.loss_scaled(train.sgd(0.1), 2.0**10))):
+        apply = precision.mixed_precision(model.apply, precision.Policy.get(name))
+        step = train.make_train_step(apply, optimizer, donate=False)
+        p, s, o = params, state, optimizer.init(params)
+        for i in range(50):
+            p, s, o, metrics = step(p, s, o, (x, y), jax.random.PRNGKey(i))
+        runs[name] = (p, float(metrics["correct"]) / len(x), o)
+    assert runs["float16"][1] > 0.9 and abs(runs["float16"][1] - runs["float32"][1]) < 0.05
+    assert float(runs["float16"][2].loss_scale) == 2.0**10  # no overflow at this scale: never halved
+    for a, b in zip(jax.tree.leaves(runs["float32"][0]), jax.tree.leaves(runs["float16"][0])):
+        np.testing.assert_allclose(b, a, atol=0.05)
