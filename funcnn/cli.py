@@ -58,6 +58,8 @@ def _train_parser(sub):
     p.add_argument("--plateau", type=int, default=None, help="divide the learning rate by 10 after N epochs "
                                                              "without val improvement")
     p.add_argument("--augment", type=float, default=0.0, help="scale of the lecture's augmentations (0 = off)")
+    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16", "float16"],
+                   help="compute dtype; parameters stay float32 (float16 adds dynamic loss scaling)")
     p.add_argument("--replicas", type=int, default=None,
                    help="train N independent models in one compiled step (vmap); replica r uses seed --seed + r")
     p.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2,...",
@@ -108,6 +110,7 @@ def train_command(args) -> int:
 
     from . import data, models, train, viz
     from .io import save
+    from .layers import Layer
 
     try:
         constructor = models.get(args.model)
@@ -143,6 +146,11 @@ def train_command(args) -> int:
     _, params, state = init(jax.random.fold_in(key, 0), (1, *shape))
     recipe = train.RECIPES[args.optimizer]
     optimizer = recipe() if args.lr is None else recipe(args.lr)
+    if args.precision != "float32":
+        model = Layer(model.init, train.mixed_precision(model.apply, train.Policy.get(args.precision)))
+        init, apply = model
+        if args.precision == "float16":
+            optimizer = train.loss_scaled(optimizer)
     augment = data.augment.lecture_augmentations(args.augment) if args.augment > 0 else None
     config = {k: v for k, v in vars(args).items() if k != "func"}
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")

@@ -105,3 +105,10 @@ def test_train_with_a_sweep_writes_every_replica(tmp_path):
     assert "2 replicas trained" in result.stdout
     bad = _run("train", "--replicas", "2", "--resume", "--out", str(tmp_path / "t"))
     assert bad.returncode == 2 and "do not combine" in bad.stderr
+
+
+def test_train_in_bfloat16(tmp_path):
+    result = _run("train", "--epochs", "1", "--precision", "bfloat16", "--out", str(tmp_path / "b"), "--no-progress",
+                  "--no-plots")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "b" / "results.json").read_text())["test_accuracy"] > 0.5

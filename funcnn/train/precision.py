@@ -72,6 +72,12 @@ class LossScaleState(NamedTuple):
     loss_scale: jnp.ndarray   # the factor the training step multiplies the loss by
     good_steps: jnp.ndarray   # finite steps since the scale last changed
 
+    @property
+    def hyperparams(self):
+        """The wrapped optimiser's injected hyperparameters (so plateau rules and replica sweeps still reach the
+        learning rate)."""
+        return self.inner_state.hyperparams
+
 
 def loss_scaled(optimizer: optax.GradientTransformation, initial_scale: float = 2.0**15, period: int = 2000,
                 factor: float = 2.0, min_scale: float = 1.0) -> optax.GradientTransformation:

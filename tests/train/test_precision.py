@@ -92,3 +92,10 @@ def test_float16_with_loss_scaling_trains_like_float32():
     assert float(runs["float16"][2].loss_scale) == 2.0**10  # no overflow at this scale: never halved
     for a, b in zip(jax.tree.leaves(runs["float32"][0]), jax.tree.leaves(runs["float16"][0])):
         np.testing.assert_allclose(b, a, atol=0.05)
+
+
+def test_loss_scaled_state_still_exposes_the_learning_rate():
+    opt_state = precision.loss_scaled(train.adam(1e-3)).init({"w": jnp.ones(2)})
+    assert train.get_learning_rate(opt_state) == pytest.approx(1e-3)
+    train.set_learning_rate(opt_state, 1e-4)
+    assert train.get_learning_rate(opt_state) == pytest.approx(1e-4)
