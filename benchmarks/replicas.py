@@ -4,8 +4,8 @@
     python benchmarks/replicas.py --replicas 16 --device gpu
 
 "Sequential" is what R separate runs cost: the single-model compiled step called R times per round (the same
-work, one model at a time). "Replicas" is `train.make_replica_train_step`: one call per round trains all R, each
-on its own batch. Both use the same optimiser (Adam with a per-replica injected learning rate) and count every
+work, one model at a time). The replica steps are `train.make_replica_train_step`: one call per round trains all
+R, each on its own batch (vmap: the replicas are batched into every operation). Both use the same optimiser (Adam with a per-replica injected learning rate) and count every
 step after compilation; the table gives median rounds over interleaved repeats and the speed-up in replicas
 trained per second. Writes benchmarks/results/replicas.json.
 """
@@ -62,8 +62,8 @@ def measure(replicas, batch, repeats):
         t_seq.append(timed(sequential_round, repeats))
         t_rep.append(timed(replica_round, repeats))
     seq, rep = statistics.median(t_seq), statistics.median(t_rep)
-    return {"replicas": replicas, "sequential ms per round": 1e3 * seq, "vmapped ms per round": 1e3 * rep,
-            "sequential replica-steps/s": replicas / seq, "vmapped replica-steps/s": replicas / rep,
+    return {"replicas": replicas, "sequential ms per round": 1e3 * seq, "replicas ms per round": 1e3 * rep,
+            "sequential replica-steps/s": replicas / seq, "replicas replica-steps/s": replicas / rep,
             "speed-up": seq / rep}
 
 
@@ -83,7 +83,8 @@ def main(argv=None):
     print(f"LeNet-5, batch {args.batch} per replica, Adam; {jax.devices()[0].device_kind}, {platform.processor()}")
     print("| " + " | ".join(header) + " |\n|" + "---:|" * len(header))
     for row in rows:
-        print("| " + " | ".join(f"{v:.1f}" if isinstance(v, float) else str(v) for v in row.values()) + " |")
+        print("| " + " | ".join(f"{v:.2f}" if isinstance(v, float) and v < 10 else f"{v:.1f}"
+                                if isinstance(v, float) else str(v) for v in row.values()) + " |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"device": str(jax.devices()[0]), "batch": args.batch, "rows": rows},
                                          indent=2) + "\n")
