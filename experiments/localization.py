@@ -74,8 +74,9 @@ def main(argv=None):
         args.out, rows, title="Localisation: class and bounding box from one network",
         settings={"training scenes": args.train_scenes, "test scenes": args.test_scenes, "epochs": args.epochs,
                   "box loss weight": args.box_weight, "optimizer": "Adam 1e-3, batch 32"},
-        notes=["the class-only network's box head is untrained (its IoU is chance); the box-only network's class "
-               "head likewise"])
+        notes=["a head whose loss has weight 0 stays at its initialisation: the class-only network's boxes are "
+               "near-degenerate (sigmoid(0) = 0.5 in all four coordinates) and the box-only network's classes are "
+               "chance"])
 
 
 if __name__ == "__main__":
