@@ -10,14 +10,12 @@ step, since remat trades memory for recomputation.
 
 import argparse
 import json
-import statistics
-import time
 from pathlib import Path
 
 import jax
 import optax
 
-from funcnn import models, train
+from funcnn import models, report, train
 
 
 def measure(model_name, batch, remat, steps=10):
@@ -32,15 +30,10 @@ def measure(model_name, batch, remat, steps=10):
     key = jax.random.PRNGKey(3)
     compiled = step.lower(params, state, opt_state, (x, y), key).compile()
     memory = compiled.memory_analysis()
-    jax.block_until_ready(compiled(params, state, opt_state, (x, y), key))
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        jax.block_until_ready(compiled(params, state, opt_state, (x, y), key))
-        times.append(time.perf_counter() - start)
+    step_seconds = report.median_seconds(lambda: compiled(params, state, opt_state, (x, y), key), steps)
     return {"remat": remat, "temp_mb": memory.temp_size_in_bytes / 2**20,
             "argument_mb": memory.argument_size_in_bytes / 2**20, "output_mb": memory.output_size_in_bytes / 2**20,
-            "step_ms": statistics.median(times) * 1e3}
+            "step_ms": step_seconds * 1e3}
 
 
 def main(argv=None):

@@ -14,23 +14,12 @@ import argparse
 import json
 import platform
 import statistics
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
-from funcnn import models, train
-
-
-def timed(fn, repeats):
-    fn()  # compile / warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from funcnn import models, report, train
 
 
 def measure(replicas, batch, repeats):
@@ -59,8 +48,8 @@ def measure(replicas, batch, repeats):
 
     t_seq, t_rep = [], []
     for _ in range(3):  # interleave, so drift in the machine's speed hits both
-        t_seq.append(timed(sequential_round, repeats))
-        t_rep.append(timed(replica_round, repeats))
+        t_seq.append(report.median_seconds(sequential_round, repeats))
+        t_rep.append(report.median_seconds(replica_round, repeats))
     seq, rep = statistics.median(t_seq), statistics.median(t_rep)
     return {"replicas": replicas, "sequential ms per round": 1e3 * seq, "replicas ms per round": 1e3 * rep,
             "sequential replica-steps/s": replicas / seq, "replicas replica-steps/s": replicas / rep,

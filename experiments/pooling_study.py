@@ -12,8 +12,6 @@ Every variant trains with the same seed, data order and optimiser (Adam 1e-3, ba
 test accuracy (mean and spread over seeds), parameters, and the median compiled training-step time.
 """
 
-import time
-
 import jax
 import numpy as np
 
@@ -42,13 +40,7 @@ def step_time(model, params, state, x, y, repeats):
     step = train.make_train_step(model.apply, optimizer, donate=False)
     opt_state = optimizer.init(params)
     key = jax.random.PRNGKey(0)
-    jax.block_until_ready(step(params, state, opt_state, (x, y), key))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(step(params, state, opt_state, (x, y), key))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return report.median_seconds(lambda: step(params, state, opt_state, (x, y), key), repeats)
 
 
 def run(args):

@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
+import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 
 def experiment_parser(doc: str | None, name: str, **sizes: tuple[Any, Any]) -> argparse.ArgumentParser:
@@ -38,6 +40,23 @@ def experiment_parser(doc: str | None, name: str, **sizes: tuple[Any, Any]) -> a
 
     parser.parse_args = parse_args
     return parser
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int = 10, warmup: int = 1) -> float:
+    """Median wall time of fn() over `repeats` calls after `warmup` untimed ones (compilation), waiting for JAX's
+    asynchronous results (`jax.block_until_ready`) before each clock reading."""
+    import jax
+
+    if repeats < 1:
+        raise ValueError(f"median_seconds: repeats must be >= 1, got {repeats}")
+    for _ in range(warmup):
+        jax.block_until_ready(fn())
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def _cell(value: Any, digits: int) -> str:

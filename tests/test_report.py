@@ -39,3 +39,13 @@ def test_write_results_writes_markdown_and_json(tmp_path, capsys):
     payload = json.loads((tmp_path / "r" / "results.json").read_text())
     assert payload["rows"][0]["accuracy"] == 0.75 and payload["curve"] == [0, 1, 2]
     assert "# T" in capsys.readouterr().out
+
+
+def test_median_seconds_times_and_waits():
+    import time
+
+    calls = []
+    seconds = report.median_seconds(lambda: calls.append(time.sleep(0.01)), repeats=3, warmup=2)
+    assert len(calls) == 5 and 0.009 < seconds < 0.5
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        report.median_seconds(lambda: None, repeats=0)
