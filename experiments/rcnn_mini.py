@@ -8,8 +8,9 @@ The pipeline of Girshick et al. (2014), step by step:
 2. Warp every proposal to the CNN's 32x32 input (`detection.crop_and_resize`, bilinear).
 3. CNN features: LeNet-5, fine-tuned with an 11th "background" class on warped training proposals (IoU >= 0.5
    with a digit: that digit; IoU < 0.3: background), read at its 84-unit penultimate layer.
-4. One linear SVM per class on the features (hinge loss, one-vs-rest, trained with optax): positives are the
-   warped ground-truth boxes, negatives proposals with IoU < 0.3 with every digit of that class.
+4. One linear SVM per class on the features (hinge loss, one-vs-rest, trained with optax): class c's positives
+   are the warped ground-truth boxes of class c; its negatives are the other classes' ground-truth boxes and
+   the background proposals (IoU < 0.3 with every digit).
 5. Linear (ridge) regression from the features to the box offsets (dy, dx, log dh, log dw) of proposals with
    IoU >= 0.6 (`detection.encode_boxes`).
 6. At test time: score every proposal with every SVM, move it by the regressor, non-maximum suppression per
