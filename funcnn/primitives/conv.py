@@ -24,9 +24,19 @@ Algorithm choice (one small table; every path passes the same gradient checks):
     | depth-wise (groups == C_in > 1)         | K^prod shifted-slice "taps": multiply-adds of slices  |
     | groups == 1, C_in <= 3 (first layers)   | im2col: the windows as one (K^2 C_in, M) matrix, and  |
     |                                         | one matmul each for forward, dW and dX                |
-    | everything else                         | lax.conv_general_dilated in the canonical form        |
+    | everything else                         | forward: lax.conv_general_dilated (canonical form)    |
+    |                                         | dX: "tap matmuls" when the canonical dX would spend   |
+    |                                         |   at least half its multiplies on inserted or padded  |
+    |                                         |   zeros (stride > 1, or K-1 padding around a small g),|
+    |                                         |   canonical otherwise                                 |
+    |                                         | dW: "tap matmuls" when stride > 1, else canonical     |
 
-`benchmarks/primitives.py` measures each choice; `force_algorithm(name)` overrides the table (tests run every path).
+"Tap matmuls" are one matmul per window offset u: dX places g w[u]^T at S*i + D*u (the lecture's "+=", no zeros
+multiplied), dW[u] = x_pad[S*i + D*u]^T g. On CPU, XLA's canonical dX (lhs_dilation = S) and dW (rhs_dilation = S)
+run 3-10x slower than that for stride 2 (`benchmarks/primitives.py`, ResNet's stride-2 layers).
+
+`benchmarks/primitives.py` measures each choice; `force_algorithm(name)` overrides the table for every rule
+(tests run every path).
 """
 
 from __future__ import annotations
@@ -71,29 +81,56 @@ def _dimension_numbers(nd: int, lhs: str, rhs: str, out: str):
 
 
 IM2COL_MAX_CHANNELS = 3
+ZERO_FRACTION_FOR_TAPS = 0.5
+ALGORITHMS = ("taps", "im2col", "tap_matmuls", "canonical")
 _FORCED: list = [None]
 
 
-def _algorithm(spec: ConvSpec, w_shape) -> str:
-    """"taps", "im2col" or "canonical", by the table in the module docstring."""
+def _algorithm(spec: ConvSpec, w_shape, rule: str = "forward", in_sizes=None) -> str:
+    """The path for one rule ("forward", "dx" or "dw"), by the table in the module docstring.
+
+    `in_sizes` (the forward input's spatial sizes) is needed for rule "dx".
+    """
+    depthwise = spec.groups > 1 and w_shape[-2] == 1
     if _FORCED[0] is not None:
         wanted = _FORCED[0]
-        if wanted == "taps" and not (spec.groups > 1 and w_shape[-2] == 1):
+        if wanted == "taps" and not depthwise:
             return "canonical"  # taps exist for depth-wise filters only
-        if wanted == "im2col" and spec.groups != 1:
+        if wanted in ("im2col", "tap_matmuls") and spec.groups != 1:
             return "canonical"
         return wanted
-    if spec.groups > 1 and w_shape[-2] == 1:
+    if depthwise:
         return "taps"
-    if spec.groups == 1 and w_shape[-2] <= IM2COL_MAX_CHANNELS:
+    if spec.groups != 1:
+        return "canonical"
+    if w_shape[-2] <= IM2COL_MAX_CHANNELS:
         return "im2col"
+    strided = any(s > 1 for s in spec.geo.stride)
+    if rule == "dw" and strided:
+        return "tap_matmuls"
+    if rule == "dx" and _dx_zero_fraction(spec, in_sizes) >= ZERO_FRACTION_FOR_TAPS:
+        return "tap_matmuls"
     return "canonical"
+
+
+def _dx_zero_fraction(spec: ConvSpec, in_sizes) -> float:
+    """The share of the canonical dX convolution's multiplies that hit inserted or padded zeros of g.
+
+    The canonical form evaluates the window at every (padded-input) position, prod(in) of them; only the prod(out)
+    entries of g are non-zero, each meeting every tap once: useful work prod(out) * prod(K) of prod(in) * prod(K).
+    """
+    out = spec.geo.out_sizes(in_sizes)
+    useful, total = 1, 1
+    for o, n in zip(out, in_sizes):
+        useful, total = useful * o, total * n
+    return 1.0 - useful / total
 
 
 @contextlib.contextmanager
 def force_algorithm(name: str | None):
-    """Use one algorithm wherever it applies (for tests and benchmarks): "taps", "im2col", "canonical" or None."""
-    if name not in (None, "taps", "im2col", "canonical"):
+    """Use one algorithm for every rule wherever it applies (for tests and benchmarks): one of `ALGORITHMS`, or None
+    for the table."""
+    if name is not None and name not in ALGORITHMS:
         raise ValueError(f"force_algorithm: unknown algorithm {name!r}")
     previous, _FORCED[0] = _FORCED[0], name
     try:
@@ -112,11 +149,13 @@ def _with_bias(z, b):
 
 def _conv(x, w, spec: ConvSpec):
     """z[n, i, f] = sum_{u, c} x_pad[n, S*i + D*u, c] * w[u, c, f] (no bias)."""
-    algorithm = _algorithm(spec, w.shape)
+    algorithm = _algorithm(spec, w.shape, "forward")
     if algorithm == "taps":
         return _taps_conv(x, w, spec.geo)
     if algorithm == "im2col":
         return _im2col_conv(x, w, spec.geo)
+    if algorithm == "tap_matmuls":
+        return _tap_matmuls_conv(x, w, spec.geo)
     nd = x.ndim - 2
     z = lax.conv_general_dilated(
         x,
@@ -171,11 +210,13 @@ def _flip_and_swap(w, groups: int):
 
 def _conv_dx(g, w, spec: ConvSpec, in_sizes):
     """dX[n, y, c] = sum_{f, i} g_up[n, i, f] * w[y - i, c, f]: the four lecture steps as one convolution."""
-    algorithm = _algorithm(spec, w.shape)
+    algorithm = _algorithm(spec, w.shape, "dx", in_sizes)
     if algorithm == "taps":
         return _taps_dx(g, w, spec, in_sizes)
     if algorithm == "im2col":
         return _im2col_dx(g, w, spec.geo, in_sizes)
+    if algorithm == "tap_matmuls":
+        return _tap_matmuls_dx(g, w, spec.geo, in_sizes)
     nd = g.ndim - 2
     dx = lax.conv_general_dilated(
         g,
@@ -197,11 +238,13 @@ def _conv_dw(x, g, spec: ConvSpec, w_shape):
     A correlation of the padded input with g upsampled by S (rhs_dilation = S), stepping D over the input
     (window_strides = D); batch and channel axes swap roles, and groups become batch groups.
     """
-    algorithm = _algorithm(spec, w_shape)
+    algorithm = _algorithm(spec, w_shape, "dw")
     if algorithm == "taps":
         return _taps_dw(x, g, spec.geo)
     if algorithm == "im2col":
         return _im2col_dw(x, g, spec.geo, w_shape)
+    if algorithm == "tap_matmuls":
+        return _tap_matmuls_dw(x, g, spec.geo, w_shape)
     nd = x.ndim - 2
     dropped = spec.geo.dropped(x.shape[1:-1])
     dw = lax.conv_general_dilated(
@@ -299,6 +342,55 @@ def _im2col_dx(g, w, geo: Geometry, in_sizes):
     dcols = jnp.matmul(w.reshape(-1, w.shape[-1]), g.reshape(-1, g.shape[-1]).T, preferred_element_type=acc)
     dcols = jnp.moveaxis(dcols.reshape(-1, w.shape[-2], *g.shape[:-1]), 1, -1)  # (T, N, *O, C)
     return place_windows(lambda t, u: dcols[t], geo, in_sizes).astype(g.dtype)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# tap matmuls: one matmul per window offset u, on (M, C) views (M = N * prod(out)); nothing is multiplied by the
+# zeros that the canonical backward inserts (stride) or pads (K - 1 border).
+
+
+def _rows(v):
+    """(N, *spatial, C) -> (N * prod(spatial), C): a free reshape."""
+    return v.reshape(-1, v.shape[-1])
+
+
+def _tap_matmuls_conv(x, w, geo: Geometry):
+    """z[n, i, f] = sum_u sum_c x_pad[n, S*i + D*u, c] * w[u, c, f]: one (M, C_in) x (C_in, C_out) matmul per tap."""
+    acc = accumulation_dtype(x.dtype)
+    out_sizes = geo.out_sizes(x.shape[1:-1])
+    xp = pad_spatial(x, geo.padding)
+    z = None
+    for u in window_offsets(geo.window):
+        tap = jnp.matmul(_rows(window_slice(xp, u, geo, out_sizes)), w[u], preferred_element_type=acc)
+        z = tap if z is None else z + tap
+    return z.reshape(x.shape[0], *out_sizes, w.shape[-1]).astype(x.dtype)
+
+
+def _tap_matmuls_dx(g, w, geo: Geometry, in_sizes):
+    """dX[n, S*i + D*u, c] += sum_f g[n, i, f] * w[u, c, f]: each tap's (M, C_out) x (C_out, C_in) product placed
+    at its offset (interior padding for S), summed, the forward padding cropped."""
+    acc = accumulation_dtype(g.dtype)
+    g_rows = _rows(g)
+
+    def contribution(t, u):
+        d = lax.dot_general(g_rows, w[u], (((1,), (1,)), ((), ())), preferred_element_type=acc)
+        return d.reshape(*g.shape[:-1], w.shape[-2])
+
+    return place_windows(contribution, geo, in_sizes).astype(g.dtype)
+
+
+def _tap_matmuls_dw(x, g, geo: Geometry, w_shape):
+    """dW[u, c, f] = sum_{(n, i)} x_pad[n, S*i + D*u, c] * g[n, i, f]: one (C_in, M) x (M, C_out) product per tap,
+    contracting the rows of both views (no transpose is materialised)."""
+    acc = accumulation_dtype(x.dtype)
+    xp = pad_spatial(x, geo.padding)
+    g_rows = _rows(g)
+    taps = [
+        lax.dot_general(_rows(window_slice(xp, u, geo, g.shape[1:-1])), g_rows, (((0,), (0,)), ((), ())),
+                        preferred_element_type=acc)
+        for u in window_offsets(geo.window)
+    ]
+    return jnp.stack(taps).reshape(w_shape).astype(x.dtype)
 
 
 # ----------------------------------------------------------------------------------------------------------------

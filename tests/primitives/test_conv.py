@@ -10,7 +10,7 @@ from jax import lax
 import funcnn as fn
 from funcnn import reference as ref
 from funcnn.gradcheck import check_vjp
-from funcnn.primitives.conv import force_algorithm
+from funcnn.primitives.conv import ALGORITHMS, force_algorithm
 
 from ..helpers import conv_configs, dropped_rows, inner, lax_padding, normal
 
@@ -22,7 +22,7 @@ def over_algorithms(strategy):
     configuration falls back to the canonical one)."""
 
     def decorate(body):
-        @pytest.mark.parametrize("algorithm", ["canonical", "im2col", "taps"])
+        @pytest.mark.parametrize("algorithm", ALGORITHMS)
         @given(cfg=strategy)
         def test(cfg, algorithm):
             with force_algorithm(algorithm):
@@ -360,6 +360,18 @@ def test_algorithm_table_and_override():
     assert _algorithm(ConvSpec(geo, 1), (3, 3, 64, 64)) == "canonical"
     assert _algorithm(ConvSpec(geo, 8), (3, 3, 1, 8)) == "taps"
     assert _algorithm(ConvSpec(geo, 2), (3, 3, 2, 8)) == "canonical"  # grouped, not depth-wise
+    # per rule: a stride-2 layer's backward multiplies no inserted zeros
+    s2 = Geometry((3, 3), (2, 2), ((1, 1), (1, 1)), (1, 1))
+    assert _algorithm(ConvSpec(s2, 1), (3, 3, 16, 32), "forward") == "canonical"
+    assert _algorithm(ConvSpec(s2, 1), (3, 3, 16, 32), "dx", (32, 32)) == "tap_matmuls"  # 3/4 of g_up is zeros
+    assert _algorithm(ConvSpec(s2, 1), (3, 3, 16, 32), "dw") == "tap_matmuls"
+    same = Geometry((3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1))
+    assert _algorithm(ConvSpec(same, 1), (3, 3, 16, 16), "dx", (32, 32)) == "canonical"  # no zeros: 'same' padding
+    assert _algorithm(ConvSpec(same, 1), (3, 3, 16, 16), "dw") == "canonical"
+    lenet_c2 = Geometry((5, 5), (1, 1), ((0, 0), (0, 0)), (1, 1))
+    # LeNet's conv2: 1 - 10²/14² = 49% zeros; the canonical dX measured faster inside the training step
+    assert _algorithm(ConvSpec(lenet_c2, 1), (5, 5, 6, 16), "dx", (14, 14)) == "canonical"
+    assert _algorithm(ConvSpec(lenet_c2, 1), (5, 5, 6, 16), "dx", (12, 12)) == "tap_matmuls"  # 1 - 8²/12² = 56%
     with force_algorithm("canonical"):
         assert _algorithm(ConvSpec(geo, 1), (3, 3, 1, 6)) == "canonical"
     with pytest.raises(ValueError, match="unknown algorithm"):
