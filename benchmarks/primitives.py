@@ -77,6 +77,12 @@ def cases(batch_scale: float = 1.0):
                 [(n, 32, 32, 64), (3, 3, 64, 64)], conv_flops(n, 32, 32, 64, 3, 64)))
     out.append(("ResNet conv 3x3 64->64 s2", lambda x, w: fn.conv2d(x, w, stride=2, padding="SAME"),
                 _lax_conv(2, "SAME"), [(n, 32, 32, 64), (3, 3, 64, 64)], conv_flops(n, 16, 16, 64, 3, 64)))
+    n = b(128)
+    out.append(("ResNet-20 conv 3x3/2 16->32 (batch 128)", lambda x, w: fn.conv2d(x, w, stride=2, padding="SAME"),
+                _lax_conv(2, "SAME"), [(n, 32, 32, 16), (3, 3, 16, 32)], conv_flops(n, 16, 16, 32, 3, 16)))
+    out.append(("ResNet-20 shortcut 1x1/2 16->32", lambda x, w: fn.conv2d(x, w, stride=2),
+                _lax_conv(2), [(n, 32, 32, 16), (1, 1, 16, 32)], conv_flops(n, 16, 16, 32, 1, 16)))
+    n = b(32)
     out.append(("max pool 2x2/2, 64 ch", lambda x: fn.max_pool2d(x, 2), _lax_pool(lax.max, -jnp.inf, 2, 2),
                 [(n, 32, 32, 64)], 2 * n * 32 * 32 * 64))
     out.append(("max pool 3x3/2 (overlapping)", lambda x: fn.max_pool2d(x, 3, 2), _lax_pool(lax.max, -jnp.inf, 3, 2),

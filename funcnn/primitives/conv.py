@@ -33,7 +33,8 @@ Algorithm choice (one small table; every path passes the same gradient checks):
 
 "Tap matmuls" are one matmul per window offset u: dX places g w[u]^T at S*i + D*u (the lecture's "+=", no zeros
 multiplied), dW[u] = x_pad[S*i + D*u]^T g. On CPU, XLA's canonical dX (lhs_dilation = S) and dW (rhs_dilation = S)
-run 3-10x slower than that for stride 2 (`benchmarks/primitives.py`, ResNet's stride-2 layers).
+ran 2-10x slower than that on ResNet-20's stride-2 layers, measured rule by rule (README, Performance). For stride 1
+the canonical forms win or tie; LeNet's conv2 dX (49% zeros) measured faster canonical inside the training step.
 
 `benchmarks/primitives.py` measures each choice; `force_algorithm(name)` overrides the table for every rule
 (tests run every path).

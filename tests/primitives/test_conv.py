@@ -156,10 +156,12 @@ def test_vjp_matches_autodiff_of_reference(cfg):
         dict(groups=4, padding=1),  # depth-wise
     ],
 )
-def test_vjp_matches_finite_differences_float64(kw):
+@pytest.mark.parametrize("algorithm", [None, *ALGORITHMS])
+def test_vjp_matches_finite_differences_float64(kw, algorithm):
     rng = np.random.default_rng(1)
     x, w, b = normal(rng, 2, 7, 6, 4), normal(rng, 3, 2, 4 // kw.get("groups", 1), 4), normal(rng, 4)
-    check_vjp(lambda x, w, b: fn.conv2d(x, w, b, **kw), None, x, w, b, fd=True).raise_if_failed()
+    with force_algorithm(algorithm):
+        check_vjp(lambda x, w, b: fn.conv2d(x, w, b, **kw), None, x, w, b, fd=True).raise_if_failed()
 
 
 @given(conv_configs(max_groups=1))
