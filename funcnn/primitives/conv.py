@@ -30,6 +30,8 @@ Algorithm choice (one small table; every path passes the same gradient checks):
     |                                         |   zeros (stride > 1, or K-1 padding around a small g),|
     |                                         |   canonical otherwise                                 |
     |                                         | dW: "tap matmuls" when stride > 1, else canonical     |
+    |                                         | (tap matmuls on CPU only; other backends keep the     |
+    |                                         |  canonical form, which XLA maps to cuDNN)             |
 
 "Tap matmuls" are one matmul per window offset u: dX places g w[u]^T at S*i + D*u (the lecture's "+=", no zeros
 multiplied), dW[u] = x_pad[S*i + D*u]^T g. On CPU, XLA's canonical dX (lhs_dilation = S) and dW (rhs_dilation = S)
@@ -217,7 +219,11 @@ def _conv_dx(g, w, spec: ConvSpec, in_sizes):
     if algorithm == "im2col":
         return _im2col_dx(g, w, spec.geo, in_sizes)
     if algorithm == "tap_matmuls":
-        return _tap_matmuls_dx(g, w, spec.geo, in_sizes)
+        return _cpu_only(_tap_matmuls_dx, _canonical_dx, g, w, spec, in_sizes)
+    return _canonical_dx(g, w, spec, in_sizes)
+
+
+def _canonical_dx(g, w, spec: ConvSpec, in_sizes):
     nd = g.ndim - 2
     dx = lax.conv_general_dilated(
         g,
@@ -245,7 +251,11 @@ def _conv_dw(x, g, spec: ConvSpec, w_shape):
     if algorithm == "im2col":
         return _im2col_dw(x, g, spec.geo, w_shape)
     if algorithm == "tap_matmuls":
-        return _tap_matmuls_dw(x, g, spec.geo, w_shape)
+        return _cpu_only(_tap_matmuls_dw, _canonical_dw, x, g, spec, w_shape)
+    return _canonical_dw(x, g, spec, w_shape)
+
+
+def _canonical_dw(x, g, spec: ConvSpec, w_shape):
     nd = x.ndim - 2
     dropped = spec.geo.dropped(x.shape[1:-1])
     dw = lax.conv_general_dilated(
@@ -367,7 +377,18 @@ def _tap_matmuls_conv(x, w, geo: Geometry):
     return z.reshape(x.shape[0], *out_sizes, w.shape[-1]).astype(x.dtype)
 
 
-def _tap_matmuls_dx(g, w, geo: Geometry, in_sizes):
+def _cpu_only(tap_rule, canonical_rule, a, b, spec: ConvSpec, size):
+    """The table's tap-matmul choice is measured on CPU only: on other backends the canonical form stays, the one XLA
+    maps to vendor kernels (cuDNN). A forced path is taken everywhere. `lax.platform_dependent` lowers just the
+    branch of the platform being compiled for."""
+    if _FORCED[0] == "tap_matmuls":
+        return tap_rule(a, b, spec, size)
+    return lax.platform_dependent(
+        a, b, cpu=lambda a, b: tap_rule(a, b, spec, size), default=lambda a, b: canonical_rule(a, b, spec, size)
+    )
+
+
+def _tap_matmuls_dx(g, w, spec: ConvSpec, in_sizes):
     """dX[n, S*i + D*u, c] += sum_f g[n, i, f] * w[u, c, f]: each tap's (M, C_out) x (C_out, C_in) product placed
     at its offset (interior padding for S), summed, the forward padding cropped."""
     acc = accumulation_dtype(g.dtype)
@@ -377,13 +398,13 @@ def _tap_matmuls_dx(g, w, geo: Geometry, in_sizes):
         d = lax.dot_general(g_rows, w[u], (((1,), (1,)), ((), ())), preferred_element_type=acc)
         return d.reshape(*g.shape[:-1], w.shape[-2])
 
-    return place_windows(contribution, geo, in_sizes).astype(g.dtype)
+    return place_windows(contribution, spec.geo, in_sizes).astype(g.dtype)
 
 
-def _tap_matmuls_dw(x, g, geo: Geometry, w_shape):
+def _tap_matmuls_dw(x, g, spec: ConvSpec, w_shape):
     """dW[u, c, f] = sum_{(n, i)} x_pad[n, S*i + D*u, c] * g[n, i, f]: one (C_in, M) x (M, C_out) product per tap,
     contracting the rows of both views (no transpose is materialised)."""
-    acc = accumulation_dtype(x.dtype)
+    geo, acc = spec.geo, accumulation_dtype(x.dtype)
     xp = pad_spatial(x, geo.padding)
     g_rows = _rows(g)
     taps = [

@@ -379,3 +379,19 @@ def test_algorithm_table_and_override():
     with pytest.raises(ValueError, match="unknown algorithm"):
         with force_algorithm("winograd"):
             pass
+
+
+def test_tap_matmuls_are_chosen_for_cpu_only():
+    """The strided backward runs as tap matmuls when compiled for CPU; for CUDA the canonical convolutions stay (the
+    form XLA maps to cuDNN). Checked by exporting the same gradient for both platforms (no GPU needed)."""
+    x, w = jnp.ones((2, 8, 8, 4)), jnp.ones((3, 3, 4, 8))
+
+    def count(platform):  # a fresh function each time: the algorithm is chosen when it is traced
+        grads = jax.jit(jax.grad(lambda x, w: fn.conv2d(x, w, stride=2, padding=1).sum(), argnums=(0, 1)))
+        text = jax.export.export(grads, platforms=[platform])(x, w).mlir_module()
+        return text.count("stablehlo.convolution"), text.count("stablehlo.dot_general")
+
+    assert count("cpu") == (0, 18)  # 9 taps for dX, 9 for dW (the forward's value is unused by the gradient)
+    assert count("cuda") == (2, 0)  # one dX and one dW convolution
+    with force_algorithm("tap_matmuls"):
+        assert count("cuda") == (0, 18)
