@@ -358,8 +358,14 @@ def test_algorithm_table_and_override():
     from funcnn.primitives._common import Geometry
 
     geo = Geometry((3, 3), (1, 1), ((0, 0), (0, 0)), (1, 1))
-    assert _algorithm(ConvSpec(geo, 1), (3, 3, 1, 6)) == "im2col"  # LeNet's first layer
-    assert _algorithm(ConvSpec(geo, 1), (3, 3, 64, 64)) == "canonical"
+    for rule in ("forward", "dx", "dw"):  # LeNet's layers (1 x 6, 6 x 16) and ResNet's stem (3 x 16)
+        assert _algorithm(ConvSpec(geo, 1), (5, 5, 1, 6), rule, (32, 32)) == "banded"
+        assert _algorithm(ConvSpec(geo, 1), (5, 5, 6, 16), rule, (14, 14)) == "banded"
+        assert _algorithm(ConvSpec(geo, 1), (3, 3, 3, 16), rule, (32, 32)) == "banded"
+    assert _algorithm(ConvSpec(geo, 1), (3, 3, 16, 16), "forward") == "canonical"
+    assert _algorithm(ConvSpec(geo, 1), (3, 3, 16, 16), "dw") == "canonical"
+    assert _algorithm(ConvSpec(geo, 1), (3, 3, 64, 64), "forward") == "canonical"
+    assert _algorithm(ConvSpec(geo, 1), (3, 3, 32, 32), "dw") == "banded"  # stride-1 dW from 32 input channels
     assert _algorithm(ConvSpec(geo, 8), (3, 3, 1, 8)) == "taps"
     assert _algorithm(ConvSpec(geo, 2), (3, 3, 2, 8)) == "canonical"  # grouped, not depth-wise
     # per rule: a stride-2 layer's backward multiplies no inserted zeros
@@ -370,21 +376,76 @@ def test_algorithm_table_and_override():
     same = Geometry((3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1))
     assert _algorithm(ConvSpec(same, 1), (3, 3, 16, 16), "dx", (32, 32)) == "canonical"  # no zeros: 'same' padding
     assert _algorithm(ConvSpec(same, 1), (3, 3, 16, 16), "dw") == "canonical"
-    lenet_c2 = Geometry((5, 5), (1, 1), ((0, 0), (0, 0)), (1, 1))
-    # LeNet's conv2: 1 - 10²/14² = 49% zeros; the canonical dX measured faster inside the training step
-    assert _algorithm(ConvSpec(lenet_c2, 1), (5, 5, 6, 16), "dx", (14, 14)) == "canonical"
-    assert _algorithm(ConvSpec(lenet_c2, 1), (5, 5, 6, 16), "dx", (12, 12)) == "tap_matmuls"  # 1 - 8²/12² = 56%
+    valid5 = Geometry((5, 5), (1, 1), ((0, 0), (0, 0)), (1, 1))
+    assert _algorithm(ConvSpec(valid5, 1), (5, 5, 16, 16), "dx", (14, 14)) == "canonical"  # 1 - 10²/14² = 49% zeros
+    assert _algorithm(ConvSpec(valid5, 1), (5, 5, 16, 16), "dx", (12, 12)) == "tap_matmuls"  # 1 - 8²/12² = 56%
     with force_algorithm("canonical"):
         assert _algorithm(ConvSpec(geo, 1), (3, 3, 1, 6)) == "canonical"
+    with force_algorithm("banded"):
+        assert _algorithm(ConvSpec(geo, 2), (3, 3, 2, 8)) == "canonical"  # no grouped band
     with pytest.raises(ValueError, match="unknown algorithm"):
         with force_algorithm("winograd"):
             pass
 
 
+def test_band_block_plan():
+    """B: the largest divisor of the last output size whose band spans at most BAND_MAX_INFLATION * K columns."""
+    from funcnn.primitives._common import Geometry
+    from funcnn.primitives.conv import _band, _band_block
+
+    valid5 = Geometry((5, 5), (1, 1), ((0, 0), (0, 0)), (1, 1))
+    assert _band_block(valid5, 28) == 7  # LeNet conv1: span 11 <= 15; 14 would span 18
+    assert _band_block(valid5, 10) == 10  # LeNet conv2: span 14
+    same3 = Geometry((3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1))
+    assert _band_block(same3, 32) == 4  # 8 would span 10 > 9
+    assert _band_block(valid5, 13) == 1  # a prime size: im2col
+    s2 = Geometry((3,), (2,), ((1, 1),), (2,))
+    assert _band_block(s2, 4) == 2  # span S*(B-1) + D*(K-1) + 1 = 7 <= 9
+    band = _band(s2, (9,), block=3)  # 5 outputs in 2 blocks of 3: the high padding grows to make 6 whole
+    assert (band.blocks, band.span, band.geo.padding) == (2, 9, ((1, 1 + 2 * 5 + 4 + 1 - 11),))
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 100])
+@pytest.mark.parametrize(
+    "x_shape, w_shape, kw",
+    [
+        ((2, 9, 11, 2), (3, 3, 2, 3), dict()),
+        ((2, 9, 11, 2), (3, 2, 2, 3), dict(stride=2, padding=((1, 0), (1, 2)))),
+        ((1, 12, 10, 3), (2, 2, 3, 2), dict(stride=3, padding=2, dilation=2)),
+        ((3, 13, 1), (4, 1, 2), dict(stride=2, padding=(3,))),  # 1-D: no outer axes
+    ],
+)
+def test_banded_every_block_size_matches_reference(monkeypatch, block, x_shape, w_shape, kw):
+    """Every block size B (1 = im2col, a partial last block, B >= the output width) gives the oracle's forward and
+    VJP; the table only ever picks divisors, so the partial-block padding is exercised here."""
+    from funcnn.primitives import conv
+
+    monkeypatch.setattr(conv, "_band_block", lambda geo, out_last: min(block, out_last))
+    rng = np.random.default_rng(4)
+    x, w, b = normal(rng, *x_shape), normal(rng, *w_shape), normal(rng, w_shape[-1])
+    prim, reference = (fn.conv1d, ref.conv1d) if len(x_shape) == 3 else (fn.conv2d, ref.conv2d)
+    with force_algorithm("banded"):
+        check_vjp(lambda x, w, b: prim(x, w, b, **kw), lambda x, w, b: reference(x, w, b, **kw), x, w, b,
+                  fd=False).raise_if_failed()
+
+
+def test_banded_is_chosen_for_cpu_only():
+    """LeNet's conv2 runs as band matmuls when compiled for CPU and as convolutions for CUDA."""
+    x, w = jnp.ones((2, 14, 14, 6)), jnp.ones((5, 5, 6, 16))
+
+    def count(platform):
+        f = jax.jit(jax.value_and_grad(lambda x, w: fn.conv2d(x, w).sum(), argnums=(0, 1)))
+        text = jax.export.export(f, platforms=[platform])(x, w).mlir_module()
+        return text.count("stablehlo.convolution"), text.count("stablehlo.dot_general")
+
+    assert count("cpu") == (0, 3)  # forward, dX and dW: one matmul each
+    assert count("cuda") == (3, 0)
+
+
 def test_tap_matmuls_are_chosen_for_cpu_only():
     """The strided backward runs as tap matmuls when compiled for CPU; for CUDA the canonical convolutions stay (the
     form XLA maps to cuDNN). Checked by exporting the same gradient for both platforms (no GPU needed)."""
-    x, w = jnp.ones((2, 8, 8, 4)), jnp.ones((3, 3, 4, 8))
+    x, w = jnp.ones((2, 8, 8, 16)), jnp.ones((3, 3, 16, 32))  # more channels than the band takes
 
     def count(platform):  # a fresh function each time: the algorithm is chosen when it is traced
         grads = jax.jit(jax.grad(lambda x, w: fn.conv2d(x, w, stride=2, padding=1).sum(), argnums=(0, 1)))
