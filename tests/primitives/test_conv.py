@@ -363,19 +363,19 @@ def test_algorithm_table_and_override():
         assert _algorithm(ConvSpec(geo, 1), (5, 5, 6, 16), rule, (14, 14)) == "banded"
         assert _algorithm(ConvSpec(geo, 1), (3, 3, 3, 16), rule, (32, 32)) == "banded"
     assert _algorithm(ConvSpec(geo, 1), (3, 3, 16, 16), "forward") == "canonical"
-    assert _algorithm(ConvSpec(geo, 1), (3, 3, 16, 16), "dw") == "canonical"
+    assert _algorithm(ConvSpec(geo, 1), (3, 3, 16, 16), "dw") == "batch_chunks"
     assert _algorithm(ConvSpec(geo, 1), (3, 3, 64, 64), "forward") == "canonical"
-    assert _algorithm(ConvSpec(geo, 1), (3, 3, 32, 32), "dw") == "banded"  # stride-1 dW from 32 input channels
+    one = Geometry((1, 1), (2, 2), ((0, 0), (0, 0)), (1, 1))
+    assert _algorithm(ConvSpec(one, 1), (1, 1, 16, 32), "dw") == "tap_matmuls"  # a 1x1 window: one matmul
     assert _algorithm(ConvSpec(geo, 8), (3, 3, 1, 8)) == "taps"
     assert _algorithm(ConvSpec(geo, 2), (3, 3, 2, 8)) == "canonical"  # grouped, not depth-wise
     # per rule: a stride-2 layer's backward multiplies no inserted zeros
     s2 = Geometry((3, 3), (2, 2), ((1, 1), (1, 1)), (1, 1))
     assert _algorithm(ConvSpec(s2, 1), (3, 3, 16, 32), "forward") == "canonical"
     assert _algorithm(ConvSpec(s2, 1), (3, 3, 16, 32), "dx", (32, 32)) == "tap_matmuls"  # 3/4 of g_up is zeros
-    assert _algorithm(ConvSpec(s2, 1), (3, 3, 16, 32), "dw") == "tap_matmuls"
+    assert _algorithm(ConvSpec(s2, 1), (3, 3, 16, 32), "dw") == "batch_chunks"
     same = Geometry((3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1))
     assert _algorithm(ConvSpec(same, 1), (3, 3, 16, 16), "dx", (32, 32)) == "canonical"  # no zeros: 'same' padding
-    assert _algorithm(ConvSpec(same, 1), (3, 3, 16, 16), "dw") == "canonical"
     valid5 = Geometry((5, 5), (1, 1), ((0, 0), (0, 0)), (1, 1))
     assert _algorithm(ConvSpec(valid5, 1), (5, 5, 16, 16), "dx", (14, 14)) == "canonical"  # 1 - 10²/14² = 49% zeros
     assert _algorithm(ConvSpec(valid5, 1), (5, 5, 16, 16), "dx", (12, 12)) == "tap_matmuls"  # 1 - 8²/12² = 56%
@@ -383,6 +383,9 @@ def test_algorithm_table_and_override():
         assert _algorithm(ConvSpec(geo, 1), (3, 3, 1, 6)) == "canonical"
     with force_algorithm("banded"):
         assert _algorithm(ConvSpec(geo, 2), (3, 3, 2, 8)) == "canonical"  # no grouped band
+    with force_algorithm("batch_chunks"):
+        assert _algorithm(ConvSpec(geo, 1), (3, 3, 16, 16), "forward") == "canonical"  # a dW path only
+        assert _algorithm(ConvSpec(geo, 2), (3, 3, 2, 8), "dw") == "batch_chunks"  # groups: batch groups per chunk
     with pytest.raises(ValueError, match="unknown algorithm"):
         with force_algorithm("winograd"):
             pass
@@ -429,6 +432,15 @@ def test_banded_every_block_size_matches_reference(monkeypatch, block, x_shape, 
                   fd=False).raise_if_failed()
 
 
+@pytest.mark.parametrize("batch", [1, 5, 20])  # fewer images than chunks, and 20 in 16 uneven chunks
+def test_batch_chunks_dw_matches_reference(batch):
+    rng = np.random.default_rng(5)
+    x, w = normal(rng, batch, 7, 6, 4), normal(rng, 3, 3, 4, 5)
+    with force_algorithm("batch_chunks"):
+        check_vjp(lambda x, w: fn.conv2d(x, w, padding=1), lambda x, w: ref.conv2d(x, w, padding=1), x, w,
+                  fd=False).raise_if_failed()
+
+
 def test_banded_is_chosen_for_cpu_only():
     """LeNet's conv2 runs as band matmuls when compiled for CPU and as convolutions for CUDA."""
     x, w = jnp.ones((2, 14, 14, 6)), jnp.ones((5, 5, 6, 16))
@@ -452,7 +464,8 @@ def test_tap_matmuls_are_chosen_for_cpu_only():
         text = jax.export.export(grads, platforms=[platform])(x, w).mlir_module()
         return text.count("stablehlo.convolution"), text.count("stablehlo.dot_general")
 
-    assert count("cpu") == (0, 18)  # 9 taps for dX, 9 for dW (the forward's value is unused by the gradient)
+    # dX: 9 tap matmuls; dW: the canonical form on 2 batch chunks (batch 2); the forward's value is unused
+    assert count("cpu") == (2, 9)
     assert count("cuda") == (2, 0)  # one dX and one dW convolution
     with force_algorithm("tap_matmuls"):
         assert count("cuda") == (0, 18)
