@@ -3,12 +3,15 @@
     python -m pip install ".[bench]"            # flax, equinox, torch (benchmark-only dependencies)
     python benchmarks/train_step.py             # every framework x model, each in its own process
     python benchmarks/train_step.py --quick     # fewer steps
+    python benchmarks/train_step.py --models lenet5 --frameworks funcnn --precision float32 bfloat16
 
 LeNet-5 (batch 128, 32x32x1) in funcnn, jax.example_libraries.stax, Flax linen, Equinox and PyTorch; ResNet-20
 (batch 128, 32x32x3, BatchNorm with running statistics) in funcnn, Flax linen and PyTorch (stax has no running
 statistics and Equinox's BatchNorm needs a state-threading rewrite: both left out). Every framework runs in a process
 of its own: thread pools of two frameworks in one process distort both. Per worker: the first step's time (for the
 JAX frameworks, tracing and compiling), then `repeats` runs of `steps` steps; images/s is the median over runs.
+`--precision` runs funcnn once per policy (funcnn.train.precision: float32 master weights, compute in the named
+dtype, float16 with dynamic loss scaling); the other frameworks always run in float32.
 Writes benchmarks/results/train_step-<device>.json and prints a markdown table.
 """
 
@@ -56,7 +59,7 @@ def _time_jax(step, carry, x, y, steps, repeats):
     return first, statistics.median(rates)
 
 
-def bench_funcnn(model, batch, steps, repeats):
+def bench_funcnn(model, batch, steps, repeats, precision="float32"):
     import jax
     import optax
 
@@ -65,6 +68,10 @@ def bench_funcnn(model, batch, steps, repeats):
     init, apply = models.get(model)(10)
     _, params, state = init(jax.random.PRNGKey(0), (batch, *SHAPES[model]))
     opt = optax.adam(1e-3)
+    if precision != "float32":
+        apply = train.mixed_precision(apply, train.Policy.get(precision))
+        if precision == "float16":
+            opt = train.loss_scaled(opt)
     step = train.make_train_step(apply, opt)
     x, y = _jax_data(model, batch)
     key = jax.random.PRNGKey(2)
@@ -250,12 +257,20 @@ BENCH = {"funcnn": bench_funcnn, "stax": bench_stax, "flax": bench_flax, "equino
          "torch": bench_torch}
 
 
-def worker(framework, model, batch, steps, repeats):
+def _label(framework, precision):
+    return framework if precision == "float32" else f"{framework} ({precision})"
+
+
+def worker(framework, model, batch, steps, repeats, precision):
+    label = _label(framework, precision)
     try:
-        first, rate = BENCH[framework](model, batch, steps, repeats)
-        row = {"framework": framework, "model": model, "batch": batch, "images_per_s": rate, "first_step_s": first}
+        if framework == "funcnn":
+            first, rate = bench_funcnn(model, batch, steps, repeats, precision)
+        else:
+            first, rate = BENCH[framework](model, batch, steps, repeats)
+        row = {"framework": label, "model": model, "batch": batch, "images_per_s": rate, "first_step_s": first}
     except ImportError as err:
-        row = {"framework": framework, "model": model, "error": f"not installed: {err.name}"}
+        row = {"framework": label, "model": model, "error": f"not installed: {err.name}"}
     print(json.dumps(row))
 
 
@@ -269,30 +284,34 @@ def main(argv=None):
     parser.add_argument("--models", nargs="*", default=list(FRAMEWORKS))
     parser.add_argument("--frameworks", nargs="*", default=None)
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="the JSON file to write (default benchmarks/results/train_step-<device>.json)")
+    parser.add_argument("--precision", nargs="+", default=["float32"], choices=["float32", "bfloat16", "float16"],
+                        help="funcnn's precision policies to run (the speed-up column compares with float32 funcnn)")
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.repeats = 5, 2
     if args.worker:
-        worker(*args.worker, args.batch, args.steps, args.repeats)
+        worker(*args.worker, args.batch, args.steps, args.repeats, args.precision[0])
         return
     rows = []
-    for model in args.models:
-        for framework in FRAMEWORKS[model]:
-            if args.frameworks and framework not in args.frameworks:
-                continue
-            cmd = [sys.executable, __file__, "--worker", framework, model, "--batch", str(args.batch),
-                   "--steps", str(args.steps), "--repeats", str(args.repeats)]
-            env = None
-            if args.device == "cpu":
-                import os
-                env = dict(os.environ, JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="")
-            done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-            row = json.loads(lines[-1]) if lines else {"framework": framework, "model": model,
-                                                       "error": done.stderr.strip().splitlines()[-1:]}
-            rows.append(row)
-            print(f"  {model:9s} {framework:8s} " + (f"{row['images_per_s']:9.0f} images/s, first step "
-                  f"{row['first_step_s']:.2f} s" if "images_per_s" in row else str(row.get("error"))), flush=True)
+    runs = [(model, framework, precision) for model in args.models for framework in FRAMEWORKS[model]
+            for precision in (args.precision if framework == "funcnn" else ["float32"])
+            if not args.frameworks or framework in args.frameworks]
+    for model, framework, precision in runs:
+        cmd = [sys.executable, __file__, "--worker", framework, model, "--batch", str(args.batch),
+               "--steps", str(args.steps), "--repeats", str(args.repeats), "--precision", precision]
+        env = None
+        if args.device == "cpu":
+            import os
+            env = dict(os.environ, JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="")
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        row = json.loads(lines[-1]) if lines else {"framework": _label(framework, precision), "model": model,
+                                                   "error": done.stderr.strip().splitlines()[-1:]}
+        rows.append(row)
+        print(f"  {model:9s} {row['framework']:8s} " + (f"{row['images_per_s']:9.0f} images/s, first step "
+              f"{row['first_step_s']:.2f} s" if "images_per_s" in row else str(row.get("error"))), flush=True)
     print("\n| model | framework | images/s | funcnn speed-up | first step (compile) s |\n|---|---|---:|---:|---:|")
     for row in rows:
         if "images_per_s" not in row:
@@ -303,7 +322,7 @@ def main(argv=None):
         ratio = f"{ours['images_per_s'] / row['images_per_s']:.2f}x" if ours else "-"
         print(f"| {row['model']} | {row['framework']} | {row['images_per_s']:.0f} | {ratio} | "
               f"{row['first_step_s']:.2f} |")
-    out = Path(__file__).parent / "results" / f"train_step-{args.device}.json"
+    out = args.out or Path(__file__).parent / "results" / f"train_step-{args.device}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "batch": args.batch,
                                "steps": args.steps, "repeats": args.repeats, "rows": rows}, indent=2) + "\n")
