@@ -1,5 +1,7 @@
 """Pooling: forward vs reference and lax, VJP vs reference and finite differences, ties, lecture numbers, errors."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -217,6 +219,21 @@ def test_max_pool_backward_is_deterministic():
     grad = jax.jit(jax.grad(lambda x: jnp.sum(fn.max_pool2d(x, 3, 2) * jnp.arange(7.0)[:, None, None])))
     first, second = grad(x), grad(x)
     assert np.asarray(first).tobytes() == np.asarray(second).tobytes()
+
+
+@pytest.mark.parametrize("pool", ["max_pool2d", "avg_pool2d"])
+def test_pool_backward_has_no_scatter_for_gpu(pool):
+    """The source of JAX's non-deterministic max-pool gradient on GPU is select_and_scatter (atomic adds where
+    windows overlap). funcnn's pool backwards place g with padding and sums, no scatter: checked on the program
+    exported for CUDA (no GPU needed), next to JAX's own gradient, which does contain it."""
+    x = jnp.ones((2, 16, 16, 8))
+
+    def scatters(f):
+        text = jax.export.export(jax.jit(jax.grad(f)), platforms=["cuda"])(x).mlir_module()
+        return len(re.findall(r"stablehlo\.(?:select_and_)?scatter\b", text))  # op names, not source locations
+
+    assert scatters(lambda x: getattr(fn, pool)(x, 3, 2).sum()) == 0
+    assert scatters(lambda x: lax.reduce_window(x, -jnp.inf, lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "VALID").sum()) > 0
 
 
 # ---------------------------------------------------------------------------------------------------------------
