@@ -67,11 +67,7 @@ def bench_funcnn(model, batch, steps, repeats, precision="float32"):
 
     init, apply = models.get(model)(10)
     _, params, state = init(jax.random.PRNGKey(0), (batch, *SHAPES[model]))
-    opt = optax.adam(1e-3)
-    if precision != "float32":
-        apply = train.mixed_precision(apply, train.Policy.get(precision))
-        if precision == "float16":
-            opt = train.loss_scaled(opt)
+    apply, opt = train.with_precision(precision, apply, optax.adam(1e-3))
     step = train.make_train_step(apply, opt)
     x, y = _jax_data(model, batch)
     key = jax.random.PRNGKey(2)

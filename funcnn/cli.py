@@ -146,11 +146,8 @@ def train_command(args) -> int:
     _, params, state = init(jax.random.fold_in(key, 0), (1, *shape))
     recipe = train.RECIPES[args.optimizer]
     optimizer = recipe() if args.lr is None else recipe(args.lr)
-    if args.precision != "float32":
-        model = Layer(model.init, train.mixed_precision(model.apply, train.Policy.get(args.precision)))
-        init, apply = model
-        if args.precision == "float16":
-            optimizer = train.loss_scaled(optimizer)
+    apply, optimizer = train.with_precision(args.precision, apply, optimizer)
+    model = Layer(init, apply)
     augment = data.augment.lecture_augmentations(args.augment) if args.augment > 0 else None
     config = {k: v for k, v in vars(args).items() if k != "func"}
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")

@@ -5,10 +5,10 @@ from .batched import (ReplicaResult, fit_replicas, init_replica_optimizer, init_
 from .fit import FitResult, TrainingDiverged, fit
 from .parallel import data_mesh, make_data_parallel_train_step, shard_batch
 from . import precision
-from .precision import Policy, loss_scaled, mixed_precision
+from .precision import Policy, loss_scaled, mixed_precision, with_precision
 from .recipes import RECIPES, Plateau, adam, alexnet_recipe, get_learning_rate, resnet_recipe, set_learning_rate, sgd
 from .steps import classification_loss, evaluate, logits_of, make_eval_step, make_train_step, predict
 
-__all__ = ["precision", "Policy", "loss_scaled", "mixed_precision", "fit_replicas", "ReplicaResult", "replica", "data_mesh", "make_data_parallel_train_step", "shard_batch", "init_replicas", "init_replica_optimizer", "make_replica_train_step", "per_example_grads", "fit", "FitResult", "TrainingDiverged", "RECIPES", "Plateau", "adam", "sgd", "alexnet_recipe",
+__all__ = ["precision", "Policy", "loss_scaled", "mixed_precision", "with_precision", "fit_replicas", "ReplicaResult", "replica", "data_mesh", "make_data_parallel_train_step", "shard_batch", "init_replicas", "init_replica_optimizer", "make_replica_train_step", "per_example_grads", "fit", "FitResult", "TrainingDiverged", "RECIPES", "Plateau", "adam", "sgd", "alexnet_recipe",
            "resnet_recipe", "get_learning_rate", "set_learning_rate", "classification_loss", "evaluate",
            "logits_of", "make_eval_step", "make_train_step", "predict"]

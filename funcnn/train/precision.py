@@ -7,6 +7,9 @@
     # float16 has a narrow exponent range: small gradients underflow unless the loss is scaled up first
     optimizer = precision.loss_scaled(train.adam(), initial_scale=2.0**15)
 
+    # both by a preset's name, as `funcnn train --precision NAME` does
+    apply, optimizer = precision.with_precision("float16", model.apply, train.adam())
+
 The primitives accumulate in float32 whatever their inputs (`preferred_element_type` in the convolutions and
 dense layers, float32 reductions in the softmax and pools), so "compute in bfloat16" means bfloat16 operands and
 activations with float32 sums. bfloat16 keeps float32's exponent range, so it needs no loss scaling; float16 does.
@@ -65,6 +68,18 @@ def mixed_precision(apply: Callable, policy: Policy) -> Callable:
         return policy.cast_to_output(y), policy.cast_to_param(new_state)
 
     return wrapped
+
+
+def with_precision(name: str, apply: Callable, optimizer: optax.GradientTransformation):
+    """`(apply, optimizer)` set up for a preset policy (`Policy.get(name)`): unchanged for "float32"; `apply`
+    wrapped in `mixed_precision` otherwise, and the optimiser wrapped in `loss_scaled` (its defaults) when the
+    policy computes in float16, whose narrow exponent range needs it."""
+    policy = Policy.get(name)
+    if policy == Policy():
+        return apply, optimizer
+    if policy.compute_dtype == jnp.float16:
+        optimizer = loss_scaled(optimizer)
+    return mixed_precision(apply, policy), optimizer
 
 
 class LossScaleState(NamedTuple):

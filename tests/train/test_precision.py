@@ -99,3 +99,24 @@ def test_loss_scaled_state_still_exposes_the_learning_rate():
     assert train.get_learning_rate(opt_state) == pytest.approx(1e-3)
     train.set_learning_rate(opt_state, 1e-4)
     assert train.get_learning_rate(opt_state) == pytest.approx(1e-4)
+
+
+def test_with_precision_sets_up_apply_and_optimizer_by_name():
+    model = L.serial(L.Dense(4), L.Relu(), L.Dense(2))
+    _, params, state = model.init(jax.random.PRNGKey(0), (3, 5))
+    x = jnp.ones((3, 5), jnp.float32)
+    optimizer = train.adam(1e-3)
+    assert precision.with_precision("float32", model.apply, optimizer) == (model.apply, optimizer)
+
+    apply, opt = precision.with_precision("bfloat16", model.apply, optimizer)
+    assert opt is optimizer  # bfloat16 has float32's exponent range: no loss scaling
+    y, _ = apply(params, state, x)
+    np.testing.assert_array_equal(y, precision.mixed_precision(model.apply, precision.Policy.get("bfloat16"))(
+        params, state, x)[0])
+    assert y.dtype == jnp.float32 and not np.array_equal(y, model.apply(params, state, x)[0])  # computed in bf16
+
+    apply, opt = precision.with_precision("float16", model.apply, optimizer)
+    assert isinstance(opt.init(params), precision.LossScaleState)
+    assert apply(params, state, x)[0].dtype == jnp.float32
+    with pytest.raises(ValueError, match="unknown precision policy 'fp8'"):
+        precision.with_precision("fp8", model.apply, optimizer)
