@@ -34,8 +34,8 @@ Algorithm choice (one small table; every path passes the same gradient checks):
     |                                         |   the canonical form on "batch chunks" (16 batch      |
     |                                         |   slices, summed)                                     |
 
-Banded and tap-matmul paths are CPU choices: on other backends the canonical forms stay, the ones XLA maps to
-vendor kernels (cuDNN). Where each wins was measured rule by rule and inside the training steps (README,
+Banded, tap-matmul and batch-chunk paths are CPU choices: on other backends the canonical forms stay, the ones
+XLA maps to vendor kernels (cuDNN). Where each wins was measured rule by rule and inside the training steps (README,
 Performance):
 
 - "Tap matmuls" are one matmul per window offset u: dX places g w[u]^T at S*i + D*u (the lecture's "+=", no zeros
@@ -357,7 +357,7 @@ def _taps_dw(x, g, geo: Geometry):
 #
 #     A[(n, i, b), (u, j', c)] = x_pad[n, S*i + D*u, S*B*b + j', c]          j' < L = S*(B-1) + D*(K-1) + 1
 #     T[(u, j', c), (j, f)]    = w[u, k, c, f]  where j' = S*j + D*k, else 0  j < B
-#     z[(n, i, b), (j, f)]     = (A T)[(n, i, b), (j, f)]                      output column S*B*b... = B*b + j
+#     z[(n, i, b), (j, f)]     = (A T)[(n, i, b), (j, f)]                      = z[n, i, B*b + j, f]
 #
 # B = 1 is im2col (every window a row). Larger B reads each input column once per block instead of K times, and
 # multiplies L/K times as many terms (zeros of the band) in a larger, better-shaped matmul. For the small channel
@@ -378,26 +378,28 @@ class _Band(NamedTuple):
 BAND_MAX_INFLATION = 3.0
 
 
+def _band_span(geo: Geometry, outputs: int) -> int:
+    """L = S*(B-1) + D*(K-1) + 1: the input columns that `outputs` consecutive outputs of the last axis read."""
+    return geo.stride[-1] * (outputs - 1) + geo.dilation[-1] * (geo.window[-1] - 1) + 1
+
+
 def _band_block(geo: Geometry, out_last: int) -> int:
     """The largest divisor B of the last output size whose band multiplies at most BAND_MAX_INFLATION times the
     useful terms (L / K <= BAND_MAX_INFLATION); divisors leave no padded block."""
-    s, d, k = geo.stride[-1], geo.dilation[-1], geo.window[-1]
     fits = [b for b in range(1, out_last + 1)
-            if out_last % b == 0 and (s * (b - 1) + d * (k - 1) + 1) <= BAND_MAX_INFLATION * k]
+            if out_last % b == 0 and _band_span(geo, b) <= BAND_MAX_INFLATION * geo.window[-1]]
     return max(fits, default=1)
 
 
 def _band(geo: Geometry, in_sizes, block: int | None = None) -> _Band:
     out_last = geo.out_sizes(in_sizes)[-1]
-    s, d, k = geo.stride[-1], geo.dilation[-1], geo.window[-1]
     block = _band_block(geo, out_last) if block is None else block
     blocks = -(-out_last // block)
-    span = s * (block - 1) + d * (k - 1) + 1
     lo, hi = geo.padding[-1]
-    extra = max(0, s * (blocks * block - 1) + d * (k - 1) + 1 - (in_sizes[-1] + lo + hi))
+    extra = max(0, _band_span(geo, blocks * block) - (in_sizes[-1] + lo + hi))  # filler outputs' columns
     block_geo = Geometry(geo.window[:-1] + (blocks,), geo.stride[:-1] + (1,),
-                         geo.padding[:-1] + ((lo, hi + extra),), geo.dilation[:-1] + (s * block,))
-    return _Band(block, blocks, span, block_geo)
+                         geo.padding[:-1] + ((lo, hi + extra),), geo.dilation[:-1] + (geo.stride[-1] * block,))
+    return _Band(block, blocks, _band_span(geo, block), block_geo)
 
 
 def _band_rows(x, geo: Geometry, band: _Band):
@@ -493,9 +495,9 @@ def _tap_matmuls_conv(x, w, geo: Geometry):
 
 
 def _cpu_only(fast, canonical, *operands):
-    """The table's banded and tap-matmul choices are measured on CPU only: on other backends the canonical form stays,
-    the one XLA maps to vendor kernels (cuDNN). A forced path is taken everywhere. `lax.platform_dependent` lowers
-    just the branch of the platform being compiled for."""
+    """The table's banded, tap-matmul and batch-chunk choices are measured on CPU only: on other backends the
+    canonical form stays, the one XLA maps to vendor kernels (cuDNN). A forced path is taken everywhere.
+    `lax.platform_dependent` lowers just the branch of the platform being compiled for."""
     if _FORCED[0] is not None:
         return fast(*operands)
     return lax.platform_dependent(*operands, cpu=fast, default=canonical)
