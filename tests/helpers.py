@@ -53,7 +53,7 @@ def pool_configs(draw, nd=2):
 
 def lax_padding(padding, x_shape, w_shape, stride, dilation):
     """The (lo, hi) pairs funcnn resolves, for feeding lax directly."""
-    from funcnn.primitives._common import resolve_padding
+    from funcnn.primitives.geometry import resolve_padding
 
     nd = len(x_shape) - 2
     stride = (stride,) * nd if isinstance(stride, int) else stride

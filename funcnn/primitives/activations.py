@@ -17,12 +17,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from ._common import accumulation_dtype, float_dtype, reverse_mode_only
-
-
-def _in_float(name, z):
-    z = jnp.asarray(z)
-    return z.astype(float_dtype(name, z))
+from .checks import accumulation_dtype, as_float, reverse_mode_only
 
 
 def _elementwise(name: str, forward, local_derivative, doc: str):
@@ -44,7 +39,7 @@ def _elementwise(name: str, forward, local_derivative, doc: str):
 
     @reverse_mode_only(name)
     def activation(z):
-        return prim(_in_float(name, z))
+        return prim(as_float(name, "z", z))
 
     activation.__name__ = activation.__qualname__ = name
     activation.__doc__ = doc
@@ -115,12 +110,27 @@ def _check_axis(name, z, axis):
 @reverse_mode_only("softmax")
 def softmax(z, axis=-1):
     """exp(z_i) / sum_j exp(z_j) along `axis`. Gradient: y * (g - sum(g * y))."""
-    z = _in_float("softmax", z)
+    z = as_float("softmax", "z", z)
     return _softmax_p(z, _check_axis("softmax", z, axis))
 
 
 @reverse_mode_only("log_softmax")
 def log_softmax(z, axis=-1):
     """z_i - log sum_j exp(z_j) along `axis`. Gradient: g - softmax(z) * sum(g)."""
-    z = _in_float("log_softmax", z)
+    z = as_float("log_softmax", "z", z)
     return _log_softmax_p(z, _check_axis("log_softmax", z, axis))
+
+
+from ..verify.registry import register_cases  # noqa: E402
+
+
+@register_cases("relu", "sigmoid", "tanh", "softmax", "log_softmax")
+def _verify_cases(make):
+    from ..verify import reference as ref
+
+    for name in ("relu", "sigmoid", "tanh", "softmax", "log_softmax"):
+        yield make.case(name, "(4, 6)", globals()[name], getattr(ref, name), make.normal(4, 6))
+    yield make.case("softmax", "axis=0", lambda z: softmax(z, axis=0), lambda z: ref.softmax(z, axis=0),
+                    make.normal(4, 6), quick=False)
+    yield make.case("relu", "zeros on purpose (the kink)", relu, ref.relu,
+                    make.normal(3, 5) * (make.normal(3, 5) > 0), quick=False)

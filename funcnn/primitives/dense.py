@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ._common import accumulation_dtype, float_dtype, reverse_mode_only
+from .checks import accumulation_dtype, as_array, float_dtype, reverse_mode_only
 
 
 def _matmul(a, b):
@@ -43,8 +43,8 @@ _dense_p.defvjp(_dense_p_fwd, _dense_p_bwd)
 @reverse_mode_only("dense")
 def dense(x, w, b=None):
     """z = x W + b: x (..., D_in), w (D_in, D_out), b (D_out,) -> (..., D_out). Gradients: g W^T, x^T g, sum g."""
-    x, w = jnp.asarray(x), jnp.asarray(w)
-    b = None if b is None else jnp.asarray(b)
+    x, w = as_array("dense", "x", x), as_array("dense", "w", w)
+    b = None if b is None else as_array("dense", "b", b)
     if x.ndim < 1 or w.ndim != 2:
         raise ValueError(f"dense: x must have rank >= 1 and w rank 2 (D_in, D_out), got x {x.shape}, w {w.shape}")
     if x.shape[-1] != w.shape[0]:
@@ -54,3 +54,15 @@ def dense(x, w, b=None):
         raise ValueError(f"dense: b must have shape ({w.shape[1]},) to match w shape {w.shape}, got {b.shape}")
     dtype = float_dtype("dense", x, w, b)
     return _dense_p(x.astype(dtype), w.astype(dtype), None if b is None else b.astype(dtype))
+
+
+from ..verify.registry import register_cases  # noqa: E402
+
+
+@register_cases("dense")
+def _verify_cases(make):
+    from ..verify import reference as ref
+
+    yield make.case("dense", "(5, 7) x (7, 4)", dense, ref.dense, make.normal(5, 7), make.normal(7, 4), make.normal(4))
+    yield make.case("dense", "(2, 3, 7) x (7, 4), no bias", lambda x, w: dense(x, w), lambda x, w: ref.dense(x, w),
+                    make.normal(2, 3, 7), make.normal(7, 4))

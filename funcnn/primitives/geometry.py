@@ -1,20 +1,26 @@
-"""Argument checking, padding arithmetic and window helpers shared by the primitive families.
+"""Sliding-window geometry shared by the convolution and pooling families: sizes, strides, padding, dilation.
 
-Everything here runs at trace time on static shapes: errors are raised before any computation and name the
-argument and the shapes involved.
+Everything here runs at trace time on static shapes (plain Python ints): errors are raised before any computation
+and name the argument and the shapes involved. The formulas are lecture 004's ("The size of the convolution",
+"Zero padding"); `shared/notes/derivations.md` restates them:
+
+    K_eff = D*(K-1) + 1                                   (a dilated window)
+    out   = floor((N + P_lo + P_hi - K_eff) / S) + 1      (output size per spatial axis)
+    "SAME": out = ceil(N/S), P = max((out-1)*S + K_eff - N, 0), P_lo = floor(P/2), P_hi = P - P_lo
 """
 
 from __future__ import annotations
 
-import functools
-import itertools
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
-import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 Pads = tuple[tuple[int, int], ...]
+
+
+def effective_window(window: Sequence[int], dilation: Sequence[int]) -> tuple[int, ...]:
+    """K_eff = D*(K-1)+1 per axis: the extent a dilated window covers."""
+    return tuple(d * (k - 1) + 1 for k, d in zip(window, dilation))
 
 
 class Geometry(NamedTuple):
@@ -28,21 +34,21 @@ class Geometry(NamedTuple):
     @property
     def effective_window(self) -> tuple[int, ...]:
         """K_eff = D*(K-1)+1 per axis."""
-        return tuple(d * (k - 1) + 1 for k, d in zip(self.window, self.dilation))
+        return effective_window(self.window, self.dilation)
+
+    def padded_sizes(self, in_sizes: Sequence[int]) -> tuple[int, ...]:
+        """N + P_lo + P_hi per axis."""
+        return tuple(n + lo + hi for n, (lo, hi) in zip(in_sizes, self.padding))
 
     def out_sizes(self, in_sizes: Sequence[int]) -> tuple[int, ...]:
         """floor((N + P_lo + P_hi - K_eff) / S) + 1 per axis (lecture: output size)."""
-        return tuple(
-            (n + lo + hi - ke) // s + 1
-            for n, (lo, hi), ke, s in zip(in_sizes, self.padding, self.effective_window, self.stride)
-        )
+        return tuple((p - ke) // s + 1 for p, ke, s in zip(self.padded_sizes(in_sizes), self.effective_window,
+                                                          self.stride))
 
     def dropped(self, in_sizes: Sequence[int]) -> tuple[int, ...]:
         """Rows at the high end of the padded input that the floor in the output size leaves unused."""
-        return tuple(
-            (n + lo + hi - ke) % s
-            for n, (lo, hi), ke, s in zip(in_sizes, self.padding, self.effective_window, self.stride)
-        )
+        return tuple((p - ke) % s for p, ke, s in zip(self.padded_sizes(in_sizes), self.effective_window,
+                                                      self.stride))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -54,10 +60,15 @@ def as_tuple(value, n: int, name: str, *, minimum: int = 1) -> tuple[int, ...]:
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         values = (int(value),) * n
     else:
+        if isinstance(value, (str, bytes, bool, float)):
+            raise ValueError(f"{name} must be an int or a sequence of {n} ints, got {value!r}")
         try:
-            values = tuple(int(v) for v in value)
+            entries = list(value)
         except TypeError:
             raise ValueError(f"{name} must be an int or a sequence of {n} ints, got {value!r}") from None
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in entries):
+            raise ValueError(f"{name} must be an int or a sequence of {n} ints, got {value!r}")
+        values = tuple(int(v) for v in entries)
         if len(values) != n:
             raise ValueError(f"{name} must have {n} entries (one per spatial axis), got {value!r}")
     for v in values:
@@ -73,6 +84,10 @@ def same_padding(in_size: int, k_eff: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
 def resolve_padding(padding, in_sizes: Sequence[int], k_eff: Sequence[int], stride: Sequence[int]) -> Pads:
     """Turn "VALID", "SAME", an int, n ints, or n (lo, hi) pairs into n (lo, hi) pairs of non-negative ints."""
     n = len(in_sizes)
@@ -83,7 +98,7 @@ def resolve_padding(padding, in_sizes: Sequence[int], k_eff: Sequence[int], stri
         if mode == "SAME":
             return tuple(same_padding(*args) for args in zip(in_sizes, k_eff, stride))
         raise ValueError(f'padding must be "VALID", "SAME", an int or (lo, hi) pairs, got unknown string {padding!r}')
-    if isinstance(padding, (int, np.integer)) and not isinstance(padding, bool):
+    if _is_int(padding):
         pairs = ((int(padding), int(padding)),) * n
     else:
         try:
@@ -94,13 +109,17 @@ def resolve_padding(padding, in_sizes: Sequence[int], k_eff: Sequence[int], stri
             raise ValueError(f"padding must have {n} entries (one per spatial axis), got {padding!r}")
         pairs = []
         for entry in entries:
-            if isinstance(entry, (int, np.integer)):
+            if _is_int(entry):
                 pairs.append((int(entry), int(entry)))
-            else:
-                lo_hi = tuple(int(v) for v in entry)
-                if len(lo_hi) != 2:
-                    raise ValueError(f"each padding entry must be an int or a (lo, hi) pair, got {entry!r}")
-                pairs.append(lo_hi)
+                continue
+            try:
+                lo_hi = tuple(entry)
+            except TypeError:
+                lo_hi = ()
+            if len(lo_hi) != 2 or not all(_is_int(v) for v in lo_hi):
+                raise ValueError(f"each padding entry must be an int or a (lo, hi) pair of ints, got {entry!r} "
+                                 f"in padding {padding!r}")
+            pairs.append((int(lo_hi[0]), int(lo_hi[1])))
         pairs = tuple(pairs)
     if any(p < 0 for pair in pairs for p in pair):
         raise ValueError(f"padding must be non-negative, got {padding!r}")
@@ -113,148 +132,21 @@ def make_geometry(name, x_shape, window, stride, padding, dilation, *, window_na
     window = as_tuple(window, n, f"{name}: {window_name}")
     stride = as_tuple(stride, n, f"{name}: stride")
     dilation = as_tuple(dilation, n, f"{name}: dilation")
-    k_eff = tuple(d * (k - 1) + 1 for k, d in zip(window, dilation))
+    k_eff = effective_window(window, dilation)
     try:
         pads = resolve_padding(padding, x_shape[1:-1], k_eff, stride)
     except ValueError as err:
         raise ValueError(f"{name}: {err}") from None
     geo = Geometry(window, stride, pads, dilation)
-    for axis, (size, (lo, hi), ke) in enumerate(zip(x_shape[1:-1], pads, k_eff)):
-        if size + lo + hi < ke:
+    for axis, (size, padded, ke) in enumerate(zip(x_shape[1:-1], geo.padded_sizes(x_shape[1:-1]), k_eff)):
+        if padded < ke:
+            lo, hi = pads[axis]
             what = window_name if dilation[axis] == 1 else f"dilated {window_name} (K_eff = D*(K-1)+1)"
             raise ValueError(
-                f"{name}: {what} {ke} is larger than the padded input {size}+{lo}+{hi}={size + lo + hi} "
+                f"{name}: {what} {ke} is larger than the padded input {size}+{lo}+{hi}={padded} "
                 f"on spatial axis {axis} (input shape {tuple(x_shape)}, {window_name} {window}, padding {pads})"
             )
     return geo
 
 
-def check_rank(name: str, arg: str, shape, rank: int, layout: str):
-    if len(shape) != rank:
-        raise ValueError(f"{name}: {arg} must have rank {rank} ({layout}), got shape {tuple(shape)}")
-
-
-def float_dtype(name: str, *arrays):
-    """The common floating dtype of the arrays (None entries ignored); TypeError for integer or bool inputs."""
-    dtype = jnp.result_type(*[a for a in arrays if a is not None])
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"{name}: expected floating-point inputs, got dtype {dtype}")
-    return dtype
-
-
-def accumulation_dtype(dtype):
-    """float32 accumulation for bfloat16 / float16 inputs, the input dtype otherwise."""
-    return jnp.float32 if jnp.finfo(dtype).bits < 32 else dtype
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# windows as strided slices (used by depth-wise taps and every pool)
-
-
-def window_offsets(window: Sequence[int]):
-    """All offsets inside a window, in row-major order (the tie-breaking order of max pooling)."""
-    return itertools.product(*(range(k) for k in window))
-
-
-def window_slice(xp, offset, geo: Geometry, out_sizes):
-    """xp[n, S*i + D*u, c] for all output positions i, at one window offset u: one strided slice of the padded input."""
-    starts = [0] + [d * u for u, d in zip(offset, geo.dilation)] + [0]
-    limits = (
-        [xp.shape[0]]
-        + [d * u + s * (o - 1) + 1 for u, d, s, o in zip(offset, geo.dilation, geo.stride, out_sizes)]
-        + [xp.shape[-1]]
-    )
-    return lax.slice(xp, starts, limits, [1, *geo.stride, 1])
-
-
-def window_unslice(v, offset, geo: Geometry, padded_sizes):
-    """The adjoint of `window_slice`: place v[n, i, c] at [n, S*i + D*u, c] of a zero array of the padded size.
-
-    Lecture "upsample": S-1 zeros inserted between entries (interior padding), then shifted to the window offset.
-    No scatter is involved, so the result is deterministic on every backend.
-    """
-    config = [(0, 0, 0)]
-    for u, d, s, o, p in zip(offset, geo.dilation, geo.stride, v.shape[1:-1], padded_sizes):
-        lo = d * u
-        config.append((lo, p - lo - (s * (o - 1) + 1), s - 1))
-    config.append((0, 0, 0))
-    return lax.pad(v, jnp.zeros((), v.dtype), config)
-
-
-def pad_spatial(x, pads: Pads, value=0.0):
-    """Zero-pad (or pad with `value`) the spatial axes of an (N, *spatial, C) array."""
-    if all(lo == 0 and hi == 0 for lo, hi in pads):
-        return x
-    return lax.pad(x, jnp.asarray(value, x.dtype), [(0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0)])
-
-
-def crop_spatial(xp, pads: Pads):
-    """Remove the forward padding again (lecture: "the zero padding regions must be deleted before further backprop")."""
-    if all(lo == 0 and hi == 0 for lo, hi in pads):
-        return xp
-    starts = [0] + [lo for lo, _ in pads] + [0]
-    limits = [xp.shape[0]] + [size - hi for size, (_, hi) in zip(xp.shape[1:-1], pads)] + [xp.shape[-1]]
-    return lax.slice(xp, starts, limits)
-
-
-def tiles_exactly(geo: Geometry) -> bool:
-    """Windows that neither overlap nor leave gaps, without padding: stride == window, dilation 1."""
-    return (geo.stride == geo.window and all(d == 1 for d in geo.dilation)
-            and all(lo == 0 and hi == 0 for lo, hi in geo.padding))
-
-
-def place_windows(per_offset, geo: Geometry, in_sizes):
-    """The adjoint of taking every window slice: sum over window offsets u of per_offset(t, u) (t the offset's
-    row-major index) placed at S*i + D*u, then the forward padding cropped away.
-
-    This is the "+=" of the lecture's backward loops: overlapping windows accumulate without a scatter.
-    """
-    padded = [n + lo + hi for n, (lo, hi) in zip(in_sizes, geo.padding)]
-    total = None
-    for t, u in enumerate(window_offsets(geo.window)):
-        term = window_unslice(per_offset(t, u), u, geo, padded)
-        total = term if total is None else total + term
-    return crop_spatial(total, geo.padding)
-
-
-def spread_windows(h, geo: Geometry, in_sizes):
-    """Every input receives the sum of h over the windows it lies in (pooling backward, lecture "+=").
-
-    When the windows tile the input (stride == window, no padding) each input lies in one window: h is broadcast
-    over its window, and the rows the floor dropped get zeros.
-    """
-    if tiles_exactly(geo):
-        n, *out, c = h.shape
-        interleaved = [d for o, k in zip(out, geo.window) for d in (o, 1)]
-        full = [d for o, k in zip(out, geo.window) for d in (o, k)]
-        tiled = jnp.broadcast_to(h.reshape(n, *interleaved, c), (n, *full, c))
-        tiled = tiled.reshape(n, *(o * k for o, k in zip(out, geo.window)), c)
-        rest = [(0, size - o * k, 0) for size, o, k in zip(in_sizes, out, geo.window)]
-        return lax.pad(tiled, jnp.zeros((), h.dtype), [(0, 0, 0), *rest, (0, 0, 0)])
-    return place_windows(lambda t, u: h, geo, in_sizes)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# forward mode
-
-
-def reverse_mode_only(name: str) -> Callable:
-    """Re-raise JAX's forward-mode error for a custom_vjp with a message that names the funcnn primitive."""
-
-    def decorate(fun):
-        @functools.wraps(fun)
-        def wrapper(*args, **kwargs):
-            try:
-                return fun(*args, **kwargs)
-            except TypeError as err:
-                if "forward-mode" not in str(err):
-                    raise
-                raise TypeError(
-                    f"funcnn.{name} has a hand-written reverse-mode rule (jax.custom_vjp) and does not support "
-                    "forward-mode autodiff (jax.jvp, jax.jacfwd, jax.hessian, jax.linearize). Use jax.grad, jax.vjp "
-                    f"or jax.jacrev, or differentiate funcnn.reference.{name} in forward mode."
-                ) from err
-
-        return wrapper
-
-    return decorate
+__all__ = ["Pads", "Geometry", "effective_window", "as_tuple", "same_padding", "resolve_padding", "make_geometry"]

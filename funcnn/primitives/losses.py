@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._common import accumulation_dtype, float_dtype, reverse_mode_only
+from .checks import accumulation_dtype, as_array, as_float, reverse_mode_only
 from .activations import _log_softmax
 
 
@@ -49,8 +49,8 @@ def softmax_cross_entropy(logits, labels):
     A label outside [0, K) gives NaN for that example (checked eagerly when the labels are concrete).
     Gradient: softmax(logits) - onehot(labels), times the incoming g.
     """
-    logits, labels = jnp.asarray(logits), jnp.asarray(labels)
-    logits = logits.astype(float_dtype("softmax_cross_entropy", logits))
+    logits = as_float("softmax_cross_entropy", "logits", logits)
+    labels = as_array("softmax_cross_entropy", "labels", labels)
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise TypeError(f"softmax_cross_entropy: labels must be integers (class indices), got dtype {labels.dtype}")
     if logits.ndim < 1 or labels.shape != logits.shape[:-1]:
@@ -63,3 +63,14 @@ def softmax_cross_entropy(logits, labels):
             raise ValueError(f"softmax_cross_entropy: labels must lie in [0, {logits.shape[-1]}), got "
                              f"{concrete[bad][:5].tolist()} for logits of shape {logits.shape}")
     return _softmax_cross_entropy_p(logits, labels)
+
+
+from ..verify.registry import register_cases  # noqa: E402
+
+
+@register_cases("softmax_cross_entropy")
+def _verify_cases(make):
+    from ..verify import reference as ref
+
+    yield make.case("softmax_cross_entropy", "(6, 5)", softmax_cross_entropy, ref.softmax_cross_entropy,
+                    make.normal(6, 5), make.integers(0, 5, 6))

@@ -1,16 +1,18 @@
-"""Pooling family: max_pool2d, avg_pool2d, lp_pool2d, global_avg_pool2d (and their 1-D forms).
+"""Pooling family: max_pool, avg_pool, lp_pool and global_avg_pool, in 1-D (N, W, C) and 2-D (N, H, W, C).
 
-Layout (N, *spatial, C); pooling acts on each channel separately. Window u runs over K positions per axis, output i:
+Pooling acts on each channel separately. The window offset u runs over the |W| = prod(K) positions of a window
+(K^2 in the lecture's square 2-D case), output position i over the output:
 
-    max:  y[n, i, c] = max_u x_pad[n, S*i + u, c],   P[n, i, c] = argmax (first in row-major window order)
-    mean: y[n, i, c] = (1/|W|) sum_u x_pad[n, S*i + u, c]
-    p-norm: y[n, i, c] = ((1/K^2) sum_u |x_pad[n, S*i + u, c]|^p)^(1/p)
+    max:    y[n, i, c] = max_u x_pad[n, S*i + u, c],   P[n, i, c] = argmax (first in row-major window order)
+    mean:   y[n, i, c] = (1/|W|) sum_u x_pad[n, S*i + u, c]
+    p-norm: y[n, i, c] = ((1/|W|) sum_u |x_pad[n, S*i + u, c]|^p)^(1/p)
 
 Gradients (lecture 004, "Derivative of max pooling", "Derivative of mean pooling"), "+=" over overlapping windows:
 
-    max:  dx[P[n, i, c]] += g[n, i, c]                 exactly one input per window, the first maximum
-    mean: dx[n, S*i + u, c] += g[n, i, c] / |W|        |W| = K^2, or the count of real inputs (count_include_pad=False)
-    p-norm: dx = sign(x) |x|^(p-1) / K^2 * sum over windows of g * y^(1-p)
+    max:    dx[P[n, i, c]] += g[n, i, c]               exactly one input per window, the first maximum
+    mean:   dx[n, S*i + u, c] += g[n, i, c] / |W|      |W| = prod(K), or the count of real inputs
+                                                       (count_include_pad=False)
+    p-norm: dx = sign(x) |x|^(p-1) / |W| * sum over windows of g * y^(1-p)
 
 All backward rules place values with interior padding (`place_windows`) instead of a scatter: no index arrays, and
 deterministic on every backend.
@@ -18,6 +20,7 @@ deterministic on every backend.
 
 from __future__ import annotations
 
+import functools
 from functools import partial
 
 import jax
@@ -25,27 +28,19 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._common import (
-    Geometry,
-    accumulation_dtype,
-    check_rank,
-    float_dtype,
-    make_geometry,
-    pad_spatial,
-    place_windows,
-    reverse_mode_only,
-    spread_windows,
-    window_offsets,
-    window_slice,
-)
+from .checks import accumulation_dtype, as_float, check_nonempty_spatial, check_rank, reverse_mode_only
+from .geometry import Geometry, make_geometry
+from .windows import pad_spatial, place_windows, spread_windows, window_offsets, window_slice
 
 _LAYOUT = {1: "NWC", 2: "NHWC"}
 
 
 def _reduce_window(x, init, op, geo: Geometry):
+    """lax.reduce_window with a NumPy scalar init, so that JAX emits its differentiable reduce_window_max / _sum
+    (a traced init gives the generic reduce_window, which JAX cannot differentiate: `verify.primal_of` needs it)."""
     return lax.reduce_window(
         x,
-        jnp.asarray(init, x.dtype),
+        np.asarray(init, x.dtype),
         op,
         (1, *geo.window, 1),
         (1, *geo.stride, 1),
@@ -102,7 +97,7 @@ _max_pool_p.defvjp(_max_pool_p_fwd, _max_pool_p_bwd)
 
 
 def _window_counts(geo: Geometry, in_sizes, out_sizes, include_pad: bool):
-    """|W| per output position: K^2 with padding counted, else the number of real (unpadded) inputs in the window.
+    """|W| per output position: prod(K) with padding counted, else the number of real (unpadded) inputs in the window.
 
     Computed with numpy at trace time; the count separates over the spatial axes.
     """
@@ -141,11 +136,22 @@ _avg_pool_p.defvjp(_avg_pool_p_fwd, _avg_pool_p_bwd)
 # p-norm pooling
 
 
+def _abs_windows(x, geo: Geometry):
+    """|x| (in the accumulation dtype, zero-padded) at every window offset: one slice per offset, aligned with y."""
+    ax = pad_spatial(jnp.abs(x.astype(accumulation_dtype(x.dtype))), geo.padding)
+    out_sizes = geo.out_sizes(x.shape[1:-1])
+    return [window_slice(ax, u, geo, out_sizes) for u in window_offsets(geo.window)]
+
+
 @partial(jax.custom_vjp, nondiff_argnums=(1, 2))
 def _lp_pool_p(x, geo: Geometry, p: float):
-    acc = accumulation_dtype(x.dtype)
-    mean_p = _reduce_window(jnp.abs(x.astype(acc)) ** p, 0.0, lax.add, geo) / _window_size(geo)
-    return (mean_p ** (1.0 / p)).astype(x.dtype)
+    """y = m * ((1/|W|) sum_u (|x_u| / m)^p)^(1/p), m = max_u |x_u|: the power mean scaled by the window's largest
+    entry (as log-sum-exp is by the max), so |x|^p neither overflows nor underflows for large p or |x|."""
+    slices = _abs_windows(x, geo)
+    m = functools.reduce(jnp.maximum, slices)
+    m_safe = jnp.where(m > 0, m, 1.0)
+    mean_p = sum((a / m_safe) ** p for a in slices) / _window_size(geo)
+    return (m * mean_p ** (1.0 / p)).astype(x.dtype)
 
 
 def _lp_pool_p_fwd(x, geo, p):
@@ -154,23 +160,27 @@ def _lp_pool_p_fwd(x, geo, p):
 
 
 def _lp_pool_p_bwd(geo, p, res, g):
-    """dx = sign(x) |x|^(p-1) / K^2 * sum over the windows containing x of g * y^(1-p).
+    """dx = sign(x) / |W| * sum over the windows containing x of g * (|x| / y)^(p-1).
 
-    y = 0 (a window of zeros) and x = 0 are kinks for p <= 1 and poles of the formula for p < 1 (or of y^(1-p) for
-    p > 1); funcnn takes the derivative there as 0, the subgradient of least norm. The `where`s guard both sides so
+    (|x| / y)^(p-1) is the formula's |x|^(p-1) y^(1-p), written as one ratio (at most |W|^(1/p)) so that it neither
+    overflows nor underflows. y = 0 (a window of zeros) and x = 0 are kinks for p <= 1 and poles of the formula for
+    p < 1; funcnn takes the derivative there as 0, the subgradient of least norm. The `where`s guard both sides so
     that second derivatives stay finite too.
     """
     x, y = res
     acc = accumulation_dtype(x.dtype)
-    x, y, g = x.astype(acc), y.astype(acc), g.astype(acc)
+    y, g = y.astype(acc), g.astype(acc)
     y_pos = y > 0
     y_safe = jnp.where(y_pos, y, 1.0)
-    h = jnp.where(y_pos, g * y_safe ** (1.0 - p), 0.0) / _window_size(geo)
-    spread = spread_windows(h, geo, x.shape[1:-1])
-    x_nz = x != 0
-    ax_safe = jnp.where(x_nz, jnp.abs(x), 1.0)
-    local = jnp.where(x_nz, jnp.sign(x) * ax_safe ** (p - 1.0), 0.0)
-    return ((spread * local).astype(res[0].dtype),)
+    slices = _abs_windows(x, geo)
+
+    def per_window(t, u):
+        a = slices[t]
+        ratio = jnp.where(a > 0, a, 1.0) / y_safe
+        return jnp.where(y_pos & (a > 0), g * ratio ** (p - 1.0), 0.0) / _window_size(geo)
+
+    spread = place_windows(per_window, geo, x.shape[1:-1])
+    return ((spread * jnp.sign(x.astype(acc))).astype(x.dtype),)
 
 
 _lp_pool_p.defvjp(_lp_pool_p_fwd, _lp_pool_p_bwd)
@@ -191,7 +201,7 @@ def _global_avg_pool_p_fwd(x):
 
 
 def _global_avg_pool_p_bwd(x_shape, g):
-    """dx[n, h, w, c] = g[n, c] / (H*W)."""
+    """dx[n, *s, c] = g[n, c] / prod(spatial sizes)."""
     spatial = int(np.prod(x_shape[1:-1]))
     expanded = (g / spatial).reshape(g.shape[0], *(1,) * (len(x_shape) - 2), g.shape[-1])
     return (jnp.broadcast_to(expanded, x_shape),)
@@ -206,6 +216,7 @@ _global_avg_pool_p.defvjp(_global_avg_pool_p_fwd, _global_avg_pool_p_bwd)
 
 def _pool_geometry(name, x, nd, window, stride, padding):
     check_rank(name, "x", x.shape, nd + 2, _LAYOUT[nd])
+    check_nonempty_spatial(name, "x", x.shape)
     stride = window if stride is None else stride
     geo = make_geometry(name, x.shape, window, stride, padding, 1)
     for axis, ((lo, hi), k) in enumerate(zip(geo.padding, geo.window)):
@@ -217,30 +228,34 @@ def _pool_geometry(name, x, nd, window, stride, padding):
     return geo
 
 
-def _as_float(name, x):
-    x = jnp.asarray(x)
-    return x.astype(float_dtype(name, x))
-
-
 def _max_pool(x, window, stride, padding, *, nd, name):
-    x = _as_float(name, x)
+    x = as_float(name, "x", x)
     return _max_pool_p(x, _pool_geometry(name, x, nd, window, stride, padding))
 
 
 def _avg_pool(x, window, stride, padding, count_include_pad, *, nd, name):
-    x = _as_float(name, x)
+    x = as_float(name, "x", x)
     return _avg_pool_p(x, _pool_geometry(name, x, nd, window, stride, padding), bool(count_include_pad))
 
 
 def _lp_pool(x, p, window, stride, padding, *, nd, name):
-    x = _as_float(name, x)
+    x = as_float(name, "x", x)
+    if isinstance(p, bool):
+        raise ValueError(f"{name}: p must be a Python number (a static exponent), got {p!r}")
     try:
         p = float(p)
-    except (TypeError, jax.errors.ConcretizationTypeError):
+    except (TypeError, ValueError, jax.errors.ConcretizationTypeError):
         raise ValueError(f"{name}: p must be a Python number (a static exponent), got {p!r}") from None
     if not p > 0 or not np.isfinite(p):
         raise ValueError(f"{name}: p must be a finite number > 0, got {p!r}")
     return _lp_pool_p(x, _pool_geometry(name, x, nd, window, stride, padding), p)
+
+
+def _global_avg_pool(x, *, nd, name):
+    x = as_float(name, "x", x)
+    check_rank(name, "x", x.shape, nd + 2, _LAYOUT[nd])
+    check_nonempty_spatial(name, "x", x.shape)
+    return _global_avg_pool_p(x)
 
 
 @reverse_mode_only("max_pool2d")
@@ -256,16 +271,17 @@ def max_pool2d(x, window, stride=None, padding="VALID"):
 
 @reverse_mode_only("avg_pool2d")
 def avg_pool2d(x, window, stride=None, padding="VALID", count_include_pad=True):
-    """2-D mean pooling: y = (1/|W|) sum over the window, |W| = K^2 or, with count_include_pad=False, the number of
-    real (unpadded) inputs in the window. Gradient (lecture 004): g/|W| spread over the window, "+=" over overlaps."""
+    """2-D mean pooling: y = (1/|W|) sum over the window, |W| = K_h K_w or, with count_include_pad=False, the number
+    of real (unpadded) inputs in the window. Gradient (lecture 004): g/|W| spread over the window, "+=" over
+    overlaps."""
     return _avg_pool(x, window, stride, padding, count_include_pad, nd=2, name="avg_pool2d")
 
 
 @reverse_mode_only("lp_pool2d")
 def lp_pool2d(x, p, window, stride=None, padding="VALID"):
-    """2-D p-norm pooling: y = ((1/K^2) sum over the window of |x|^p)^(1/p); padded zeros count in K^2.
+    """2-D p-norm pooling: y = ((1/|W|) sum over the window of |x|^p)^(1/p), |W| = K_h K_w; padded zeros count.
 
-    Gradient: dx = g * sign(x) |x|^(p-1) * y^(1-p) / K^2, summed over the windows containing x; taken as 0 where
+    Gradient: dx = g * sign(x) |x|^(p-1) * y^(1-p) / |W|, summed over the windows containing x; taken as 0 where
     x = 0 or y = 0 (the formula's kinks and poles). Large p overflows |x|^p in low precision: p <= 16 is safe in
     float32 for |x| <= 100.
     """
@@ -275,9 +291,7 @@ def lp_pool2d(x, p, window, stride=None, padding="VALID"):
 @reverse_mode_only("global_avg_pool2d")
 def global_avg_pool2d(x):
     """Mean over all spatial positions: (N, H, W, C) -> (N, C). Gradient: g / (H*W) everywhere."""
-    x = _as_float("global_avg_pool2d", x)
-    check_rank("global_avg_pool2d", "x", x.shape, 4, "NHWC")
-    return _global_avg_pool_p(x)
+    return _global_avg_pool(x, nd=2, name="global_avg_pool2d")
 
 
 @reverse_mode_only("max_pool1d")
@@ -290,3 +304,51 @@ def max_pool1d(x, window, stride=None, padding="VALID"):
 def avg_pool1d(x, window, stride=None, padding="VALID", count_include_pad=True):
     """1-D mean pooling over (N, W, C); see `avg_pool2d`."""
     return _avg_pool(x, window, stride, padding, count_include_pad, nd=1, name="avg_pool1d")
+
+
+@reverse_mode_only("lp_pool1d")
+def lp_pool1d(x, p, window, stride=None, padding="VALID"):
+    """1-D p-norm pooling over (N, W, C), |W| = K; see `lp_pool2d`."""
+    return _lp_pool(x, p, window, stride, padding, nd=1, name="lp_pool1d")
+
+
+@reverse_mode_only("global_avg_pool1d")
+def global_avg_pool1d(x):
+    """Mean over all positions: (N, W, C) -> (N, C). Gradient: g / W everywhere."""
+    return _global_avg_pool(x, nd=1, name="global_avg_pool1d")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the configurations `python -m funcnn.verify` checks: tiling and overlapping windows, paddings, ties
+
+from ..verify.registry import register_cases  # noqa: E402
+
+
+@register_cases("max_pool2d", "avg_pool2d", "lp_pool2d", "global_avg_pool2d", "max_pool1d", "avg_pool1d",
+                "lp_pool1d", "global_avg_pool1d")
+def _verify_cases(make):
+    from ..verify import reference as ref
+
+    def case(name, shape, *args, quick=False, x=None, **kw):
+        prim, refn = globals()[name], getattr(ref, name)
+        x = make.normal(*shape) if x is None else x
+        return make.case(name, f"{shape} {args} {kw}", lambda x: prim(x, *args, **kw),
+                         lambda x: refn(x, *args, **kw), x, quick=quick)
+
+    yield case("max_pool1d", (2, 9, 3), 3, 2, quick=True)  # first: the family's structural checks run on it
+    configs = [((3, 2), dict(padding=1)), (((2, 3), (1, 2)), dict(padding=((1, 0), (0, 2)))), ((2,), {}),
+               ((3, 2), {}), ((3, 1), {}), ((3, 3), dict(padding="SAME"))]
+    for i, (args, kw) in enumerate(configs):
+        quick = i == 0
+        yield case("max_pool2d", (2, 7, 8, 3), *args, quick=quick, **kw)
+        yield case("avg_pool2d", (2, 7, 8, 3), *args, quick=quick, **kw)
+        if "padding" in kw:
+            yield case("avg_pool2d", (2, 7, 8, 3), *args, quick=quick, count_include_pad=False, **kw)
+        for p in (1.0, 2.0, 5.0):
+            yield case("lp_pool2d", (2, 7, 8, 3), p, *args, quick=quick and p == 2.0, **kw)
+    ties = make.integers(0, 3, 2, 6, 6, 2).astype(float)  # ties everywhere: the first maximum takes g
+    yield case("max_pool2d", (2, 6, 6, 2), 3, 1, quick=True, x=ties)
+    yield case("avg_pool1d", (2, 9, 3), 3, 2, quick=True, padding=1)
+    yield case("lp_pool1d", (2, 9, 3), 3.0, 3, 2, quick=True)
+    yield case("global_avg_pool2d", (3, 5, 4, 2), quick=True)
+    yield case("global_avg_pool1d", (3, 5, 2), quick=True)

@@ -108,7 +108,7 @@ def test_ten_5x5x3_filters_same_padding_lecture_example():
 @pytest.mark.parametrize("stride", [1, 2, 3])
 def test_same_padding_rule(size, kernel, stride):
     """Lecture: output ceil(N/S); P_L and P_R differ by at most one (the extra row at the end); matches lax."""
-    from funcnn.primitives._common import same_padding
+    from funcnn.primitives.geometry import same_padding
 
     lo, hi = same_padding(size, kernel, stride)
     assert 0 <= hi - lo <= 1
@@ -354,8 +354,12 @@ def test_other_bad_inputs():
 
 
 def test_algorithm_table_and_override():
-    from funcnn.primitives.conv import ConvSpec, _algorithm
-    from funcnn.primitives._common import Geometry
+    from funcnn.primitives.conv import ConvSpec
+    from funcnn.primitives.conv.dispatch import choose
+    from funcnn.primitives.geometry import Geometry
+
+    def _algorithm(spec, w_shape, rule="forward", in_sizes=None):
+        return choose(rule, spec, w_shape, in_sizes)
 
     geo = Geometry((3, 3), (1, 1), ((0, 0), (0, 0)), (1, 1))
     for rule in ("forward", "dx", "dw"):  # LeNet's layers (1 x 6, 6 x 16) and ResNet's stem (3 x 16)
@@ -393,8 +397,9 @@ def test_algorithm_table_and_override():
 
 def test_band_block_plan():
     """B: the largest divisor of the last output size whose band spans at most BAND_MAX_INFLATION * K columns."""
-    from funcnn.primitives._common import Geometry
-    from funcnn.primitives.conv import _band, _band_block
+    from funcnn.primitives.conv.paths.banded import block_size as _band_block
+    from funcnn.primitives.conv.paths.banded import plan as _band
+    from funcnn.primitives.geometry import Geometry
 
     valid5 = Geometry((5, 5), (1, 1), ((0, 0), (0, 0)), (1, 1))
     assert _band_block(valid5, 28) == 7  # LeNet conv1: span 11 <= 15; 14 would span 18
@@ -421,9 +426,9 @@ def test_band_block_plan():
 def test_banded_every_block_size_matches_reference(monkeypatch, block, x_shape, w_shape, kw):
     """Every block size B (1 = im2col, a partial last block, B >= the output width) gives the oracle's forward and
     VJP; the table only ever picks divisors, so the partial-block padding is exercised here."""
-    from funcnn.primitives import conv
+    from funcnn.primitives.conv.paths import banded
 
-    monkeypatch.setattr(conv, "_band_block", lambda geo, out_last: min(block, out_last))
+    monkeypatch.setattr(banded, "block_size", lambda geo, out_last: min(block, out_last))
     rng = np.random.default_rng(4)
     x, w, b = normal(rng, *x_shape), normal(rng, *w_shape), normal(rng, w_shape[-1])
     prim, reference = (fn.conv1d, ref.conv1d) if len(x_shape) == 3 else (fn.conv2d, ref.conv2d)

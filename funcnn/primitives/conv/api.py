@@ -1,0 +1,176 @@
+"""The public convolution functions: argument checks and thin N-d wrappers around `rules.conv_p` /
+`rules.conv_transpose_p`."""
+
+from __future__ import annotations
+
+from ..checks import as_array, check_rank, float_dtype, reverse_mode_only
+from ..geometry import make_geometry
+from .geometry import ConvSpec, transpose_geometry
+from .rules import conv_p, conv_transpose_p
+
+LAYOUTS = {1: ("NWC", "WIO"), 2: ("NHWC", "HWIO")}
+
+
+def _check_conv_args(name, nd, x, w, b, groups):
+    act, fil = LAYOUTS[nd]
+    check_rank(name, "x", x.shape, nd + 2, act)
+    check_rank(name, "w", w.shape, nd + 2, fil)
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"{name}: groups must be an int >= 1, got {groups!r}")
+    cin, cout = x.shape[-1], w.shape[-1]
+    if cin == 0 or cout == 0 or w.shape[-2] == 0:
+        raise ValueError(f"{name}: channel counts must be >= 1, got x shape {tuple(x.shape)} (C_in = {cin}) and "
+                         f"w shape {tuple(w.shape)} (C_in / groups = {w.shape[-2]}, C_out = {cout})")
+    if cin % groups or cout % groups:
+        raise ValueError(
+            f"{name}: groups={groups} must divide both the input channels (x shape {tuple(x.shape)}) "
+            f"and the output channels (w shape {tuple(w.shape)})"
+        )
+    if w.shape[-2] * groups != cin:
+        raise ValueError(
+            f"{name}: channel mismatch: x has {cin} channels (shape {tuple(x.shape)}) but w expects "
+            f"{w.shape[-2]} x groups={groups} = {w.shape[-2] * groups} (w shape {tuple(w.shape)})"
+        )
+    _check_bias(name, b, cout, w.shape)
+
+
+def _check_bias(name, b, channels, w_shape):
+    if b is not None and tuple(b.shape) != (channels,):
+        raise ValueError(f"{name}: b must have shape ({channels},) to match w shape {tuple(w_shape)}, "
+                         f"got {tuple(b.shape)}")
+
+
+def _cast(name, arrays: dict):
+    """jnp arrays of one common floating dtype (None stays None), each checked to be numeric by name."""
+    arrays = {k: None if a is None else as_array(name, k, a) for k, a in arrays.items()}
+    dtype = float_dtype(name, *arrays.values())
+    return [None if a is None else a.astype(dtype) for a in arrays.values()]
+
+
+def _conv_nd(x, w, b, *, nd, stride, padding, dilation, groups, name):
+    x, w, b = _cast(name, {"x": x, "w": w, "b": b})
+    _check_conv_args(name, nd, x, w, b, groups)
+    geo = make_geometry(name, x.shape, w.shape[:-2], stride, padding, dilation, window_name="kernel")
+    return conv_p(x, w, b, ConvSpec(geo, groups))
+
+
+@reverse_mode_only("conv2d")
+def conv2d(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1):
+    """2-D convolution (correlation form) with a hand-written VJP.
+
+    Args:
+      x: (N, H, W, C_in) activations.
+      w: (K_h, K_w, C_in / groups, C_out) filter (HWIO).
+      b: optional (C_out,) bias.
+      stride, dilation: int or (int, int), >= 1.
+      padding: "VALID", "SAME" (output ceil(N/S); P_lo = floor(P/2), P_hi = P - P_lo), an int, two ints, or two
+        (lo, hi) pairs.
+      groups: grouped convolution; groups = C_in is depth-wise.
+
+    Returns:
+      (N, H_out, W_out, C_out) with H_out = floor((H + P_lo + P_hi - K_eff) / S) + 1 and K_eff = D*(K-1)+1.
+
+    Gradients (lecture 004): dX = upsample g by S, zero-pad by K_eff-1, convolve with the flipped, channel-swapped
+    filter, crop the forward padding; dW = correlation of the padded input with the upsampled g; db = sum of g.
+    """
+    return _conv_nd(x, w, b, nd=2, stride=stride, padding=padding, dilation=dilation, groups=groups, name="conv2d")
+
+
+@reverse_mode_only("conv1d")
+def conv1d(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1):
+    """1-D convolution (time-delay network layer): x (N, W, C_in), w (K, C_in / groups, C_out); see `conv2d`."""
+    return _conv_nd(x, w, b, nd=1, stride=stride, padding=padding, dilation=dilation, groups=groups, name="conv1d")
+
+
+def _conv_transpose_nd(y, w, b, *, nd, stride, padding, dilation, output_padding, name):
+    y, w, b = _cast(name, {"y": y, "w": w, "b": b})
+    act, fil = LAYOUTS[nd]
+    check_rank(name, "y", y.shape, nd + 2, act)
+    check_rank(name, "w", w.shape, nd + 2, fil)
+    if y.shape[-1] == 0 or w.shape[-2] == 0:
+        raise ValueError(f"{name}: channel counts must be >= 1, got y shape {tuple(y.shape)} and w shape "
+                         f"{tuple(w.shape)}")
+    if y.shape[-1] != w.shape[-1]:
+        raise ValueError(
+            f"{name}: channel mismatch: y has {y.shape[-1]} channels (shape {tuple(y.shape)}) but w, the filter of "
+            f"the conv this transposes, produces {w.shape[-1]} (w shape {tuple(w.shape)} = (*K, C_out, C_in))"
+        )
+    _check_bias(name, b, w.shape[-2], w.shape)
+    out_sizes, geo = transpose_geometry(name, y.shape, w.shape[:-2], stride, padding, dilation, output_padding)
+    return conv_transpose_p(y, w, b, ConvSpec(geo, 1), out_sizes)
+
+
+@reverse_mode_only("conv_transpose2d")
+def conv_transpose2d(y, w, b=None, *, stride=1, padding="VALID", dilation=1, output_padding=0):
+    """2-D transposed (expanding) convolution: the adjoint of `conv2d(., w, stride, padding, dilation)`.
+
+    Args:
+      y: (N, H, W, C_in) activations.
+      w: (K_h, K_w, C_out, C_in): the very filter a conv2d from C_out to C_in channels would use.
+      b: optional (C_out,) bias.
+      output_padding: extra rows at the high end, 0 <= output_padding < stride; it picks among the input sizes
+        that the strided conv maps to the same output size.
+
+    Returns:
+      (N, H_out, W_out, C_out) with H_out = (H-1)*S + K_eff - P_lo - P_hi + output_padding, or H*S for "SAME".
+      conv_transpose2d(g, w, ...) equals the VJP of conv2d(., w, ...) at an input of size H_out, applied to g.
+
+    Gradients (lecture 004, "transposed convolution"): the forward is the conv's dX expression (insert S-1 zeros,
+    convolve with the flipped filter); dY is the strided forward conv of g; dW is the conv's dW expression with the
+    input and g exchanged; db = sum of g.
+    """
+    return _conv_transpose_nd(y, w, b, nd=2, stride=stride, padding=padding, dilation=dilation,
+                              output_padding=output_padding, name="conv_transpose2d")
+
+
+@reverse_mode_only("conv_transpose1d")
+def conv_transpose1d(y, w, b=None, *, stride=1, padding="VALID", dilation=1, output_padding=0):
+    """1-D transposed convolution: y (N, W, C_in), w (K, C_out, C_in); see `conv_transpose2d`."""
+    return _conv_transpose_nd(y, w, b, nd=1, stride=stride, padding=padding, dilation=dilation,
+                              output_padding=output_padding, name="conv_transpose1d")
+
+
+__all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the configurations `python -m funcnn.verify` checks (strides 1-3, paddings 0 / symmetric / asymmetric / SAME,
+# dilation, groups, depth-wise, odd sizes)
+
+from ...verify.registry import register_cases  # noqa: E402
+
+
+@register_cases("conv2d", "conv1d", "conv_transpose2d", "conv_transpose1d")
+def _verify_cases(make):
+    from ...verify import reference as ref
+
+    def conv_case(nd, n, size, cin, cout, k, quick=False, **kw):
+        prim, refn = (conv2d, ref.conv2d) if nd == 2 else (conv1d, ref.conv1d)
+        x, w, b = make.normal(n, *size, cin), make.normal(*k, cin // kw.get("groups", 1), cout), make.normal(cout)
+        return make.case(prim.__name__, str(kw), lambda x, w, b: prim(x, w, b, **kw),
+                         lambda x, w, b: refn(x, w, b, **kw), x, w, b, quick=quick)
+
+    # the bounded set (the first case of a family also runs the structural checks: the cheapest goes first) covers
+    # every CPU path of the table: banded (3 -> 6, 4 -> 8 channels), taps (depth-wise), and canonical forward with
+    # tap-matmul dX and batch-chunk dW (12 -> 12 channels, stride 2)
+    for i, cfg in enumerate([dict(stride=2, padding=1), dict(), dict(padding="SAME", dilation=3),
+                             dict(groups=3, stride=2)]):
+        yield conv_case(1, 2, (11,) if i else (7,), 3, 6, (3,), quick=i == 0, **cfg)
+    yield conv_case(2, 2, (5, 6), 4, 8, (3, 3), quick=True, stride=2, padding="SAME")
+    yield conv_case(2, 2, (5, 6), 4, 4, (3, 3), quick=True, groups=4, stride=2, padding="SAME")
+    yield conv_case(2, 2, (5, 4), 12, 12, (3, 3), quick=True, stride=2, padding=1)
+    for cfg in [dict(stride=2, dilation=(1, 2), padding=((2, 0), (1, 3))), dict(), dict(stride=2),
+                dict(stride=3, padding=1), dict(padding="SAME"), dict(padding=((1, 2), (0, 1)), stride=(2, 1)),
+                dict(dilation=2, padding=2), dict(groups=2)]:
+        yield conv_case(2, 2, (7, 6), 4, 8, (3, 3), **cfg)
+    yield conv_case(2, 1, (9, 8), 3, 2, (2, 3), stride=3, padding=((2, 1), (0, 2)))
+    yield conv_case(2, 2, (9, 9), 16, 12, (3, 3), padding=1)
+
+    for i, cfg in enumerate([dict(stride=2, padding=1, output_padding=1), dict(), dict(stride=2),
+                             dict(stride=3, padding="SAME"), dict(stride=2, dilation=2, padding=((1, 0), (2, 1)))]):
+        y, w, b = make.normal(2, 3 if i == 0 else 4, 4 if i == 0 else 5, 3), make.normal(3, 3, 4, 3), make.normal(4)
+        yield make.case("conv_transpose2d", str(cfg), lambda y, w, b, cfg=cfg: conv_transpose2d(y, w, b, **cfg),
+                        lambda y, w, b, cfg=cfg: ref.conv_transpose2d(y, w, b, **cfg), y, w, b, quick=i == 0)
+    y, w, b = make.normal(2, 6, 3), make.normal(4, 2, 3), make.normal(2)
+    yield make.case("conv_transpose1d", "stride=3", lambda y, w, b: conv_transpose1d(y, w, b, stride=3),
+                    lambda y, w, b: ref.conv_transpose1d(y, w, b, stride=3), y, w, b)
