@@ -1,42 +1,79 @@
-"""Check a hand-written VJP: against `jax.vjp` of a reference, and against central finite differences in float64.
+"""check_vjp: every check a hand-written VJP should pass, run at one point, in one report.
 
-    from funcnn.gradcheck import check_vjp
-    report = check_vjp(my_conv, my_reference_conv, x, w)
-    print(report)          # a table: max abs / rel error per argument, vs the reference and vs finite differences
-    report.raise_if_failed()
+    from funcnn.verify import check_vjp, assert_vjp
+    report = check_vjp(my_op, x, w)                    # my_op a jax.custom_vjp, or a function that calls one
+    print(report)                                      # one table: each check, each argument, the worst entry
+    assert_vjp(my_op, x, w)                            # the same, raising AssertionError with the table (pytest)
+    check_vjp(my_op, x, w, reference=my_reference)     # against an independent implementation instead
 
-Arguments may be pytrees (a parameter dict, say); every floating leaf is differentiated, integer leaves (labels) are
-held fixed. Only reverse mode is used, so functions defined with `jax.custom_vjp` can be checked.
+The checks, each a row per differentiated argument (pytree leaf) in the report:
 
-Errors are normwise: rel = max|a - b| / max|b| over an argument's entries, the largest over the random cotangents.
+    forward             f(args) against the reference's output
+    vjp                 f's VJP against jax.vjp of the reference, for random cotangents
+    finite_differences  f's VJP against central differences in float64, at a point moved off kinks and ties
+    grad_of_grad        the gradient of <VJP(ct), v> against the reference's (second derivatives)
+    vmap                the VJP under jax.vmap against a loop over the batch
+    jit                 the VJP under jax.jit against eager evaluation
+    determinism         two runs of the compiled VJP: equal within nondet_tol (0: bitwise)
+    no_scatter          (with hlo_platforms=) the VJP lowered for each platform holds no scatter operation, the
+                        operation that is non-deterministic on GPUs
 
-`python -m funcnn.gradcheck` runs the check on every funcnn primitive over a sweep of configurations and prints one
-row per primitive; it exits with status 1 if any configuration fails.
+The reference is `reference` when given; otherwise, when f is a jax.custom_vjp or calls one, f's own primal (the
+undecorated functions the custom_vjps hold, `primal_of`) differentiated by JAX; otherwise there is none, and the
+forward, vjp and grad_of_grad checks are skipped. Errors are normwise: rel = max|a - b| / max|b| over an argument's
+entries (the largest over the cotangents); the worst entry's index and both values are shown.
+
+Arguments may be pytrees (a parameter dict, say): every floating leaf is differentiated, integer leaves (labels) are
+held fixed. Only reverse mode is used, so functions defined with jax.custom_vjp can be checked.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import sys
+import re
 from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["ArgumentReport", "VJPReport", "check_vjp", "default_rtol", "run_sweep", "main"]
+from .primal import primal_of
+
+CHECKS = ("forward", "vjp", "finite_differences", "grad_of_grad", "vmap", "jit", "determinism", "no_scatter")
+DEFAULT_CHECKS = CHECKS[:-1]
+_NEEDS_REFERENCE = {"forward", "vjp", "grad_of_grad"}
 
 
 def default_rtol(dtype) -> float:
     """Normwise relative tolerance for comparing two computations of the same quantity in `dtype`."""
-    bits = jnp.finfo(dtype).bits
-    return {64: 1e-9, 32: 2e-5, 16: 3e-2}.get(bits, 3e-2)
+    info = jnp.finfo(dtype)
+    if info.bits >= 64:
+        return 1e-9
+    if info.bits == 32:
+        return 2e-5
+    return 3e-2 if info.nmant < 8 else 5e-3  # bfloat16 (7-bit mantissa), float16 (10-bit)
+
+
+@dataclasses.dataclass
+class Row:
+    """One check of one argument: the worst error, where it is, and both values there."""
+
+    check: str
+    argument: str
+    shape: tuple
+    abs_err: float | None = None
+    rel_err: float | None = None
+    tol: float | None = None
+    index: tuple | None = None
+    got: float | None = None
+    want: float | None = None
+    ok: bool = True
+    note: str = ""
 
 
 @dataclasses.dataclass
 class ArgumentReport:
-    """Errors of one differentiated argument (one pytree leaf)."""
+    """Compatibility view (funcnn.gradcheck): the errors of one argument against the reference and the FD."""
 
     name: str
     shape: tuple
@@ -49,45 +86,75 @@ class ArgumentReport:
 
 @dataclasses.dataclass
 class VJPReport:
-    """The outcome of `check_vjp`: forward and per-argument errors, the tolerances, and pass/fail."""
+    """The outcome of `check_vjp`: one `Row` per (check, argument); `ok` when every row passed."""
 
-    forward_rel: float | None
-    arguments: list[ArgumentReport]
+    rows: list
+    reference: str
+    dtype: str
     rtol: float
     fd_rtol: float
     fd_mode: str
 
     @property
     def ok(self) -> bool:
-        forward_ok = self.forward_rel is None or self.forward_rel <= self.rtol
-        return forward_ok and all(a.ok for a in self.arguments)
+        return all(r.ok for r in self.rows)
+
+    @property
+    def failures(self) -> list:
+        return [r for r in self.rows if not r.ok]
+
+    @property
+    def checks(self) -> list:
+        return list(dict.fromkeys(r.check for r in self.rows))
+
+    def worst(self, check: str) -> float | None:
+        """The largest relative error of one check over the arguments (None if it did not run)."""
+        values = [r.rel_err for r in self.rows if r.check == check and r.rel_err is not None]
+        return max(values) if values else None
+
+    # -- the funcnn.gradcheck view ------------------------------------------------------------------------------
+    @property
+    def forward_rel(self) -> float | None:
+        return self.worst("forward")
 
     @property
     def worst_rel_vs_reference(self) -> float | None:
-        values = [a.rel_vs_reference for a in self.arguments if a.rel_vs_reference is not None]
-        return max(values) if values else None
+        return self.worst("vjp")
 
     @property
     def worst_rel_vs_fd(self) -> float | None:
-        values = [a.rel_vs_fd for a in self.arguments if a.rel_vs_fd is not None]
-        return max(values) if values else None
+        return self.worst("finite_differences")
+
+    @property
+    def arguments(self) -> list:
+        names = list(dict.fromkeys(r.argument for r in self.rows if r.check not in ("forward", "no_scatter")))
+        out = []
+        for name in names:
+            rows = {r.check: r for r in self.rows if r.argument == name}
+            ref, fd = rows.get("vjp"), rows.get("finite_differences")
+            shape = next(iter(rows.values())).shape
+            out.append(ArgumentReport(name, shape, ref and ref.abs_err, ref and ref.rel_err, fd and fd.abs_err,
+                                      fd and fd.rel_err, all(r.ok for r in rows.values())))
+        return out
 
     def __str__(self) -> str:
-        def fmt(v):
+        def num(v):
             return "-" if v is None else f"{v:.2e}"
 
-        lines = [
-            f"forward rel error vs reference: {fmt(self.forward_rel)} (rtol {self.rtol:.1e}); "
-            f"finite differences: {self.fd_mode}, rtol {self.fd_rtol:.1e}",
-            f"{'argument':<24} {'shape':<18} {'abs vs ref':>10} {'rel vs ref':>10} {'abs vs FD':>10} "
-            f"{'rel vs FD':>10}  pass",
-        ]
-        for a in self.arguments:
-            lines.append(
-                f"{a.name:<24} {str(a.shape):<18} {fmt(a.abs_vs_reference):>10} {fmt(a.rel_vs_reference):>10} "
-                f"{fmt(a.abs_vs_fd):>10} {fmt(a.rel_vs_fd):>10}  {'yes' if a.ok else 'NO'}"
-            )
-        lines.append("PASS" if self.ok else "FAIL")
+        def val(v):
+            return "-" if v is None else f"{v:.6g}"
+
+        header = (f"{'check':<19} {'argument':<20} {'shape':<16} {'abs err':>9} {'rel err':>9} {'tol':>8} "
+                  f"{'worst at':<14} {'got':>12} {'want':>12}  pass")
+        lines = [f"reference: {self.reference}; dtype {self.dtype}; finite differences: {self.fd_mode}", header,
+                 "-" * len(header)]
+        for r in self.rows:
+            where = "-" if r.index is None else str(tuple(int(i) for i in r.index)).replace(" ", "")
+            lines.append(f"{r.check:<19} {r.argument:<20} {str(r.shape).replace(' ', ''):<16} {num(r.abs_err):>9} "
+                         f"{num(r.rel_err):>9} {num(r.tol):>8} {where:<14} {val(r.got):>12} {val(r.want):>12}  "
+                         f"{'yes' if r.ok else 'NO'}" + (f"  ({r.note})" if r.note else ""))
+        failed = sorted({r.check for r in self.failures}, key=CHECKS.index)
+        lines.append("PASS" if self.ok else "FAIL: " + ", ".join(failed))
         return "\n".join(lines)
 
     def raise_if_failed(self):
@@ -95,11 +162,41 @@ class VJPReport:
             raise AssertionError("VJP check failed:\n" + str(self))
 
 
-def _errors(actual, expected):
-    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    err = float(np.max(np.abs(actual - expected), initial=0.0))
-    scale = float(np.max(np.abs(expected), initial=0.0))
-    return err, err / scale if scale > 0 else err
+# ----------------------------------------------------------------------------------------------------------------
+# comparing arrays
+
+
+def _compare(got, want):
+    """(abs err, normwise rel err, index of the worst entry, got there, want there) of two arrays."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    if got.shape != want.shape:
+        raise ValueError(f"shapes differ: {got.shape} vs {want.shape}")
+    if got.size == 0:
+        return 0.0, 0.0, None, None, None
+    diff = np.abs(got - want)
+    diff = np.where(np.isnan(got) != np.isnan(want), np.inf, np.nan_to_num(diff, nan=0.0))
+    index = np.unravel_index(int(np.argmax(diff)), diff.shape)
+    err = float(diff[index])
+    scale = float(np.max(np.abs(np.nan_to_num(want)), initial=0.0))
+    return err, (err / scale if scale > 0 else err), index, float(got[index]), float(want[index])
+
+
+def _worse(a, b):
+    """The comparison with the larger relative error (None-safe)."""
+    if a is None:
+        return b
+    return b if b[1] > a[1] else a
+
+
+def _row(check, name, shape, comparison, tol, note=""):
+    if comparison is None:
+        return Row(check, name, shape, ok=True, note=note or "skipped")
+    err, rel, index, got, want = comparison
+    return Row(check, name, shape, err, rel, tol, index, got, want, ok=bool(rel <= tol), note=note)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the arguments
 
 
 def _split(args):
@@ -110,7 +207,7 @@ def _split(args):
         leaf = jnp.asarray(leaf)
         leaves.append(leaf)
         names.append("arg" + jax.tree_util.keystr(path))
-        mask.append(jnp.issubdtype(leaf.dtype, jnp.inexact))
+        mask.append(bool(jnp.issubdtype(leaf.dtype, jnp.floating)))
     return leaves, names, treedef, mask
 
 
@@ -126,25 +223,47 @@ def _closure(fun, leaves, treedef, mask):
     return wrapped
 
 
-def _pullbacks(fun, diff, cts):
-    """fun's output and its VJP applied to each cotangent (traced once, under jit)."""
-    out, vjp_fun = jax.vjp(fun, *diff)
-    return out, [vjp_fun(ct) for ct in cts]
-
-
-def _random_like(key, tree):
+def _random_like(key, tree, scale=1.0):
     leaves, treedef = jax.tree_util.tree_flatten(tree)
-    keys = jax.random.split(key, len(leaves))
+    keys = jax.random.split(key, max(len(leaves), 1))
     return jax.tree_util.tree_unflatten(
-        treedef, [jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)]
-    )
+        treedef, [(jax.random.normal(k, x.shape, jnp.float32) * scale).astype(x.dtype) for k, x in zip(keys, leaves)])
 
 
-def _directions(key, x, mode, count):
-    """Basis vectors (every entry) or random normal directions for the finite differences of leaf x."""
-    if mode == "full":
-        return jnp.eye(x.size, dtype=x.dtype).reshape(x.size, *x.shape)
-    return jax.random.normal(key, (count, *x.shape), x.dtype)
+def _pullback(fun):
+    """(diff, ct) -> the VJP of fun at diff applied to ct (a list, one entry per differentiated leaf)."""
+
+    def apply(diff, ct):
+        _, vjp = jax.vjp(fun, *diff)
+        return list(vjp(ct))
+
+    return apply
+
+
+def _forward_and_pullbacks(fun):
+    """(diff, cts) -> (fun(diff), [VJP(ct) for ct in cts]): one compiled function for the forward and every VJP."""
+
+    def apply(diff, cts):
+        out, vjp = jax.vjp(fun, *diff)
+        return out, [list(vjp(ct)) for ct in cts]
+
+    return jax.jit(apply)
+
+
+def _off_kinks(x, seed: int):
+    """x with every entry that is exactly 0 or tied with another entry moved by a small random amount (float64):
+    where ReLU, |x| or a max-pool window has a kink, central differences straddle it and measure nothing."""
+    a = np.asarray(x, np.float64).ravel()
+    if a.size == 0:
+        return x, 0
+    _, inverse, counts = np.unique(a, return_inverse=True, return_counts=True)
+    at_kink = (counts[inverse] > 1) | (a == 0)
+    moved = int(at_kink.sum())
+    if not moved:
+        return x, 0
+    rng = np.random.default_rng(seed)
+    shift = rng.uniform(0.5, 1.0, a.size) * rng.choice([-1.0, 1.0], a.size) * 1e-3 * max(np.max(np.abs(a)), 1.0)
+    return jnp.asarray(np.where(at_kink, a + shift, a).reshape(np.shape(x))), moved
 
 
 def _central_differences(fun, diff, index, vs, h):
@@ -164,244 +283,236 @@ def _contract(stacked, tree):
                for s, t in zip(jax.tree_util.tree_leaves(stacked), jax.tree_util.tree_leaves(tree)))
 
 
-def _fd_errors(exact, fd, vs, mode):
-    """(abs, normwise rel) error of the analytic VJP entry `exact` against the finite differences `fd`."""
+def _fd_comparison(exact, fd, vs, mode):
+    """Compare the analytic VJP entry `exact` with the finite differences `fd` (per entry, or per direction)."""
     if mode == "full":
-        return _errors(exact, fd.reshape(exact.shape))
-    want = jnp.tensordot(vs, exact, axes=exact.ndim)
-    err = float(jnp.max(jnp.abs(fd - want)))
+        return _compare(exact, np.asarray(fd).reshape(exact.shape))
+    want = np.asarray(jnp.tensordot(vs, exact, axes=exact.ndim))
+    err, _, index, got, wanted = _compare(np.asarray(fd), want)
     scale = float(jnp.linalg.norm(exact.ravel()) * jnp.max(jnp.linalg.norm(vs.reshape(len(vs), -1), axis=1)))
-    return err, err / scale if scale > 0 else err
+    return err, (err / scale if scale > 0 else err), index, got, wanted
+
+
+def scatter_ops(fun, args, platform: str) -> list:
+    """The scatter operations in fun(*args) lowered (exported) for `platform`: op names, not source locations."""
+    text = jax.export.export(jax.jit(fun), platforms=[platform])(*args).mlir_module()
+    return sorted(set(re.findall(r"stablehlo\.(?:select_and_)?scatter\b", text)))
 
 
 def check_vjp(
     f: Callable,
-    reference: Callable | None,
     *args: Any,
+    reference: Callable | None = None,
+    checks: Sequence[str] = DEFAULT_CHECKS,
     seed: int = 0,
     num_cotangents: int = 2,
     rtol: float | None = None,
-    fd: bool = True,
     fd_rtol: float = 1e-6,
     fd_eps: float = 1e-6,
     fd_mode: str = "auto",
     fd_max_elements: int = 512,
     fd_directions: int = 6,
+    kinks: bool = True,
+    nondet_tol: float = 0.0,
+    hlo_platforms: Sequence[str] = (),
 ) -> VJPReport:
-    """Compare the VJP of `f` with `jax.vjp(reference)` and with central finite differences in float64.
+    """Run the checks of the module docstring on f at `args`; return one report (see `VJPReport`).
 
     Args:
-      f: the function under test (for example a `jax.custom_vjp`).
-      reference: an independent implementation of the same map, differentiated by JAX; None to skip that check.
+      f: the function under test: a jax.custom_vjp, or a function that calls one (directly or nested).
       *args: the point to check at; pytrees of arrays. Floating leaves are differentiated, others held fixed.
-      seed: PRNG seed of the random cotangents and finite-difference directions.
-      num_cotangents: how many random cotangents to pull back.
-      rtol: normwise tolerance vs the reference (default by dtype: `default_rtol`).
-      fd: also check against finite differences (evaluated in float64: the arguments are cast up).
-      fd_rtol, fd_eps: tolerance and relative step of the central differences.
+      reference: an independent implementation of the same map, differentiated by JAX; default: f's primal.
+      checks: which checks to run (names from `CHECKS`; "no_scatter" also runs when hlo_platforms is given).
+      seed: PRNG seed of the cotangents, directions and kink offsets.
+      rtol: normwise tolerance of the comparisons in the arguments' dtype (default by dtype: `default_rtol`).
+      fd_rtol, fd_eps: tolerance and relative step of the central differences (always in float64).
       fd_mode: "full" (every entry: 2 evaluations each), "directional" (random directions), or "auto" (full for
         arguments of at most `fd_max_elements` entries).
-
-    Returns:
-      A `VJPReport`; `report.ok` says whether every comparison is within tolerance.
+      kinks: move argument entries that are exactly 0 or tied before the finite differences.
+      nondet_tol: largest difference allowed between two runs (as PyTorch's gradcheck; 0 means bitwise equal).
+      hlo_platforms: platforms to lower the VJP for and audit for scatter operations (e.g. ("cuda",)); needs no
+        device of that platform.
     """
+    unknown = set(checks) - set(CHECKS)
+    if unknown:
+        raise ValueError(f"check_vjp: unknown checks {sorted(unknown)}; known: {', '.join(CHECKS)}")
     if fd_mode not in ("auto", "full", "directional"):
-        raise ValueError(f'fd_mode must be "auto", "full" or "directional", got {fd_mode!r}')
+        raise ValueError(f'check_vjp: fd_mode must be "auto", "full" or "directional", got {fd_mode!r}')
+    checks = set(checks) | ({"no_scatter"} if hlo_platforms else set())
     leaves, names, treedef, mask = _split(args)
     if not any(mask):
         raise ValueError("check_vjp: no floating-point argument to differentiate")
     diff = [leaf for leaf, m in zip(leaves, mask) if m]
     diff_names = [n for n, m in zip(names, mask) if m]
+    shapes = [tuple(x.shape) for x in diff]
     g = _closure(f, leaves, treedef, mask)
-    if rtol is None:
-        rtol = max(default_rtol(x.dtype) for x in diff)
-    key = jax.random.PRNGKey(seed)
+    dtype = jnp.result_type(*diff)
+    rtol = default_rtol(dtype) if rtol is None else rtol
 
+    if reference is not None:
+        r, described = _closure(reference, leaves, treedef, mask), "given"
+    else:
+        try:
+            jax.eval_shape(primal_of(g), *diff)
+            r, described = _closure(primal_of(f), leaves, treedef, mask), "f's primal (custom_vjp bodies inlined)"
+        except TypeError as err:
+            if "calls no jax.custom_vjp" not in str(err):
+                raise
+            r, described = None, "none (f calls no custom_vjp; pass reference=)"
+
+    key = jax.random.PRNGKey(seed)
     out_shape = jax.eval_shape(g, *diff)
-    cotangents = []
+    cts = []
     for _ in range(num_cotangents):
         key, sub = jax.random.split(key)
-        cotangents.append(_random_like(sub, out_shape))
+        cts.append(_random_like(sub, out_shape))
+    pull = _pullback(g)
+    pull_jit = jax.jit(pull)
+    out_f, got = _forward_and_pullbacks(g)(diff, cts)
+    rows: list[Row] = []
 
-    forward_and_pullbacks = jax.jit(lambda diff, cts, fun: _pullbacks(fun, diff, cts), static_argnums=2)
-    out, got = forward_and_pullbacks(diff, cotangents, g)
+    def per_argument(check, comparisons, tol, note=""):
+        for name, shape, comparison in zip(diff_names, shapes, comparisons):
+            rows.append(_row(check, name, shape, comparison, tol, note))
 
-    ref_err = [[0.0, 0.0] for _ in diff]
-    forward_rel = None
-    if reference is not None:
-        r = _closure(reference, leaves, treedef, mask)
-        ref_out, want = forward_and_pullbacks(diff, cotangents, r)
-        forward_rel = max(_errors(a, b)[1] for a, b in zip(jax.tree_util.tree_leaves(out),
-                                                           jax.tree_util.tree_leaves(ref_out)))
-        for mine, theirs in zip(got, want):
-            for i, (a, b) in enumerate(zip(mine, theirs)):
-                ref_err[i] = [max(p, q) for p, q in zip(ref_err[i], _errors(a, b))]
+    if r is not None and checks & {"forward", "vjp"}:
+        out_r, want = _forward_and_pullbacks(r)(diff, cts)
+        if "forward" in checks:
+            comparison = None
+            for a, b in zip(jax.tree_util.tree_leaves(out_f), jax.tree_util.tree_leaves(out_r)):
+                comparison = _worse(comparison, _compare(a, b))
+            rows.append(_row("forward", "output", tuple(np.shape(jax.tree_util.tree_leaves(out_f)[0])),
+                             comparison, rtol))
+        if "vjp" in checks:
+            worst = [None] * len(diff)
+            for mine, theirs in zip(got, want):
+                for i, (a, b) in enumerate(zip(mine, theirs)):
+                    worst[i] = _worse(worst[i], _compare(a, b))
+            per_argument("vjp", worst, rtol)
 
-    fd_err = [[0.0, 0.0] for _ in diff]
-    modes = []
-    if fd:
-        with jax.enable_x64(True):
-            diff64 = [x.astype(jnp.float64 if jnp.issubdtype(x.dtype, jnp.floating) else jnp.complex128)
-                      for x in diff]
-            g64 = _closure(f, [jnp.asarray(leaf) for leaf in leaves], treedef, mask)
-            modes = [fd_mode if fd_mode != "auto" else ("full" if x.size <= fd_max_elements else "directional")
-                     for x in diff64]
-            steps = [fd_eps * max(1.0, float(jnp.max(jnp.abs(x), initial=0.0))) for x in diff64]
-            keys = jax.random.split(key, len(diff64))
-            directions = [_directions(k, x, m, fd_directions) for k, x, m in zip(keys, diff64, modes)]
+    if "finite_differences" in checks:
+        comparisons, note = _finite_differences(f, leaves, treedef, mask, diff, cts, key, seed, fd_mode,
+                                                fd_max_elements, fd_directions, fd_eps, kinks)
+        per_argument("finite_differences", comparisons, fd_rtol, note)
 
-            @jax.jit
-            def in_float64(diff64, cts, directions):
-                out64, vjp64 = jax.vjp(g64, *diff64)
-                cts = [jax.tree_util.tree_map(lambda t, o: t.astype(o.dtype), ct, out64) for ct in cts]
-                analytic = [vjp64(ct) for ct in cts]
-                fds = [[_contract(_central_differences(g64, diff64, i, vs, h), ct) for ct in cts]
-                       for i, (vs, h) in enumerate(zip(directions, steps))]
-                return analytic, fds
+    if r is not None and "grad_of_grad" in checks:
+        key, sub = jax.random.split(key)
+        probes = _random_like(sub, diff)
 
-            analytic, fds = in_float64(diff64, cotangents, directions)
-            for i, (vs, mode) in enumerate(zip(directions, modes)):
-                for c in range(len(cotangents)):
-                    errs = _fd_errors(analytic[c][i], fds[i][c], vs, mode)
-                    fd_err[i] = [max(p, q) for p, q in zip(fd_err[i], errs)]
+        def second(fun):
+            pull_fun = _pullback(fun)
+            def phi(d):  # <VJP(ct)(d), probes>, accumulated in float32 or wider
+                return sum(jnp.sum((a * p).astype(jnp.promote_types(a.dtype, jnp.float32)))
+                           for a, p in zip(pull_fun(d, cts[0]), probes))
 
-    reports = []
-    for i, (name, x) in enumerate(zip(diff_names, diff)):
-        rel_ref = ref_err[i][1] if reference is not None else None
-        rel_fd = fd_err[i][1] if fd else None
-        ok = (rel_ref is None or rel_ref <= rtol) and (rel_fd is None or rel_fd <= fd_rtol)
-        reports.append(ArgumentReport(
-            name=name, shape=tuple(x.shape),
-            abs_vs_reference=ref_err[i][0] if reference is not None else None, rel_vs_reference=rel_ref,
-            abs_vs_fd=fd_err[i][0] if fd else None, rel_vs_fd=rel_fd, ok=ok,
-        ))
-    return VJPReport(forward_rel=forward_rel, arguments=reports, rtol=rtol, fd_rtol=fd_rtol,
-                     fd_mode="+".join(sorted(set(modes))) if modes else "off")
+            return jax.jit(jax.grad(phi))(diff)
 
+        try:
+            mine, theirs = second(g), second(r)
+            per_argument("grad_of_grad", [_compare(a, b) for a, b in zip(mine, theirs)], _loosen(rtol))
+        except Exception as err:  # noqa: BLE001 - a rule that cannot be differentiated fails this check
+            rows.append(Row("grad_of_grad", "-", (), ok=False, note=f"{type(err).__name__}: {str(err)[:120]}"))
 
-# ----------------------------------------------------------------------------------------------------------------
-# the sweep behind `python -m funcnn.gradcheck`
+    if "vmap" in checks:
+        key, sub = jax.random.split(key)
+        shifted = [x + 0.25 * n for x, n in zip(diff, _random_like(sub, diff))]
+        batch = [jnp.stack([a, b]) for a, b in zip(diff, shifted)]
+        key, sub = jax.random.split(key)
+        ct_batch = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), cts[0], _random_like(sub, out_shape))
+        try:
+            mapped = jax.jit(jax.vmap(pull))(batch, ct_batch)
+            looped = [pull_jit([b[k] for b in batch], jax.tree_util.tree_map(lambda c: c[k], ct_batch))
+                      for k in range(2)]
+            per_argument("vmap", [_compare(m, jnp.stack([looped[0][i], looped[1][i]])) for i, m in
+                                  enumerate(mapped)], rtol)
+        except Exception as err:  # noqa: BLE001 - a rule without a batching path fails this check
+            rows.append(Row("vmap", "-", (), ok=False, note=f"{type(err).__name__}: {str(err)[:120]}"))
 
+    if "jit" in checks:
+        eager = pull(diff, cts[0])
+        per_argument("jit", [_compare(a, b) for a, b in zip(got[0], eager)], rtol)
 
-@dataclasses.dataclass
-class Case:
-    primitive: str
-    label: str
-    f: Callable
-    reference: Callable
-    args: Sequence[Any]
+    if "determinism" in checks:
+        again = pull_jit(diff, cts[0])
+        comparisons = [_compare(a, b) for a, b in zip(again, got[0])]
+        for name, shape, (err, rel, index, a, b) in zip(diff_names, shapes, comparisons):
+            rows.append(Row("determinism", name, shape, err, rel, nondet_tol, index, a, b, ok=err <= nondet_tol,
+                            note="two runs" + (", bitwise" if nondet_tol == 0 else "")))
 
+    if "no_scatter" in checks:
+        for platform in hlo_platforms or ("cuda",):
+            found = scatter_ops(pull, (diff, cts[0]), platform)
+            rows.append(Row("no_scatter", f"VJP for {platform}", (), ok=not found,
+                            note=("found " + ", ".join(found)) if found else "no scatter op"))
 
-def _cases(seed: int = 0):
-    """Configurations per primitive: strides 1-3, paddings (0, symmetric, asymmetric, SAME), dilation, groups,
-    odd sizes, overlapping windows. Random normal inputs (no ties with probability one)."""
-    import funcnn as fn
-    from funcnn import reference as ref
-
-    rng = np.random.default_rng(seed)
-
-    def arr(*shape):
-        return jnp.asarray(rng.normal(size=shape))
-
-    def conv_case(name, n, size, cin, cout, k, **kw):
-        x = arr(n, *size, cin)
-        w = arr(*k, cin // kw.get("groups", 1), cout)
-        prim = fn.conv2d if len(size) == 2 else fn.conv1d
-        refn = ref.conv2d if len(size) == 2 else ref.conv1d
-        yield Case(name, str(kw), lambda x, w, b: prim(x, w, b, **kw), lambda x, w, b: refn(x, w, b, **kw),
-                   (x, w, arr(cout)))
-
-    def pool_case(name, prim, refn, shape, *pargs, **kw):
-        yield Case(name, f"{shape} {pargs} {kw}", lambda x: prim(x, *pargs, **kw), lambda x: refn(x, *pargs, **kw),
-                   (arr(*shape),))
-
-    conv2d_configs = [
-        dict(), dict(stride=2), dict(stride=3, padding=1), dict(padding="SAME"), dict(padding="SAME", stride=2),
-        dict(padding=((1, 2), (0, 1)), stride=(2, 1)), dict(dilation=2, padding=2), dict(groups=2),
-        dict(groups=4, stride=2, padding="SAME"), dict(stride=2, dilation=(1, 2), padding=((2, 0), (1, 3))),
-    ]
-    for cfg in conv2d_configs:
-        cin = 4
-        cout = 8 if cfg.get("groups", 1) != 4 else 4
-        yield from conv_case("conv2d", 2, (7, 6), cin, cout, (3, 3), **cfg)
-    yield from conv_case("conv2d", 1, (9, 8), 3, 2, (2, 3), stride=3, padding=((2, 1), (0, 2)))
-    for cfg in [dict(), dict(stride=2, padding=1), dict(padding="SAME", dilation=3), dict(groups=3, stride=2)]:
-        yield from conv_case("conv1d", 2, (11,), 3, 6, (3,), **cfg)
-
-    for cfg in [dict(), dict(stride=2), dict(stride=2, padding=1, output_padding=1), dict(stride=3, padding="SAME"),
-                dict(stride=2, dilation=2, padding=((1, 0), (2, 1)))]:
-        y, w, b = arr(2, 4, 5, 3), arr(3, 3, 4, 3), arr(4)
-        yield Case("conv_transpose2d", str(cfg), lambda y, w, b, cfg=cfg: fn.conv_transpose2d(y, w, b, **cfg),
-                   lambda y, w, b, cfg=cfg: ref.conv_transpose2d(y, w, b, **cfg), (y, w, b))
-    y, w, b = arr(2, 6, 3), arr(4, 2, 3), arr(2)
-    yield Case("conv_transpose1d", "stride=3", lambda y, w, b: fn.conv_transpose1d(y, w, b, stride=3),
-               lambda y, w, b: ref.conv_transpose1d(y, w, b, stride=3), (y, w, b))
-
-    for args, kw in [((2,), {}), ((3, 2), {}), ((3, 1), {}), ((3, 2), dict(padding=1)), ((3, 3), dict(padding="SAME")),
-                     (((2, 3), (1, 2)), dict(padding=((1, 0), (0, 2))))]:
-        yield from pool_case("max_pool2d", fn.max_pool2d, ref.max_pool2d, (2, 7, 8, 3), *args, **kw)
-        yield from pool_case("avg_pool2d", fn.avg_pool2d, ref.avg_pool2d, (2, 7, 8, 3), *args, **kw)
-        if "padding" in kw:
-            kw2 = dict(kw, count_include_pad=False)
-            yield from pool_case("avg_pool2d", fn.avg_pool2d, ref.avg_pool2d, (2, 7, 8, 3), *args, **kw2)
-        for p in (1.0, 2.0, 5.0):
-            yield from pool_case("lp_pool2d", fn.lp_pool2d, ref.lp_pool2d, (2, 7, 8, 3), p, *args, **kw)
-    yield from pool_case("max_pool1d", fn.max_pool1d, ref.max_pool1d, (2, 9, 3), 3, 2)
-    yield from pool_case("avg_pool1d", fn.avg_pool1d, ref.avg_pool1d, (2, 9, 3), 3, 2, padding=1)
-    yield from pool_case("global_avg_pool2d", fn.global_avg_pool2d, ref.global_avg_pool2d, (3, 5, 4, 2))
-
-    yield Case("dense", "(5, 7) x (7, 4)", fn.dense, ref.dense, (arr(5, 7), arr(7, 4), arr(4)))
-    yield Case("dense", "(2, 3, 7) x (7, 4), no bias", lambda x, w: fn.dense(x, w), lambda x, w: ref.dense(x, w),
-               (arr(2, 3, 7), arr(7, 4)))
-    for name in ("relu", "sigmoid", "tanh", "softmax", "log_softmax"):
-        yield Case(name, "(4, 6)", getattr(fn, name), getattr(ref, name), (arr(4, 6),))
-    yield Case("softmax", "axis=0", lambda z: fn.softmax(z, axis=0), lambda z: ref.softmax(z, axis=0), (arr(4, 6),))
-    labels = jnp.asarray(rng.integers(0, 5, size=6))
-    yield Case("softmax_cross_entropy", "(6, 5)", fn.softmax_cross_entropy, ref.softmax_cross_entropy,
-               (arr(6, 5), labels))
+    order = {c: i for i, c in enumerate(CHECKS)}
+    rows.sort(key=lambda row: order[row.check])
+    modes = _fd_modes(diff, fd_mode, fd_max_elements) if "finite_differences" in checks else "off"
+    return VJPReport(rows, described, str(jnp.dtype(dtype)), rtol, fd_rtol, modes)
 
 
-def run_sweep(only: Sequence[str] | None = None, verbose: bool = False, seed: int = 0, out=None) -> bool:
-    """Run check_vjp over the sweep (float64), print a table per primitive; return True if all passed."""
-    out = sys.stdout if out is None else out
+def _loosen(rtol: float) -> float:
+    """Second derivatives pass through one more rounded computation: twice the tolerance."""
+    return 2 * rtol
+
+
+def _fd_modes(diff, fd_mode, fd_max_elements) -> str:
+    modes = {fd_mode if fd_mode != "auto" else ("full" if x.size <= fd_max_elements else "directional")
+             for x in diff}
+    return "+".join(sorted(modes))
+
+
+def _finite_differences(f, leaves, treedef, mask, diff, cts, key, seed, fd_mode, fd_max_elements, fd_directions,
+                        fd_eps, kinks):
+    """Per differentiated leaf: the comparison of f's float64 VJP with central differences, and a note."""
     with jax.enable_x64(True):
-        rows: dict[str, list] = {}
-        failures = []
-        for case in _cases(seed):
-            if only and case.primitive not in only:
-                continue
-            report = check_vjp(case.f, case.reference, *case.args, seed=seed)
-            rows.setdefault(case.primitive, []).append(report)
-            if verbose:
-                print(f"{case.primitive} {case.label}\n{report}\n", file=out)
-            if not report.ok:
-                failures.append((case, report))
-    header = f"{'primitive':<22} {'configs':>7} {'worst rel vs autodiff':>22} {'worst rel vs FD':>16}  pass"
-    print(header, file=out)
-    print("-" * len(header), file=out)
-    for name, reports in rows.items():
-        worst_ref = max(r.worst_rel_vs_reference or 0.0 for r in reports)
-        worst_fd = max(r.worst_rel_vs_fd or 0.0 for r in reports)
-        ok = all(r.ok for r in reports)
-        print(f"{name:<22} {len(reports):>7} {worst_ref:>22.2e} {worst_fd:>16.2e}  {'yes' if ok else 'NO'}", file=out)
-    for case, report in failures:
-        print(f"\nFAILED {case.primitive} {case.label}\n{report}", file=out)
-    if not rows:
-        print("no primitive matched", file=out)
-        return False
-    return not failures
+        keys = jax.random.split(key, len(diff))
+        diff64, moved = [], 0
+        for i, x in enumerate(diff):
+            x64 = x.astype(jnp.float64)
+            if kinks:
+                x64, n = _off_kinks(x64, seed + i)
+                moved += n
+            diff64.append(x64)
+        g64 = _closure(f, [jnp.asarray(leaf) for leaf in leaves], treedef, mask)
+        modes = [fd_mode if fd_mode != "auto" else ("full" if x.size <= fd_max_elements else "directional")
+                 for x in diff64]
+        steps = [fd_eps * max(1.0, float(jnp.max(jnp.abs(x), initial=0.0))) for x in diff64]
+
+        def directions(k, x, mode):
+            if mode == "full":
+                return jnp.eye(x.size, dtype=x.dtype).reshape(x.size, *x.shape)
+            return jax.random.normal(k, (fd_directions, *x.shape), x.dtype)
+
+        vs = [directions(k, x, m) for k, x, m in zip(keys, diff64, modes)]
+
+        @jax.jit
+        def in_float64(diff64, cts, vs):
+            out64, vjp64 = jax.vjp(g64, *diff64)
+            cts = [jax.tree_util.tree_map(lambda t, o: t.astype(o.dtype), ct, out64) for ct in cts]
+            analytic = [vjp64(ct) for ct in cts]
+            fds = [[_contract(_central_differences(g64, diff64, i, v, h), ct) for ct in cts]
+                   for i, (v, h) in enumerate(zip(vs, steps))]
+            return analytic, fds
+
+        analytic, fds = in_float64(diff64, cts, vs)
+        comparisons = []
+        for i, (v, mode) in enumerate(zip(vs, modes)):
+            worst = None
+            for c in range(len(cts)):
+                worst = _worse(worst, _fd_comparison(analytic[c][i], fds[i][c], v, mode))
+            comparisons.append(worst)
+    note = f"{moved} entries moved off kinks/ties" if moved else ""
+    return comparisons, note
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m funcnn.gradcheck",
-                                     description="Check every funcnn primitive's hand-written VJP against autodiff "
-                                                 "of the literal reference and against finite differences (float64).")
-    parser.add_argument("--primitive", action="append", help="check only this primitive (repeatable)")
-    parser.add_argument("--verbose", action="store_true", help="print the report of every configuration")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    return 0 if run_sweep(args.primitive, args.verbose, args.seed) else 1
+def assert_vjp(f: Callable, *args: Any, **options) -> VJPReport:
+    """`check_vjp(f, *args, **options)`, raising AssertionError with the report's table when a check fails; for a
+    test suite. Returns the report when every check passed."""
+    report = check_vjp(f, *args, **options)
+    report.raise_if_failed()
+    return report
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+__all__ = ["CHECKS", "DEFAULT_CHECKS", "scatter_ops", "Row", "ArgumentReport", "VJPReport", "check_vjp", "assert_vjp",
+           "default_rtol"]

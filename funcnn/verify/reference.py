@@ -4,6 +4,11 @@ Each function mirrors the lecture pseudo-code with explicit sums over window off
 (`S*i + D*u`), built only from `jnp` so that `jax.grad` / `jax.vjp` / `jax.jvp` can differentiate it. Signatures and
 layouts equal the primitives' (NHWC / HWIO). They are slow, and meant for small shapes.
 
+The oracle is independent of what it checks: it computes its own output sizes and paddings from the lecture's
+formulas (`shared/notes/derivations.md`) and imports nothing from `funcnn.primitives`, so a mistake in the
+primitives' size or padding arithmetic cannot pass both (tests/verify/test_reference.py patches the primitives'
+helpers to a wrong answer and sees the two disagree).
+
 Max pooling follows the lecture literally: P = argmax over the window (the first maximum), y = Y(P); its autodiff
 therefore routes the gradient to the first maximum, like funcnn's rule.
 """
@@ -15,18 +20,64 @@ import itertools
 import jax.numpy as jnp
 import numpy as np
 
-from .primitives._common import as_tuple, resolve_padding
-from .primitives.conv import transpose_geometry
+# ----------------------------------------------------------------------------------------------------------------
+# sizes and padding, from the lecture's formulas (written here again on purpose: see the module docstring)
+
+
+def _ints(value, n):
+    """An int or n ints, as a list of n ints."""
+    if isinstance(value, (int, np.integer)):
+        return [int(value)] * n
+    values = [int(v) for v in value]
+    assert len(values) == n, f"expected {n} values, got {value!r}"
+    return values
+
+
+def _same(size, k_eff, stride):
+    """Lecture 004, zero padding for "SAME": the output has ceil(N/S) entries; pad as symmetrically as possible, the
+    extra entry (an odd total) at the end."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + k_eff - size, 0)
+    return [total // 2, total - total // 2]
+
+
+def _pads(padding, sizes, k_eff, stride):
+    """(lo, hi) per spatial axis for "VALID", "SAME", an int, n ints or n pairs."""
+    n = len(sizes)
+    if isinstance(padding, str):
+        if padding.upper() == "VALID":
+            return [[0, 0] for _ in range(n)]
+        assert padding.upper() == "SAME", padding
+        return [_same(s, k, st) for s, k, st in zip(sizes, k_eff, stride)]
+    if isinstance(padding, (int, np.integer)):
+        return [[int(padding)] * 2 for _ in range(n)]
+    return [[int(p)] * 2 if isinstance(p, (int, np.integer)) else [int(p[0]), int(p[1])] for p in padding]
 
 
 def _params(x_shape, window, stride, padding, dilation):
+    """window, stride, dilation, paddings and output sizes: out = floor((N + P_lo + P_hi - K_eff) / S) + 1."""
     nd = len(x_shape) - 2
-    window = as_tuple(window, nd, "window")
-    stride = as_tuple(stride, nd, "stride")
-    dilation = as_tuple(dilation, nd, "dilation")
+    window, stride, dilation = _ints(window, nd), _ints(stride, nd), _ints(dilation, nd)
     k_eff = [d * (k - 1) + 1 for k, d in zip(window, dilation)]
-    pads = resolve_padding(padding, x_shape[1:-1], k_eff, stride)
+    pads = _pads(padding, x_shape[1:-1], k_eff, stride)
     out = [(n + lo + hi - ke) // s + 1 for n, (lo, hi), ke, s in zip(x_shape[1:-1], pads, k_eff, stride)]
+    return window, stride, dilation, pads, out
+
+
+def _transpose_params(y_shape, window, stride, padding, dilation, output_padding):
+    """The transposed conv's output size N, solving the conv's size rule for its input: N = (O-1)*S + K_eff -
+    P_lo - P_hi + output_padding, or N = O*S for "SAME" (with the conv's "SAME" padding for N)."""
+    nd = len(y_shape) - 2
+    window, stride, dilation = _ints(window, nd), _ints(stride, nd), _ints(dilation, nd)
+    extra = _ints(output_padding, nd)
+    k_eff = [d * (k - 1) + 1 for k, d in zip(window, dilation)]
+    if isinstance(padding, str) and padding.upper() == "SAME":
+        out = [o * s for o, s in zip(y_shape[1:-1], stride)]
+        pads = [_same(n, k, s) for n, k, s in zip(out, k_eff, stride)]
+    else:
+        pads = _pads(padding, y_shape[1:-1], k_eff, stride)
+        out = [(o - 1) * s + ke - lo - hi + e
+               for o, s, ke, (lo, hi), e in zip(y_shape[1:-1], stride, k_eff, pads, extra)]
     return window, stride, dilation, pads, out
 
 
@@ -92,18 +143,19 @@ def conv_transpose1d(y, w, b=None, *, stride=1, padding="VALID", dilation=1, out
 
 
 def conv_transpose_nd(y, w, b=None, *, stride=1, padding="VALID", dilation=1, output_padding=0):
-    out_sizes, geo = transpose_geometry("reference", y.shape, w.shape[:-2], stride, padding, dilation, output_padding)
+    window, stride, dilation, pads, out_sizes = _transpose_params(y.shape, w.shape[:-2], stride, padding, dilation,
+                                                                  output_padding)
     in_sizes = y.shape[1:-1]
-    full = [(o - 1) * s + ke for o, s, ke in zip(in_sizes, geo.stride, geo.effective_window)]
+    k_eff = [d * (k - 1) + 1 for k, d in zip(window, dilation)]
+    full = [(o - 1) * s + ke for o, s, ke in zip(in_sizes, stride, k_eff)]
     # room for the output rows beyond the full map (they get no contribution: the rows a strided conv drops)
-    size = [max(f, lo + n) for f, (lo, _), n in zip(full, geo.padding, out_sizes)]
+    size = [max(f, lo + n) for f, (lo, _), n in zip(full, pads, out_sizes)]
     z = jnp.zeros((y.shape[0], *size, w.shape[-2]), jnp.result_type(y, w))
-    for u in itertools.product(*(range(k) for k in geo.window)):
+    for u in itertools.product(*(range(k) for k in window)):
         contribution = jnp.sum(y[..., None, :] * w[u][None], axis=-1)  # (N, *in, C_out)
-        index = tuple(np.ix_(*[s * np.arange(o) + d * uu for s, d, uu, o in
-                               zip(geo.stride, geo.dilation, u, in_sizes)]))
+        index = tuple(np.ix_(*[s * np.arange(o) + d * uu for s, d, uu, o in zip(stride, dilation, u, in_sizes)]))
         z = z.at[(slice(None), *index, slice(None))].add(contribution)
-    crop = tuple(slice(lo, lo + n) for (lo, _), n in zip(geo.padding, out_sizes))
+    crop = tuple(slice(lo, lo + n) for (lo, _), n in zip(pads, out_sizes))
     z = z[(slice(None), *crop, slice(None))]
     return z if b is None else z + b
 
@@ -170,15 +222,23 @@ def _avg_pool(x, window, stride, padding, count_include_pad):
 
 
 def lp_pool2d(x, p, window, stride=None, padding="VALID"):
-    """y = ((1/K^2) sum over the window of |x|^p)^(1/p)."""
+    """y = ((1/|W|) sum over the window of |x|^p)^(1/p), |W| = prod(K)."""
     window, stride, _, pads, out = _params(x.shape, window, window if stride is None else stride, padding, 1)
     entries = _windows(_pad(x, pads), window, stride, (1,) * len(window), out)
     return jnp.mean(jnp.abs(entries) ** p, axis=-1) ** (1.0 / p)
 
 
+def lp_pool1d(x, p, window, stride=None, padding="VALID"):
+    return lp_pool2d(x, p, window, stride, padding)
+
+
 def global_avg_pool2d(x):
     """y(n, c) = (1/(H*W)) sum_{h, w} x(n, h, w, c)."""
-    return jnp.sum(x, axis=(1, 2)) / (x.shape[1] * x.shape[2])
+    return jnp.sum(x, axis=tuple(range(1, x.ndim - 1))) / np.prod(x.shape[1:-1])
+
+
+def global_avg_pool1d(x):
+    return global_avg_pool2d(x)
 
 
 # ----------------------------------------------------------------------------------------------------------------
