@@ -1,4 +1,5 @@
-"""count_params and summary: parameter counts and a per-layer table computed from `init` alone (no data)."""
+"""Describing a model without data: `count_params`, `summary` (the layer table from `init` alone) and
+`paths_table` (which algorithm computes each convolution's rules)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,56 @@ def summary(init, input_shape, *, rng=None, print_table: bool = True) -> str:
     lines.append("-" * (width + 42))
     lines.append(f"Input shape: {_shape_text(tuple(input_shape))}   Output shape: {_shape_text(captured['out'])}")
     lines.append(f"Total parameters: {count_params(params):,}   State (not trained): {count_params(state):,}")
+    table = "\n".join(lines)
+    if print_table:
+        print(table)
+    return table
+
+
+def conv_paths(model, input_shape, *, rng=None) -> list:
+    """Which algorithm computes each convolution's forward, dX and dW on the default backend, by layer.
+
+    Traces the gradient of the model's training-mode output (nothing is compiled or allocated) with funcnn's path
+    recorder on; returns `funcnn.primitives.conv.dispatch.Choice`s, one per (layer, role), in model order.
+    """
+    import jax.numpy as jnp
+
+    from .primitives.conv import dispatch
+
+    init, apply = model
+    rng = jax.random.PRNGKey(0) if rng is None else rng
+    _, params, state = jax.eval_shape(lambda r: init(r, tuple(input_shape)), rng)
+    x = jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32)
+
+    def loss(params, state, x):
+        out, _ = apply(params, state, x, train=True, rng=rng)
+        return sum(jnp.sum(leaf) for leaf in jax.tree_util.tree_leaves(out))
+
+    with dispatch.recording() as choices:
+        jax.eval_shape(jax.grad(loss), params, state, x)
+    seen, unique = set(), []
+    for choice in choices:  # a custom_vjp's primal may be traced more than once
+        if (choice.label, choice.role) not in seen:
+            seen.add((choice.label, choice.role))
+            unique.append(choice)
+    return unique
+
+
+def paths_table(model, input_shape, *, print_table: bool = True) -> str:
+    """`conv_paths` as a table: one row per convolution layer, its forward, dX and dW paths on this backend."""
+    choices = conv_paths(model, input_shape)
+    backend = jax.default_backend()
+    by_layer: dict = {}
+    for c in choices:
+        by_layer.setdefault(c.label or "(unnamed)", {})[c.role] = c.backend
+    width = max([len(k) for k in by_layer] + [5]) + 2
+    lines = [f"Convolution paths on {backend} (funcnn.primitives.conv.dispatch.TABLE)",
+             f"{'Layer':<{width}}{'forward':<14}{'dX / dY':<14}{'dW':<14}", "-" * (width + 42)]
+    for label, roles in by_layer.items():
+        lines.append(f"{label:<{width}}{roles.get('forward', '-'):<14}{roles.get('dX', roles.get('dY', '-')):<14}"
+                     f"{roles.get('dW', '-'):<14}")
+    if not by_layer:
+        lines.append("(no convolution)")
     table = "\n".join(lines)
     if print_table:
         print(table)

@@ -79,6 +79,17 @@ def named(name: str, init: Callable, apply: Callable, *, container: bool = False
     return Layer(recorded_init, apply)
 
 
+def apply_child(key: str, layer: Layer, params, state, x, **kwargs):
+    """Apply a combinator's child; while `funcnn.describe.paths_table`'s recorder runs, the convolutions traced inside are
+    named by the child's key ("3_Conv", "1_BasicBlock/0_residual/...")."""
+    from ..primitives.conv import dispatch
+
+    if not dispatch.is_recording():
+        return layer.apply(params, state, x, **kwargs)
+    with dispatch.labelled(key):
+        return layer.apply(params, state, x, **kwargs)
+
+
 def stateless(name: str, init: Callable, apply: Callable) -> Layer:
     """Lift a stax-style stateless pair into the layer contract (state {} passes through unchanged)."""
 

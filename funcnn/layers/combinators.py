@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .base import Layer, named, parameterless
+from .base import Layer, apply_child, named, parameterless
 
 
 def _keys(layers):
@@ -35,7 +35,7 @@ def serial(*layers: Layer, name: str = "serial") -> Layer:
     def apply(params, state, x, *, train=False, rng=None):
         new_state = {}
         for key, layer, r in zip(keys, layers, _split(rng, len(layers))):
-            x, new_state[key] = layer.apply(params[key], state[key], x, train=train, rng=r)
+            x, new_state[key] = apply_child(key, layer, params[key], state[key], x, train=train, rng=r)
         return x, new_state
 
     layer = named(name, init, apply, container=True)
@@ -81,7 +81,7 @@ def parallel(*layers: Layer, name: str = "parallel") -> Layer:
     def apply(params, state, xs, *, train=False, rng=None):
         outs, new_state = [], {}
         for key, layer, r, x in zip(keys, layers, _split(rng, len(layers)), xs):
-            y, new_state[key] = layer.apply(params[key], state[key], x, train=train, rng=r)
+            y, new_state[key] = apply_child(key, layer, params[key], state[key], x, train=train, rng=r)
             outs.append(y)
         return tuple(outs), new_state
 

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from .. import init as initializers
 from .. import primitives as P
-from ..primitives._common import as_tuple, make_geometry
+from ..primitives.geometry import as_tuple, make_geometry
 from ..primitives.conv import transpose_geometry
 from .base import stateless
 from .combinators import serial
@@ -26,27 +26,46 @@ def _conv_fn(nd):
     return {1: P.conv1d, 2: P.conv2d}[nd]
 
 
+def _conv_init(name, out_channels, kernel, stride, padding, dilation, groups, use_bias, w_init, b_init):
+    """The init of a convolution layer (output shape from the shared geometry, He-initialised HWIO filter), shared
+    by Conv, DepthwiseConv and TransformInvariantConv without reporting a layer of its own to `summary`.
+    `out_channels` and `groups` may be functions of the input channel count (depth-wise: groups = C_in)."""
+
+    def init(rng, input_shape):
+        nd = len(input_shape) - 2
+        if nd not in (1, 2):
+            raise ValueError(f"{name}: input must be (N, W, C) or (N, H, W, C), got shape {tuple(input_shape)}")
+        channels = input_shape[-1]
+        g = groups(channels) if callable(groups) else groups
+        cout = out_channels(channels) if callable(out_channels) else out_channels
+        window = as_tuple(kernel, nd, f"{name}: kernel")
+        if channels < 1 or channels % g or cout % g:
+            raise ValueError(f"{name}: groups={g} must divide the input channels {channels} and the output "
+                             f"channels {cout} (input shape {tuple(input_shape)})")
+        spatial = _conv_out_shape(name, input_shape, window, stride, padding, dilation)
+        k_w, k_b = jax.random.split(rng)
+        params = {"w": w_init(k_w, (*window, channels // g, cout))}
+        if use_bias:
+            params["b"] = b_init(k_b, (cout,))
+        return (input_shape[0], *spatial, cout), params
+
+    return init
+
+
+def _check_channels(name, value, what):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name}: {what} must be a positive int, got {value!r}")
+
+
 def Conv(out_channels: int, kernel, *, stride=1, padding="VALID", dilation=1, groups: int = 1, use_bias=True,
          w_init=initializers.he_normal, b_init=initializers.zeros):
     """Convolution over (N, W, C) or (N, H, W, C) inputs with funcnn.conv1d / conv2d.
 
     `kernel` is an int (square / 1-D window, dimension taken from the input) or a tuple. Params {"w", "b"}.
     """
-
-    def init(rng, input_shape):
-        nd = len(input_shape) - 2
-        if nd not in (1, 2):
-            raise ValueError(f"Conv: input must be (N, W, C) or (N, H, W, C), got shape {tuple(input_shape)}")
-        window = as_tuple(kernel, nd, "Conv: kernel")
-        if input_shape[-1] % groups or out_channels % groups:
-            raise ValueError(f"Conv: groups={groups} must divide input channels {input_shape[-1]} and "
-                             f"out_channels {out_channels}")
-        spatial = _conv_out_shape("Conv", input_shape, window, stride, padding, dilation)
-        k_w, k_b = jax.random.split(rng)
-        params = {"w": w_init(k_w, (*window, input_shape[-1] // groups, out_channels))}
-        if use_bias:
-            params["b"] = b_init(k_b, (out_channels,))
-        return (input_shape[0], *spatial, out_channels), params
+    _check_channels("Conv", out_channels, "out_channels")
+    _check_channels("Conv", groups, "groups")
+    init = _conv_init("Conv", out_channels, kernel, stride, padding, dilation, groups, use_bias, w_init, b_init)
 
     def apply(params, x, **_):
         conv = _conv_fn(x.ndim - 2)
@@ -61,11 +80,9 @@ def DepthwiseConv(kernel, *, multiplier: int = 1, stride=1, padding="VALID", dil
 
     M input channels give M * K^2 * multiplier weights (lecture: "M independent KxK 2D filters").
     """
-
-    def init(rng, input_shape):
-        channels = input_shape[-1]
-        return Conv(channels * multiplier, kernel, stride=stride, padding=padding, dilation=dilation, groups=channels,
-                    use_bias=use_bias, w_init=w_init, b_init=b_init).init(rng, input_shape)[:2]
+    _check_channels("DepthwiseConv", multiplier, "multiplier")
+    init = _conv_init("DepthwiseConv", lambda c: c * multiplier, kernel, stride, padding, dilation, lambda c: c,
+                      use_bias, w_init, b_init)
 
     def apply(params, x, **_):
         return _conv_fn(x.ndim - 2)(x, params["w"], params.get("b"), stride=stride, padding=padding,
@@ -142,9 +159,14 @@ def TransformInvariantConv(out_channels: int, kernel, *, transforms: str = "rot9
         raise ValueError(f"TransformInvariantConv: transforms must be one of {sorted(_TRANSFORMS)}, got {transforms!r}")
     ops = _TRANSFORMS[transforms]
 
+    conv_init = _conv_init("TransformInvariantConv", out_channels, kernel, stride, padding, 1, 1, use_bias, w_init,
+                           b_init)
+
     def init(rng, input_shape):
-        shape, params = Conv(out_channels, kernel, stride=stride, padding=padding, use_bias=use_bias,
-                             w_init=w_init, b_init=b_init).init(rng, input_shape)[:2]
+        if len(input_shape) != 4:
+            raise ValueError(f"TransformInvariantConv: rotations act on images: the input must be (N, H, W, C), "
+                             f"got shape {tuple(input_shape)}")
+        shape, params = conv_init(rng, input_shape)
         if params["w"].shape[0] != params["w"].shape[1]:
             raise ValueError(f"TransformInvariantConv: rotations need a square kernel, got {params['w'].shape[:2]}")
         if not pool:

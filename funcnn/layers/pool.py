@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import primitives as P
-from ..primitives._common import make_geometry
+from ..primitives.geometry import make_geometry
 from .base import parameterless
 
 
