@@ -83,14 +83,24 @@ def BatchNorm(*, momentum: float = 0.9, epsilon: float = 1e-5, axis_name=None):
 
     Training (`train=True`): normalise with the batch mean and (biased) variance, and update the running statistics:
     running = momentum * running + (1 - momentum) * batch (the running variance uses the unbiased batch variance).
-    Evaluation (`train=False`): normalise with the running statistics, so the output of one example does not depend
-    on the rest of the batch. (stax's BatchNorm has no running statistics and always uses the batch.)
+    This is PyTorch's BatchNorm2d with its momentum = 1 - funcnn's (0.1 there, 0.9 here). Evaluation
+    (`train=False`): normalise with the running statistics, so the output of one example does not depend on the rest
+    of the batch. (stax's BatchNorm has no running statistics and always uses the batch.)
+
+    Numerics: the variance is two-pass, mean((x - mean)^2), never mean(x^2) - mean^2, which cancels in float32 when a
+    channel's mean is large next to its spread (0-255 images, a layer after a large bias); both passes run on x minus
+    one of its own values per channel (an exact subtraction), so the statistics keep float32's relative accuracy at
+    any mean. They and the normalisation are computed in float32 (or the input's dtype when wider) whatever the
+    activations' dtype.
 
     `axis_name`: the name of a mapped axis (vmap / shard_map) to average the statistics over, so that data-parallel
-    training normalises over the global batch. Params {"scale", "bias"}; state {"mean", "var"}.
+    training normalises over the global batch (the second pass starts from the global mean).
+    Params {"scale", "bias"}; state {"mean", "var"}.
     """
     if not 0.0 <= momentum < 1.0:
         raise ValueError(f"BatchNorm: momentum must lie in [0, 1), got {momentum}")
+    if not epsilon > 0:
+        raise ValueError(f"BatchNorm: epsilon must be > 0, got {epsilon}")
 
     def init(rng, input_shape):
         c = input_shape[-1]
@@ -100,24 +110,39 @@ def BatchNorm(*, momentum: float = 0.9, epsilon: float = 1e-5, axis_name=None):
 
     def apply(params, state, x, *, train=False, rng=None):
         axes = tuple(range(x.ndim - 1))
+        acc = jnp.promote_types(x.dtype, jnp.float32)
+        xf = x.astype(acc)
         if train:
-            xf = x.astype(jnp.float32)
-            mean = jnp.mean(xf, axes)
-            mean_sq = jnp.mean(xf * xf, axes)
             count = math.prod(x.shape[:-1])
+            if count == 0:
+                raise ValueError(f"BatchNorm: train=True needs at least one example to take statistics over, got an "
+                                 f"input of shape {tuple(x.shape)}")
+            # shifted two-pass statistics: subtracting a value taken from the data (exact for values within a factor
+            # of 2 of it) keeps the sums small, so mean and variance keep float32's relative accuracy at any mean
+            pivot = lax.stop_gradient(xf[(0,) * (x.ndim - 1)])
             if axis_name is not None:
-                mean, mean_sq = lax.pmean((mean, mean_sq), axis_name)
+                pivot = lax.pmean(pivot, axis_name)
+            shifted = xf - pivot
+            offset = jnp.mean(shifted, axes)
+            if axis_name is not None:
+                offset = lax.pmean(offset, axis_name)
                 count = count * lax.psum(1, axis_name)
-            var = jnp.maximum(mean_sq - mean * mean, 0.0)
+            centred = shifted - offset
+            var = jnp.mean(jnp.square(centred), axes)  # the second pass, from the (global) mean
+            if axis_name is not None:
+                var = lax.pmean(var, axis_name)
+            mean = pivot + offset
             unbiased = var * count / jnp.maximum(count - 1, 1)
             new_state = {
-                "mean": momentum * state["mean"] + (1 - momentum) * lax.stop_gradient(mean),
-                "var": momentum * state["var"] + (1 - momentum) * lax.stop_gradient(unbiased),
+                "mean": (momentum * state["mean"] + (1 - momentum) * lax.stop_gradient(mean)).astype(
+                    state["mean"].dtype),
+                "var": (momentum * state["var"] + (1 - momentum) * lax.stop_gradient(unbiased)).astype(
+                    state["var"].dtype),
             }
         else:
-            mean, var, new_state = state["mean"], state["var"], state
-        inv = lax.rsqrt(var + epsilon) * params["scale"]
-        y = (x.astype(jnp.float32) - mean) * inv + params["bias"]
+            var, new_state = state["var"].astype(acc), state
+            centred = xf - state["mean"].astype(acc)
+        y = centred * (lax.rsqrt(var + epsilon) * params["scale"].astype(acc)) + params["bias"].astype(acc)
         return y.astype(x.dtype), new_state
 
     return named("BatchNorm", init, apply)
