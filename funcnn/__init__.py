@@ -1,27 +1,40 @@
-"""funcnn: functional convolutional networks in JAX with hand-written, lecture-derived VJPs."""
+"""funcnn: functional convolutional networks in JAX with hand-written, lecture-derived VJPs.
 
-from .primitives import (
-    avg_pool1d,
-    avg_pool2d,
-    conv1d,
-    conv2d,
-    conv_transpose1d,
-    conv_transpose2d,
-    dense,
-    global_avg_pool2d,
-    log_softmax,
-    lp_pool2d,
-    max_pool1d,
-    max_pool2d,
-    relu,
-    sigmoid,
-    softmax,
-    softmax_cross_entropy,
-    tanh,
-)
+    import funcnn as fn
+    z = fn.conv2d(x, w, padding="SAME")                 # primitives: jax.custom_vjp rules from lecture 004
+    init, apply = fn.models.lenet5(10)                  # layers and models: pure (init, apply) pairs
+    fn.train.run(model="lenet5", dataset="digits")      # the main job (`funcnn train`)
+
+Submodules and names load on first use (PEP 562), so `import funcnn` and the command's `--help` do not import JAX.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-from . import data, detection, init, layers, models, reference, report, train
-from .io import CorruptFileError, load, save
-from .summary import count_params, summary
+_PRIMITIVES = ("avg_pool1d", "avg_pool2d", "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "dense",
+               "global_avg_pool1d", "global_avg_pool2d", "log_softmax", "lp_pool1d", "lp_pool2d", "max_pool1d",
+               "max_pool2d", "relu", "sigmoid", "softmax", "softmax_cross_entropy", "tanh")
+_NAMES = {**{name: "primitives" for name in _PRIMITIVES}, "CorruptFileError": "io", "load": "io", "save": "io",
+          "count_params": "describe", "summary": "describe"}
+_SUBMODULES = ("data", "describe", "detection", "init", "io", "layers", "models", "primitives", "reference", "train",
+               "verify", "viz", "gradcheck", "report", "catalog")
+
+__all__ = [*_PRIMITIVES, "CorruptFileError", "load", "save", "count_params", "summary", "data", "detection", "init",
+           "layers", "models", "primitives", "train", "verify", "viz", "__version__"]
+
+
+def __getattr__(name):
+    if name in _NAMES:
+        value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'funcnn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))

@@ -1,0 +1,348 @@
+"""The main job as a library function: `funcnn train ...` is `funcnn.train.run(RunConfig(...))`.
+
+    from funcnn import train
+    result = train.run(model="lenet5", dataset="digits", epochs=10)      # what `funcnn train` does
+    result.out_dir, result.results["test_accuracy"]
+
+A run loads the data set (the network only with download=True), builds the model and the optimiser (with the
+precision policy), trains it with `fit` (or `fit_replicas` for a sweep), evaluates on the test split and writes
+every output into one run directory: config.json, metrics.jsonl, checkpoint.npz, best.npz, params.npz,
+results.json and the plots.
+
+Run directories never mix two runs: without `out`, a run goes to runs/<model>-<dataset>, or to the first of
+runs/<model>-<dataset>-2, -3, ... that holds no run yet; an `out` that already holds a run is refused unless
+`overwrite=True` (its earlier outputs are deleted first) or `resume=True` (the run continues from its checkpoint;
+without `out`, the newest run of that model and dataset).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.npz", "best.npz", "params.npz", "results.json",
+             "summary.json", "curves.png", "filters.png", "feature_maps.png", "confusion.png", "replicas.png")
+RUN_MARKERS = ("config.json", "metrics.jsonl", "checkpoint.npz", "results.json")
+SWEEPABLE = {"lr": "learning_rate", "wd": "weight_decay"}
+PRECISIONS = ("float32", "bfloat16", "float16")
+
+
+class RunError(ValueError):
+    """A run's settings or inputs are wrong (the CLI prints the message as one line, exit status 2)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """The settings of one run; the CLI's options, one field each (`funcnn train --help` shows the defaults)."""
+
+    model: str = "lenet5"
+    dataset: str = "digits"
+    data_dir: str | None = None
+    download: bool = False
+    epochs: int = 10
+    batch_size: int = 32
+    optimizer: str = "adam"
+    lr: float | None = None
+    seed: int = 0
+    out: str | None = None
+    resume: bool = False
+    overwrite: bool = False
+    checkpoint_every: int | None = None
+    early_stopping: int | None = None
+    plateau: int | None = None
+    augment: float = 0.0
+    precision: str = "float32"
+    replicas: int | None = None
+    sweep: tuple = ()          # ("lr=1e-3,3e-3", "wd=0"), as on the command line
+    progress: bool = True
+    plots: bool = True
+
+    def check(self) -> None:
+        """RunError naming the first option out of range."""
+        for name in ("epochs", "batch_size"):
+            _at_least_one(name, getattr(self, name))
+        for name in ("checkpoint_every", "early_stopping", "plateau", "replicas"):
+            if getattr(self, name) is not None:
+                _at_least_one(name, getattr(self, name))
+        if self.lr is not None and not (isinstance(self.lr, (int, float)) and 0 < self.lr < math.inf):
+            raise RunError(f"--lr must be a finite number > 0, got {self.lr}")
+        if not (isinstance(self.augment, (int, float)) and 0 <= self.augment < math.inf):
+            raise RunError(f"--augment must be a finite number >= 0 (0 = off), got {self.augment}")
+        if self.precision not in PRECISIONS:
+            raise RunError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.resume and self.overwrite:
+            raise RunError("--resume continues the run in the output directory and --overwrite deletes it: "
+                           "pass one of them")
+        replicas, _ = parse_sweep(self.sweep, self.replicas)
+        if replicas > 1 and (self.resume or self.early_stopping or self.plateau or self.checkpoint_every):
+            raise RunError("--resume, --early-stopping, --plateau and --checkpoint-every train one model; "
+                           "they do not combine with --replicas / --sweep")
+
+
+def _at_least_one(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise RunError(f"--{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
+
+
+def parse_sweep(items, replicas):
+    """["lr=1e-3,3e-3", "wd=0"] -> (R, {"learning_rate": [...], "weight_decay": [...]}); RunError on bad input."""
+    sweep = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        if not sep or name not in SWEEPABLE:
+            raise RunError(f"--sweep {item!r}: expected NAME=V1,V2,... with NAME one of {', '.join(SWEEPABLE)}")
+        try:
+            sweep[SWEEPABLE[name]] = [float(v) for v in values.split(",")]
+        except ValueError:
+            raise RunError(f"--sweep {item!r}: the values must be numbers separated by commas") from None
+        bad = [v for v in sweep[SWEEPABLE[name]] if not math.isfinite(v) or v < 0 or (name == "lr" and v == 0)]
+        if bad:
+            raise RunError(f"--sweep {item!r}: {name} values must be finite and "
+                           f"{'> 0' if name == 'lr' else '>= 0'}, got {bad[0]}")
+    lengths = {len(v) for v in sweep.values() if len(v) > 1}
+    if len(lengths) > 1:
+        raise RunError(f"--sweep: the lists have different lengths {sorted(lengths)}")
+    count = lengths.pop() if lengths else None
+    if replicas is not None and replicas < 1:
+        raise RunError(f"--replicas must be >= 1, got {replicas}")
+    if replicas is not None and count is not None and replicas != count:
+        raise RunError(f"--replicas {replicas} but --sweep gives {count} values per name")
+    return replicas or count or 1, sweep
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# run directories
+
+
+def holds_run(directory: Path) -> bool:
+    """Whether a directory already holds a run's outputs."""
+    return directory.is_dir() and any((directory / name).exists() for name in RUN_MARKERS)
+
+
+def _numbered(base: Path):
+    yield base
+    n = 2
+    while True:
+        yield base.with_name(f"{base.name}-{n}")
+        n += 1
+
+
+def run_directory(config: RunConfig, root: Path = Path("runs")) -> Path:
+    """Where a run writes (see the module docstring); RunError when the choice would mix or lose runs."""
+    if config.out is not None:
+        out = Path(config.out).expanduser()
+        if config.resume:
+            if not (out / "checkpoint.npz").exists():
+                raise RunError(f"--resume: there is no checkpoint to resume in {out} (no checkpoint.npz); start a "
+                               "new run without --resume")
+            return out
+        if holds_run(out) and not config.overwrite:
+            raise RunError(f"output directory {out} already holds a run; pass --overwrite to replace it, --resume "
+                           "to continue it, or another --out (without --out, each run gets a new directory)")
+        return out
+    base = root / f"{config.model}-{config.dataset}"
+    if config.resume:
+        existing = []
+        for candidate in _numbered(base):
+            if not candidate.exists():
+                break
+            if (candidate / "checkpoint.npz").exists():
+                existing.append(candidate)
+        if not existing:
+            raise RunError(f"--resume: no run of {config.model} on {config.dataset} with a checkpoint under "
+                           f"{root}/ (looked for {base}/checkpoint.npz and its numbered siblings); pass --out DIR")
+        return existing[-1]
+    if config.overwrite:
+        return base
+    return next(d for d in _numbered(base) if not holds_run(d))
+
+
+def clear_run(directory: Path) -> None:
+    """Delete a run's outputs (the files funcnn writes), leaving anything else in the directory alone."""
+    for name in RUN_FILES:
+        (directory / name).unlink(missing_ok=True)
+    for sub in directory.glob("replica_*"):
+        if sub.is_dir():
+            shutil.rmtree(sub)
+
+
+def _writable(directory: Path) -> Path:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".funcnn-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise RunError(f"output directory {directory} is not writable: {err.strerror or err}") from None
+    return directory
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the run
+
+
+@dataclasses.dataclass
+class RunResult:
+    out_dir: Path
+    results: dict           # what results.json holds
+    fit: object             # the FitResult (one model) or ReplicaResult (a sweep)
+
+
+def run(config: RunConfig | None = None, *, log: Callable[[str], None] = print, **options) -> RunResult:
+    """Train a zoo model on a data set and write every output (see the module docstring).
+
+    `config` and/or keyword options (the fields of RunConfig) give the settings; `log` receives the progress lines
+    (`print` by default). Raises RunError for a wrong setting, a missing or corrupt data file, or data that does not
+    fit the model, before anything is written; TrainingDiverged when the loss becomes NaN.
+    """
+    import jax
+
+    from .. import data, models
+    from ..data.files import DataError
+    from . import recipes
+    from .precision import with_precision
+
+    config = dataclasses.replace(config or RunConfig(), **options)
+    config.check()
+    try:
+        constructor = models.get(config.model)
+    except ValueError as err:
+        raise RunError(str(err)) from None
+    if config.dataset not in data.LOADERS:
+        raise RunError(f"unknown dataset {config.dataset!r}; known datasets: {', '.join(sorted(data.LOADERS))}")
+    if config.optimizer not in recipes.RECIPES:
+        raise RunError(f"unknown optimizer {config.optimizer!r}; known: {', '.join(sorted(recipes.RECIPES))}")
+    if config.data_dir is not None and not Path(config.data_dir).expanduser().is_dir():
+        raise RunError(f"data directory does not exist: {config.data_dir}")
+    replicas, sweep = parse_sweep(config.sweep, config.replicas)
+    out = run_directory(config)
+
+    try:
+        ds = data.load(config.dataset, Path(config.data_dir).expanduser() if config.data_dir else None,
+                       download=config.download)
+    except (DataError, ValueError) as err:
+        raise RunError(str(err)) from None
+    shape = models.INPUT_SHAPES[config.model]
+    try:
+        splits = [data.fit_to_shape(s.x, shape) for s in (ds.train, ds.val, ds.test)]
+    except ValueError as err:
+        raise RunError(f"{config.dataset} does not fit {config.model}'s input {shape}: {err}") from None
+    (x_train, x_val, x_test), labels = splits, (ds.train.y, ds.val.y, ds.test.y)
+    if config.batch_size > len(x_train):
+        raise RunError(f"--batch-size {config.batch_size} is larger than the {len(x_train)} training examples of "
+                       f"{config.dataset}: no step would run")
+
+    model = constructor(ds.num_classes)
+    key = jax.random.PRNGKey(config.seed)
+    recipe = recipes.RECIPES[config.optimizer]
+    optimizer = recipe() if config.lr is None else recipe(config.lr)
+    apply, optimizer = with_precision(config.precision, model.apply, optimizer)
+    augment = data.augment.lecture_augmentations(config.augment) if config.augment > 0 else None
+
+    if config.overwrite and holds_run(out):
+        clear_run(out)
+    _writable(out)
+    if not config.resume:
+        (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    log(f"funcnn: training {config.model} on {config.dataset} ({len(x_train)} train / {len(x_val)} val / "
+        f"{len(x_test)} test) for {config.epochs} epochs into {out}"
+        + (f", {replicas} replicas in one compiled step" if replicas > 1 else "")
+        + (" (resuming from its checkpoint)" if config.resume else ""))
+    train_split, val_split, test_split = (x_train, labels[0]), (x_val, labels[1]), (x_test, labels[2])
+    if replicas > 1:
+        return _run_replicas(config, model, apply, shape, optimizer, augment, sweep, replicas, out, train_split,
+                             val_split, test_split, log)
+    return _run_one(config, model, apply, shape, optimizer, augment, out, key, ds, train_split, val_split,
+                    test_split, log)
+
+
+def _run_one(config, model, apply, shape, optimizer, augment, out, key, ds, train_split, val_split, test_split, log):
+    import jax
+    import numpy as np
+
+    from .. import viz
+    from ..io import save
+    from .fit import fit
+    from .steps import evaluate, make_eval_step, predict
+
+    _, params, state = model.init(jax.random.fold_in(key, 0), (1, *shape))
+    started = time.perf_counter()
+    try:
+        result = fit(apply, params, state, optimizer, train_split, val_split, key=jax.random.fold_in(key, 1),
+                     epochs=config.epochs, batch_size=config.batch_size, augment=augment, out_dir=out,
+                     checkpoint_every=config.checkpoint_every, resume=config.resume,
+                     early_stopping=config.early_stopping, plateau_patience=config.plateau, progress=config.progress)
+    except (ValueError, FileNotFoundError) as err:
+        raise RunError(str(err)) from None
+    seconds = time.perf_counter() - started
+    test = evaluate(make_eval_step(apply), result.params, result.state, *test_split)
+    save(out / "params.npz", {"params": result.params, "state": result.state})
+    results = {"model": config.model, "dataset": config.dataset, "test_loss": test["loss"],
+               "test_accuracy": test["accuracy"], "best_val_accuracy": result.best_val_accuracy,
+               "epochs_run": len(result.history), "steps": result.step, "train_seconds": seconds}
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    if config.plots:
+        x_test, y_test = test_split
+        predictions = np.asarray(predict(apply, result.params, result.state, x_test))
+        viz.classifier_figures(model._replace(apply=apply), result.params, result.state, x_test, y_test,
+                               predictions, ds.class_names, out, metrics=out / "metrics.jsonl",
+                               title=f"{config.model} on {config.dataset}")
+    log(f"funcnn: test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f}) after {seconds:.1f} s; "
+        f"outputs in {out}")
+    return RunResult(out, results, result)
+
+
+def _run_replicas(config, model, apply, shape, optimizer, augment, sweep, replicas, out, train_split, val_split,
+                  test_split, log):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from .. import viz
+    from .batched import fit_replicas, init_replicas, replica
+    from .steps import evaluate, make_eval_step
+
+    seeds = [config.seed + r if config.replicas else config.seed for r in range(replicas)]  # a pure sweep: one seed
+    keys = [jax.random.PRNGKey(seed) for seed in seeds]
+    params, state = init_replicas(model.init, (1, *shape), jnp.stack([jax.random.fold_in(k, 0) for k in keys]))
+    hyperparams = {name: np.broadcast_to(values, (replicas,)) for name, values in sweep.items()}
+    try:
+        result = fit_replicas(apply, params, state, optimizer, train_split, val_split,
+                              keys=jnp.stack([jax.random.fold_in(k, 1) for k in keys]), hyperparams=hyperparams,
+                              epochs=config.epochs, batch_size=config.batch_size, augment=augment, out_dir=out,
+                              progress=config.progress)
+    except ValueError as err:
+        raise RunError(str(err)) from None
+    eval_step = make_eval_step(apply)
+    rows = []
+    for r in range(replicas):
+        test_metrics = evaluate(eval_step, replica(result.params, r), replica(result.state, r), *test_split)
+        rows.append({"replica": r, "seed": seeds[r], **{k: float(v[r]) for k, v in hyperparams.items()},
+                     "val_accuracy": result.histories[r][-1].get("val_accuracy") if result.histories[r] else None,
+                     "test_accuracy": test_metrics["accuracy"], "test_loss": test_metrics["loss"]})
+    results = {"model": config.model, "dataset": config.dataset, "train_seconds": result.seconds, "replicas": rows}
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    if config.plots:
+        def label(r):
+            return ", ".join([f"seed {seeds[r]}"] + [f"{k} {v[r]:g}" for k, v in hyperparams.items()])
+
+        viz.plot_series({label(r): ([h["epoch"] for h in result.histories[r]],
+                                    [h["val_accuracy"] for h in result.histories[r]]) for r in range(replicas)},
+                        out / "replicas.png", title=f"{config.model} on {config.dataset}: {replicas} replicas",
+                        xlabel="epoch", ylabel="validation accuracy")
+    best = max(rows, key=lambda row: row["val_accuracy"] or 0.0)
+    for row in rows:
+        log(f"funcnn: replica {row['replica']}: " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                         for k, v in row.items() if k != "replica"))
+    log(f"funcnn: {replicas} replicas trained in {result.seconds:.1f} s; best validation accuracy: replica "
+        f"{best['replica']} (test accuracy {best['test_accuracy']:.4f}); outputs in {out}")
+    return RunResult(out, results, result)
+
+
+__all__ = ["RunConfig", "RunResult", "RunError", "run", "run_directory", "holds_run", "clear_run", "parse_sweep",
+           "SWEEPABLE", "PRECISIONS"]
