@@ -128,6 +128,9 @@ def compose(*augmentations):
 
 def lecture_augmentations(scale: float = 1.0):
     """All six of the lecture's augmentations, their ranges multiplied by `scale` (0 gives the identity)."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 <= scale < float("inf"):
+        raise ValueError(f"lecture_augmentations: scale must be a finite number >= 0 (0 = no augmentation), "
+                         f"got {scale!r}")
     return compose(
         random_rotation(-180 * scale, 180 * scale),
         random_translation(10 * scale),

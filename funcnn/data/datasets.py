@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import NamedTuple
 
@@ -78,29 +79,53 @@ FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
+def check_labels(labels, num_classes: int, source: str) -> np.ndarray:
+    """Integer class labels in [0, num_classes), one per example; DataError naming `source`, the offending value
+    and its index otherwise. Returns the labels as int32."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise DataError(f"{source}: labels must be a 1-D array of class indices, got shape {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{source}: labels must be integers (class indices), got dtype {labels.dtype}")
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if bad.size:
+        raise DataError(f"{source}: label {labels[bad[0]]} at index {bad[0]} is outside [0, {num_classes}) "
+                        f"({bad.size} labels out of range)")
+    return labels.astype(np.int32)
+
+
+def _check_pairs(images, labels, source, image_ndim):
+    if images.ndim != image_ndim or len(images) != len(labels):
+        raise DataError(f"{source}: images of shape {images.shape} and {len(labels)} labels do not match "
+                        f"(expected {image_ndim}-D images, one label each)")
+
+
 def _idx_dataset(name, url, data_dir, download, val_fraction, seed, class_names):
     local = data_dir is not None
     directory = Path(data_dir) if local else cache_dir() / name
     if local and not directory.is_dir():
         raise DataError(f"data directory does not exist: {directory}")
+    paths = [next((p for p in (directory / (stem + ".gz"), directory / stem) if p.exists()), None) for stem in IDX_FILES]
+    missing = [stem + ".gz" for stem, path in zip(IDX_FILES, paths) if path is None]
+    if missing and not download:
+        raise DataError(f"{name}: missing data files in {directory}: {', '.join(missing)} (or the same names without "
+                        ".gz). Put them there and pass --data-dir (data_dir=), or pass --download (download=True) to "
+                        "fetch the published files into " + str(directory))
     arrays = []
-    for stem, digest in zip(IDX_FILES, SHA256[name]):
-        candidates = [directory / (stem + ".gz"), directory / stem]
-        path = next((p for p in candidates if p.exists()), None)
+    for stem, digest, path in zip(IDX_FILES, SHA256[name], paths):
         if path is None:
-            if local and not download:
-                raise DataError(f"missing data file: {candidates[0]} (or {candidates[1].name}) in {directory}")
             path = fetch(url + stem + ".gz", digest, directory)
-        arrays.append(read_idx(path))
-    x_train, y_train, x_test, y_test = arrays
-    for images, labels, which in ((x_train, y_train, "train"), (x_test, y_test, "t10k")):
-        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise DataError(f"{directory}: {which} images {images.shape} and labels {labels.shape} do not match")
+        arrays.append((read_idx(path), path))
+    (x_train, xp), (y_train, yp), (x_test, tp), (y_test, lp) = arrays
+    _check_pairs(x_train, y_train, f"{xp} / {yp}", 3)
+    _check_pairs(x_test, y_test, f"{tp} / {lp}", 3)
+    y_train, y_test = check_labels(y_train, 10, str(yp)), check_labels(y_test, 10, str(lp))
+
     def to_float(images):
         return (images.astype(np.float32) / 255.0)[..., None]
 
-    train, val = _split_off(to_float(x_train), y_train.astype(np.int32), val_fraction, seed)
-    return Dataset(name, train, val, Split(to_float(x_test), y_test.astype(np.int32)), 10, class_names)
+    train, val = _split_off(to_float(x_train), y_train, val_fraction, seed)
+    return Dataset(name, train, val, Split(to_float(x_test), y_test), 10, class_names)
 
 
 def mnist(data_dir=None, *, download: bool = False, val_fraction: float = 1 / 12, seed: int = 0) -> Dataset:
@@ -117,23 +142,24 @@ def fashion_mnist(data_dir=None, *, download: bool = False, val_fraction: float 
 def cifar10(data_dir=None, *, download: bool = False, val_fraction: float = 0.1, seed: int = 0) -> Dataset:
     """CIFAR-10 from cifar-10-python.tar.gz (or the extracted cifar-10-batches-py folder) in `data_dir`, or from the
     cache (downloaded once, SHA-256 verified, when download=True). Parsed without unpickling code. 32x32x3."""
-    if data_dir is not None:
-        directory = Path(data_dir)
-        if not directory.is_dir():
-            raise DataError(f"data directory does not exist: {directory}")
-        source = directory / "cifar-10-batches-py"
-        if not source.is_dir():
-            source = directory / "cifar-10-python.tar.gz"
-            if not source.exists():
-                if not download:
-                    raise DataError(f"missing data file: {source} (or an extracted cifar-10-batches-py/) in {directory}")
-                source = fetch(CIFAR10_URL, CIFAR10_SHA256, directory)
-    else:
-        source = fetch(CIFAR10_URL, CIFAR10_SHA256, cache_dir() / "cifar10", download=download)
+    local = data_dir is not None
+    directory = Path(data_dir) if local else cache_dir() / "cifar10"
+    if local and not directory.is_dir():
+        raise DataError(f"data directory does not exist: {directory}")
+    source = directory / "cifar-10-batches-py"
+    if not source.is_dir():
+        source = directory / "cifar-10-python.tar.gz"
+        if not source.exists():
+            if not download:
+                raise DataError(f"cifar10: missing data file in {directory}: cifar-10-python.tar.gz (or an "
+                                "extracted cifar-10-batches-py/). Put it there and pass --data-dir (data_dir=), or "
+                                f"pass --download (download=True) to fetch the published file into {directory}")
+            source = fetch(CIFAR10_URL, CIFAR10_SHA256, directory)
     x_train, y_train, x_test, y_test = read_cifar10_archive(source)
-    train, val = _split_off(x_train.astype(np.float32) / 255.0, y_train.astype(np.int32), val_fraction, seed)
-    return Dataset("cifar10", train, val, Split(x_test.astype(np.float32) / 255.0, y_test.astype(np.int32)), 10,
-                   CIFAR10_CLASSES)
+    y_train = check_labels(y_train, 10, f"{source} (training batches)")
+    y_test = check_labels(y_test, 10, f"{source} (test_batch)")
+    train, val = _split_off(x_train.astype(np.float32) / 255.0, y_train, val_fraction, seed)
+    return Dataset("cifar10", train, val, Split(x_test.astype(np.float32) / 255.0, y_test), 10, CIFAR10_CLASSES)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -187,14 +213,24 @@ LOADERS = {"digits": digits, "mnist": mnist, "fashion_mnist": fashion_mnist, "ci
            "patterns3x3": patterns3x3}
 
 
-def load(name: str, data_dir=None, **kwargs) -> Dataset:
-    """Load a dataset by name; ValueError listing the known names for an unknown one."""
+def takes(name: str, option: str) -> bool:
+    """Whether the loader of dataset `name` takes `option` ("data_dir", "download")."""
+    return option in inspect.signature(LOADERS[name]).parameters
+
+
+def load(name: str, data_dir=None, *, download: bool = False, **kwargs) -> Dataset:
+    """Load a dataset by name; ValueError listing the known names for an unknown one. The network is used only
+    with download=True; a dataset that ships with an installed package takes neither data_dir nor download."""
     if name not in LOADERS:
         raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(LOADERS))}")
     if data_dir is not None:
-        if name in ("digits", "patterns3x3"):
+        if not takes(name, "data_dir"):
             raise ValueError(f"dataset {name!r} ships with funcnn's dependencies and takes no data directory")
         kwargs["data_dir"] = data_dir
+    if download:
+        if not takes(name, "download"):
+            raise ValueError(f"dataset {name!r} ships with funcnn's dependencies: there is nothing to download")
+        kwargs["download"] = True
     return LOADERS[name](**kwargs)
 
 

@@ -68,7 +68,7 @@ def _raw_key(key):
 # the scalars a checkpoint holds besides the trees, with their types (the load template is derived from this)
 COUNTERS = {"step": np.int64, "epoch": np.int64, "batch": np.int64, "batch_size": np.int64, "stale": np.int64,
             "plateau_bad": np.int64, "best": np.float64, "plateau_best": np.float64, "loss_sum": np.float64,
-            "correct": np.float64, "count": np.float64}
+            "correct": np.float64, "count": np.float64, "epoch_seconds": np.float64}
 
 
 def _counters(**values):
@@ -91,6 +91,49 @@ def _write_history(path: Path, history: list) -> None:
     os.replace(tmp, path)
 
 
+def _positive(name, value, *, allow_none=True):
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"fit: {name} must be an int >= 1, got {value!r}")
+
+
+def _length(tree, what):
+    lengths = {len(leaf) for leaf in jax.tree_util.tree_leaves(tree)}
+    if len(lengths) != 1:
+        raise ValueError(f"fit: the arrays of {what} have different lengths {sorted(lengths)}")
+    return lengths.pop()
+
+
+def check_examples(apply, params, state, split, what, loss) -> int:
+    """The number of examples in `split` = (x, y), after checking that x and y have one entry per example and, for
+    the default classification loss, that y holds integer labels in [0, number of logits)."""
+    if not isinstance(split, (tuple, list)) or len(split) != 2:
+        raise ValueError(f"fit: {what} must be a pair (x, y), got {type(split).__name__}")
+    x, y = split
+    n, m = _length(x, f"{what} x"), _length(y, f"{what} y")
+    if n != m:
+        raise ValueError(f"fit: {what} has {n} inputs but {m} labels: one label per example")
+    if n == 0:
+        raise ValueError(f"fit: {what} holds no example")
+    if loss is classification_loss:
+        from .steps import logits_of
+
+        labels = np.asarray(y[0] if isinstance(y, (tuple, list)) else y)
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"fit: {what} labels must be integer class indices for the classification loss, got "
+                             f"dtype {labels.dtype} (pass loss= for regression targets)")
+        sample = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((1, *np.shape(a)[1:]), jnp.asarray(a).dtype),
+                                        x)
+        classes = jax.eval_shape(lambda p, s, xb: logits_of(apply(p, s, xb, train=False)[0]), params, state,
+                                 sample).shape[-1]
+        bad = np.flatnonzero((labels < 0) | (labels >= classes))
+        if bad.size:
+            raise ValueError(f"fit: {what} label {labels[bad[0]]} at index {bad[0]} is outside [0, {classes}), the "
+                             f"model's {classes} classes ({bad.size} labels out of range)")
+    return n
+
+
 def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epochs: int = 10, batch_size: int = 64,
         loss: Callable = classification_loss, augment: Callable | None = None, out_dir=None,
         checkpoint_every: int | None = None, resume: bool = False, early_stopping: int | None = None,
@@ -104,7 +147,7 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
       key: PRNG key for the data order, the augmentation and Dropout.
       out_dir: where metrics.jsonl, checkpoint.npz and best.npz go (None: nothing is written).
       checkpoint_every: also checkpoint every N steps (always at the end of each epoch and of training).
-      resume: continue from out_dir/checkpoint.npz if it exists; the result equals an uninterrupted run.
+      resume: continue from out_dir/checkpoint.npz (which must exist); the result equals an uninterrupted run.
       early_stopping: stop when the validation score has not improved for this many epochs (best.npz keeps the
         best parameters). The score is the accuracy for a classifier (integer labels, logits one axis longer),
         minus the validation loss for any other model (regression, autoencoders; labels may be a pytree).
@@ -113,14 +156,29 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
       max_steps: stop after this many steps in total (a checkpoint is written there).
 
     Raises:
+      ValueError: a setting out of range (epochs, batch_size, ... < 1, a batch larger than the training set, a
+        learning rate <= 0), or data that does not fit the model (labels outside its classes, x and y of different
+        lengths), naming the argument.
       TrainingDiverged: the loss became NaN or infinite; the last good checkpoint is kept.
     """
-    if batch_size < 1 or epochs < 0:
-        raise ValueError(f"fit: need batch_size >= 1 and epochs >= 0, got {batch_size}, {epochs}")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+        _positive(name, value, allow_none=False)
+    for name, value in (("checkpoint_every", checkpoint_every), ("early_stopping", early_stopping),
+                        ("plateau_patience", plateau_patience), ("max_steps", max_steps)):
+        _positive(name, value)
     if (early_stopping or plateau_patience) and val is None:
         raise ValueError("fit: early_stopping and plateau_patience monitor validation accuracy: pass val=(x, y)")
     if resume and out_dir is None:
         raise ValueError("fit: resume=True needs out_dir (where the checkpoint is)")
+    if resume and not (Path(out_dir) / CHECKPOINT).exists():
+        raise FileNotFoundError(f"fit: resume=True but there is no checkpoint to resume: {Path(out_dir) / CHECKPOINT} "
+                                "does not exist")
+    n_train = check_examples(apply, params, state, train, "train", loss)
+    if val is not None:
+        check_examples(apply, params, state, val, "val", loss)
+    if drop_last and batch_size > n_train:
+        raise ValueError(f"fit: batch_size={batch_size} is larger than the {n_train} training examples; with "
+                         "drop_last no step would run (use a smaller batch_size, or drop_last=False)")
     x_train, y_train = train
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
@@ -133,13 +191,18 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
     plateau = Plateau(plateau_patience, plateau_factor) if plateau_patience else None
     if plateau is not None:
         get_learning_rate(opt_state)  # fail early without an injectable learning rate
+    if hasattr(opt_state, "hyperparams") and "learning_rate" in opt_state.hyperparams:
+        lr = float(np.asarray(opt_state.hyperparams["learning_rate"]))
+        if not lr > 0 or not math.isfinite(lr):
+            raise ValueError(f"fit: the optimiser's learning_rate must be a finite number > 0, got {lr}")
 
     # ---- where to start: fresh, or from the last complete checkpoint
     step, epoch, batch_index = 0, 0, 0
     best, stale = -math.inf, 0
     running = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
     history: list = []
-    if resume and (out / CHECKPOINT).exists():
+    epoch_seconds = 0.0  # time spent on the current epoch's batches, in this process and the one before a resume
+    if resume:
         like = {"params": params, "state": state, "opt_state": opt_state, "key": key,
                 "counters": _counters(**dict.fromkeys(COUNTERS, 0))}
         ckpt = load(out / CHECKPOINT, like=like)
@@ -152,6 +215,7 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
         params, state, opt_state = ckpt["params"], ckpt["state"], ckpt["opt_state"]
         step, epoch, batch_index, best, stale = c["step"], c["epoch"], c["batch"], c["best"], c["stale"]
         running = {k: c[k] for k in running}
+        epoch_seconds = c["epoch_seconds"]
         if plateau is not None:
             plateau.best = None if c["plateau_best"] == -math.inf else c["plateau_best"]
             plateau.bad_epochs = c["plateau_bad"]
@@ -166,24 +230,39 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
             "counters": _counters(step=step, epoch=epoch, batch=batch_index, batch_size=batch_size, stale=stale,
                                   plateau_bad=plateau.bad_epochs if plateau else 0, best=float(best),
                                   plateau_best=float(plateau.best) if plateau and plateau.best is not None
-                                  else -math.inf, **{k: float(v) for k, v in running.items()})})
+                                  else -math.inf, epoch_seconds=epoch_seconds,
+                                  **{k: float(v) for k, v in running.items()})})
 
     train_step = make_train_step(apply, optimizer, loss, augment=augment)
     eval_step = make_eval_step(apply, loss)
-    per_epoch = num_batches(len(x_train), batch_size, drop_last)
+    per_epoch = num_batches(n_train, batch_size, drop_last)
     stopped_early = False
     from tqdm.auto import tqdm
+
+    # compile once before the first step, so that the first epoch's progress, ETA and images/s measure training
+    example = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((batch_size, *np.shape(a)[1:]),
+                                                                    jnp.asarray(a[:1]).dtype), (x_train, y_train))
+    if progress:
+        tqdm.write("compiling the training step ...")
+    compile_started = time.perf_counter()
+    compiled = train_step.lower(params, state, opt_state, example, jax.random.fold_in(step_key, 0)).compile()
+    if progress:
+        tqdm.write(f"compiled in {time.perf_counter() - compile_started:.1f} s")
+
+    def run_step(batch, rng):
+        same = all(np.shape(a)[0] == batch_size for a in jax.tree_util.tree_leaves(batch))
+        return (compiled if same else train_step)(params, state, opt_state, batch, rng)  # a last partial batch
 
     while epoch < epochs and not stopped_early:
         bar = tqdm(total=per_epoch, initial=batch_index, desc=f"epoch {epoch + 1}/{epochs}", disable=None if progress else True, mininterval=0.5,
                    unit="batch", dynamic_ncols=True)
-        started = time.perf_counter()
-        seen = 0
+        last = time.perf_counter()  # the epoch's time counts fetching batches and steps, not checkpoints
         for xb, yb in batches(x_train, y_train, batch_size, key=jax.random.fold_in(data_key, epoch),
                               drop_last=drop_last, start=batch_index):
-            params, state, opt_state, metrics = train_step(params, state, opt_state, (xb, yb),
-                                                           jax.random.fold_in(step_key, step))
+            params, state, opt_state, metrics = run_step((xb, yb), jax.random.fold_in(step_key, step))
             loss_sum = float(metrics["loss_sum"])
+            now = time.perf_counter()
+            epoch_seconds, last = epoch_seconds + now - last, now
             if not math.isfinite(loss_sum):
                 bar.close()
                 kept = f"the last good checkpoint is kept at {out / CHECKPOINT}" if out is not None and (
@@ -195,26 +274,25 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
             running["count"] += float(metrics["count"])
             step += 1
             batch_index += 1
-            seen += int(metrics["count"])
-            elapsed = time.perf_counter() - started
             bar.update(1)
             bar.set_postfix(loss=f"{running['loss_sum'] / running['count']:.4f}",
                             **({"acc": f"{running['correct'] / running['count']:.3f}"}
                                if math.isfinite(running["correct"]) else {}),
-                            img_s=f"{seen / max(elapsed, 1e-9):.0f}")
+                            img_s=f"{running['count'] / max(epoch_seconds, 1e-9):.0f}")
             if checkpoint_every and step % checkpoint_every == 0:
                 checkpoint()
+                last = time.perf_counter()
             if max_steps is not None and step >= max_steps:
                 bar.close()
                 checkpoint()
                 return _result(params, state, opt_state, history, step, False, best)
         bar.close()
-        elapsed = time.perf_counter() - started
+        elapsed = epoch_seconds
 
         row = {"epoch": epoch + 1, "step": step,
                "train_loss": running["loss_sum"] / max(running["count"], 1),
                "train_accuracy": running["correct"] / max(running["count"], 1),
-               "epoch_time_s": elapsed, "images_per_s": seen / max(elapsed, 1e-9)}
+               "epoch_time_s": elapsed, "images_per_s": running["count"] / max(elapsed, 1e-9)}
         if not math.isfinite(row["train_accuracy"]):
             del row["train_accuracy"]  # not a classifier
         if hasattr(opt_state, "hyperparams"):
@@ -242,7 +320,7 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
         if out is not None:  # the log first: a crash before the checkpoint leaves a row that resuming trims
             with open(out / METRICS, "a") as f:
                 f.write(json.dumps(row) + "\n")
-        epoch, batch_index = epoch + 1, 0
+        epoch, batch_index, epoch_seconds = epoch + 1, 0, 0.0
         running = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
         checkpoint()
     return _result(params, state, opt_state, history, step, stopped_early, best)

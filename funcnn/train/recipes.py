@@ -7,6 +7,9 @@ plateau rule ("divide the learning rate by 10 when validation accuracy plateaus"
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import optax
 
 
@@ -19,14 +22,29 @@ def _adam_chain(learning_rate, weight_decay):
     return optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(learning_rate))
 
 
+def _check(name, learning_rate, weight_decay, momentum=0.0):
+    """Hyperparameters in range: a learning rate > 0, weight decay >= 0, momentum in [0, 1); ValueError naming it.
+    (A schedule, a callable of the step, is not checked.)"""
+    for what, value, ok in (("learning_rate", learning_rate, lambda v: 0 < v < math.inf),
+                            ("weight_decay", weight_decay, lambda v: 0 <= v < math.inf),
+                            ("momentum", momentum, lambda v: 0 <= v < 1)):
+        if callable(value) or (what == "momentum" and value is None):
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not ok(float(value)):
+            bounds = {"learning_rate": "> 0", "weight_decay": ">= 0", "momentum": "in [0, 1)"}[what]
+            raise ValueError(f"{name}: {what} must be a number {bounds}, got {value!r}")
+
+
 def sgd(learning_rate: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0, nesterov: bool = False):
     """SGD with momentum (0.9 in the lectures) and L2 weight decay added to the gradient (coupled, as in AlexNet)."""
+    _check("sgd", learning_rate, weight_decay, momentum)
     return optax.inject_hyperparams(_sgd_chain, static_args=("momentum", "nesterov"))(
         learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
 
 
 def adam(learning_rate: float = 1e-3, weight_decay: float = 0.0):
     """Adam (the lecture's answer to "standard convergence issues"), optional L2 weight decay."""
+    _check("adam", learning_rate, weight_decay)
     return optax.inject_hyperparams(_adam_chain)(learning_rate=learning_rate, weight_decay=weight_decay)
 
 
