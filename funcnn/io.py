@@ -66,9 +66,23 @@ def _to_numpy(leaf):
     return array, array.dtype.str
 
 
+def _check_leaves(path, tree):
+    """Every leaf must be an array or a number (what `load` reads back); TypeError naming the leaf otherwise."""
+    for keypath, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        where = jax.tree_util.keystr(keypath) or "(the root)"
+        if isinstance(leaf, (str, bytes)) or not (hasattr(leaf, "shape") and hasattr(leaf, "dtype")
+                                                  or isinstance(leaf, (bool, int, float, complex, np.generic))):
+            raise TypeError(f"funcnn.save: {path}: the leaf at {where} is a {type(leaf).__name__} ({leaf!r:.40}); "
+                            "only arrays and numbers can be saved (keep strings in a JSON file beside it)")
+        if np.asarray(leaf).dtype.kind not in "biufc" and np.asarray(leaf).dtype != jnp.bfloat16:
+            raise TypeError(f"funcnn.save: {path}: the leaf at {where} has dtype {np.asarray(leaf).dtype}; only "
+                            "numeric arrays can be saved")
+
+
 def save(path, tree) -> None:
-    """Write a pytree of arrays to `path` (an .npz archive), atomically."""
+    """Write a pytree of arrays to `path` (an .npz archive), atomically; the directory is created if missing."""
     path = os.fspath(path)
+    _check_leaves(path, tree)
     leaves, treedef = jax.tree_util.tree_flatten(tree)
     skeleton = _skeleton(tree, [])
     arrays, dtypes = {}, []
@@ -78,6 +92,7 @@ def save(path, tree) -> None:
     meta = {"format": FORMAT, "version": VERSION, "num_leaves": len(leaves), "dtypes": dtypes,
             "skeleton": skeleton, "treedef": str(treedef)}
     directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -92,11 +107,12 @@ def save(path, tree) -> None:
 
 
 def load(path, like=None):
-    """Read a pytree written by `save`. With `like`, the leaves are placed into like's tree structure (and their
-    shapes checked against it); without, the saved skeleton (dicts / lists / tuples) is rebuilt.
+    """Read a pytree written by `save`. With `like`, the leaves are placed into like's tree structure, their shapes and
+    dtypes checked against it (and NumPy leaves of `like` come back as NumPy arrays, bit for bit); without, the
+    saved skeleton (dicts / lists / tuples) is rebuilt.
 
     Raises FileNotFoundError for a missing file and CorruptFileError (a ValueError) naming the file for a truncated
-    file, a file of another format, or a structure that does not match `like`.
+    file, a file of another format, or a structure, shape or dtype that does not match `like`.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -106,29 +122,35 @@ def load(path, like=None):
             if "__funcnn__" not in archive.files:
                 raise CorruptFileError(f"funcnn.load: {path} is an .npz archive but not one written by funcnn.save")
             meta = json.loads(archive["__funcnn__"].tobytes().decode())
-            leaves = []
+            arrays = []
             for i, dtype in enumerate(meta["dtypes"]):
                 array = archive[f"leaf_{i}"]
-                leaves.append(jnp.asarray(array.view(jnp.bfloat16) if dtype == "bfloat16" else array))
+                arrays.append(array.view(jnp.bfloat16) if dtype == "bfloat16" else array)
     except CorruptFileError:
         raise
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError, ValueError, UnicodeDecodeError) as err:
+    except Exception as err:  # noqa: BLE001 - zip, zlib, npy-header and JSON errors of a damaged file alike
         raise CorruptFileError(f"funcnn.load: {path} is not a complete funcnn file (truncated, corrupt or another "
-                               f"format): {err}") from err
+                               f"format): {type(err).__name__}: {err}") from err
     if meta.get("format") != FORMAT or meta.get("version", 0) > VERSION:
         raise CorruptFileError(f"funcnn.load: {path} has format {meta.get('format')} v{meta.get('version')}, "
                                f"expected {FORMAT} v<={VERSION}")
     if like is not None:
-        template, treedef = jax.tree_util.tree_flatten(like)
-        if len(template) != len(leaves):
-            raise CorruptFileError(f"funcnn.load: {path} holds {len(leaves)} arrays but the template has "
-                                   f"{len(template)} (saved structure: {meta['treedef']})")
-        for i, (t, leaf) in enumerate(zip(template, leaves)):
-            if tuple(np.shape(t)) != tuple(leaf.shape):
-                raise CorruptFileError(f"funcnn.load: {path}: array {i} has shape {leaf.shape}, the template "
-                                       f"expects {np.shape(t)}")
+        flat, treedef = jax.tree_util.tree_flatten_with_path(like)
+        if len(flat) != len(arrays):
+            raise CorruptFileError(f"funcnn.load: {path} holds {len(arrays)} arrays but the template has "
+                                   f"{len(flat)} (saved structure: {meta['treedef']})")
+        leaves = []
+        for (keypath, t), array in zip(flat, arrays):
+            where = jax.tree_util.keystr(keypath) or "(the root)"
+            if tuple(np.shape(t)) != tuple(array.shape):
+                raise CorruptFileError(f"funcnn.load: {path}: the array at {where} has shape {array.shape}, the "
+                                       f"template expects {tuple(np.shape(t))}")
+            if hasattr(t, "dtype") and np.dtype(t.dtype) != array.dtype:
+                raise CorruptFileError(f"funcnn.load: {path}: the array at {where} has dtype {array.dtype}, the "
+                                       f"template expects {np.dtype(t.dtype)}")
+            leaves.append(array if isinstance(t, (np.ndarray, np.generic)) else jnp.asarray(array))
         return jax.tree_util.tree_unflatten(treedef, leaves)
     if meta["skeleton"] is None:
         raise ValueError(f"funcnn.load: {path} holds a tree with custom node types ({meta['treedef']}); "
                          "pass like=<a tree of the same structure>")
-    return _rebuild(meta["skeleton"], leaves)
+    return _rebuild(meta["skeleton"], [jnp.asarray(a) for a in arrays])
