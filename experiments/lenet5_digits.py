@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import jax
+import numpy as np
 
 from funcnn import count_params, data, models, report, train, viz
 
@@ -29,8 +30,9 @@ def run_one(name, ds, args, out):
                        out_dir=out, progress=False)
     seconds = time.perf_counter() - started
     test = train.evaluate(train.make_eval_step(model.apply), result.params, result.state, x_test, ds.test.y)
-    viz.plot_classifier(model, result.params, result.state, x_test, ds.test.y, ds.class_names, out,
-                        metrics=out / "metrics.jsonl", title=f"LeNet-5 on {name}")
+    predictions = np.asarray(train.predict(model.apply, result.params, result.state, x_test))
+    viz.classifier_figures(model, result.params, result.state, x_test, ds.test.y, predictions, ds.class_names, out,
+                           metrics=out / "metrics.jsonl", title=f"LeNet-5 on {name}")
     return {"dataset": name, "train / val / test": f"{len(x_train)} / {len(x_val)} / {len(x_test)}",
             "parameters": count_params(result.params), "epochs": len(result.history),
             "best val accuracy": result.best_val_accuracy, "test accuracy": test["accuracy"],

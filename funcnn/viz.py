@@ -61,11 +61,15 @@ def _normalise(a):
 
 
 def plot_filters(w, path, title: str = "first-layer filters"):
-    """One tile per output channel of an HWIO filter bank: grey for 1 input channel, RGB for 3, else channel 0."""
-    w = np.asarray(w)
+    """One tile per output channel of an HWIO filter bank, titled by its index: grey for 1 input channel (one
+    colour scale shared by every tile, with a colour bar: weights compare across filters), RGB for 3 (each tile
+    stretched to [0, 1]), else input channel 0."""
+    w = np.asarray(w, np.float64)
     rows, cols = _grid(w.shape[-1])
     plt = _pyplot()
-    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.3 * rows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols + 0.8, 1.3 * rows + 0.4), squeeze=False)
+    limit = float(np.max(np.abs(w))) or 1.0
+    shown = None
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < w.shape[-1]:
@@ -73,31 +77,45 @@ def plot_filters(w, path, title: str = "first-layer filters"):
             if tile.shape[-1] == 3:
                 ax.imshow(_normalise(tile), interpolation="nearest")
             else:
-                ax.imshow(_normalise(tile[:, :, 0]), cmap="gray", interpolation="nearest")
+                shown = ax.imshow(tile[:, :, 0], cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+            ax.set_title(f"filter {i}", fontsize=7)
+    if shown is not None:
+        fig.colorbar(shown, ax=axes.ravel().tolist(), shrink=0.8, label="weight")
     fig.suptitle(title)
     return _save(fig, path)
 
 
-def plot_feature_maps(layers, path, title: str = "feature maps", image=None, columns: int = 8):
-    """Feature maps of one example: `layers` is a list of (name, maps (H, W, C)); each layer gets its own rows,
-    one tile per channel, optionally after the input image."""
+def plot_feature_maps(layers, path, title: str = "feature maps", image=None, columns: int = 8,
+                      true_label=None, predicted_label=None):
+    """Feature maps of one example: `layers` is a list of (name, maps (H, W, C)); each layer gets its own rows, one
+    tile per channel on one colour scale per layer with a colour bar, after the input image (titled with its true
+    and predicted class when given)."""
     layers = [(name, np.asarray(maps)) for name, maps in layers]
     rows_per = [math.ceil(m.shape[-1] / columns) for _, m in layers]
     total_rows = sum(rows_per) + (image is not None)
     plt = _pyplot()
-    fig, axes = plt.subplots(total_rows, columns, figsize=(1.25 * columns, 1.3 * total_rows + 0.5), squeeze=False)
+    fig, axes = plt.subplots(total_rows, columns, figsize=(1.25 * columns + 1.0, 1.3 * total_rows + 0.5),
+                             squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     row = 0
     if image is not None:
         axes[0, 0].imshow(np.asarray(image)[..., 0], cmap="gray", interpolation="nearest")
-        axes[0, 0].set_title("input", fontsize=7)
+        label = "input"
+        if true_label is not None or predicted_label is not None:
+            label = f"true {true_label}, predicted {predicted_label}"
+        axes[0, 0].set_title(label, fontsize=7, loc="left")
         row = 1
     for (name, maps), n_rows in zip(layers, rows_per):
+        lo, hi = float(maps.min()), float(maps.max())
+        hi = hi if hi > lo else lo + 1.0
+        shown = None
         for c in range(maps.shape[-1]):
             ax = axes[row + c // columns, c % columns]
-            ax.imshow(maps[..., c], cmap="viridis", interpolation="nearest")
+            shown = ax.imshow(maps[..., c], cmap="viridis", vmin=lo, vmax=hi, interpolation="nearest")
             ax.set_title(f"{name} [{c}]", fontsize=6)
+        if shown is not None:
+            fig.colorbar(shown, ax=axes[row:row + n_rows].ravel().tolist(), shrink=0.9, label=name)
         row += n_rows
     fig.suptitle(title)
     return _save(fig, path)
@@ -226,25 +244,43 @@ def conv_layer_keys(model) -> list[str]:
     return [k for k, _ in getattr(model.init, "sublayers", ()) if k.endswith("_Conv")]
 
 
-def plot_classifier(model, params, state, x_test, y_test, class_names, out_dir, *, metrics=None,
-                    title: str = "model", image_index: int = 0) -> list[Path]:
-    """The standard figures of a trained classifier, written into out_dir: curves.png (from `metrics`, a
-    metrics.jsonl path or rows, when given), confusion.png, and for a serial model with Conv layers filters.png (the
-    first layer's filters) and feature_maps.png (the first two conv layers' maps of test image `image_index`)."""
+def feature_maps_of(model, params, state, image, keys) -> list:
+    """[(key, maps (H, W, C))] of one image (1, H, W, C) after each of a serial model's layers `keys`."""
     from .layers import truncate
-    from .train import predict
 
+    return [(k, np.asarray(truncate(model, k).apply(params, state, image)[0][0])) for k in keys]
+
+
+def plot_classifier(y_test, predictions, class_names, out_dir, *, metrics=None, title: str = "model", filters=None,
+                    feature_maps=None, image=None, image_label=None) -> list[Path]:
+    """The standard figures of a trained classifier, written into out_dir: curves.png (from `metrics`, a
+    metrics.jsonl path or rows, when given), confusion.png (from the test labels and `predictions`), filters.png
+    (an HWIO filter bank, when given) and feature_maps.png (`feature_maps`, see `feature_maps_of`, of `image`,
+    whose (true, predicted) class names `image_label` holds). Nothing here runs the model."""
     out = Path(out_dir)
     written = []
     if metrics is not None:
         written.append(plot_curves(metrics, out / "curves.png", title=title))
-    predictions = np.asarray(predict(model.apply, params, state, x_test))
     written.append(plot_confusion(y_test, predictions, class_names, out / "confusion.png"))
-    keys = conv_layer_keys(model)
-    if keys:
-        written.append(plot_filters(params[keys[0]]["w"], out / "filters.png"))
-        image = np.asarray(x_test[image_index:image_index + 1])
-        tiles = [(k, np.asarray(truncate(model, k).apply(params, state, image)[0][0])) for k in keys[:2]]
-        written.append(plot_feature_maps(tiles, out / "feature_maps.png", image=image[0],
-                                         title="feature maps of " + " and ".join(keys[:2]) + " (one test image)"))
+    if filters is not None:
+        written.append(plot_filters(filters, out / "filters.png"))
+    if feature_maps:
+        true_label, predicted = image_label if image_label is not None else (None, None)
+        keys = [k for k, _ in feature_maps]
+        written.append(plot_feature_maps(feature_maps, out / "feature_maps.png", image=image, true_label=true_label,
+                                         predicted_label=predicted,
+                                         title="feature maps of " + " and ".join(keys) + " (one test image)"))
     return written
+
+
+def classifier_figures(model, params, state, x_test, y_test, predictions, class_names, out_dir, *, metrics=None,
+                       title: str = "model", image_index: int = 0) -> list[Path]:
+    """`plot_classifier` for a serial model: its first conv layer's filters and the maps of its first two conv
+    layers for test image `image_index` (the one place that runs the model, on that image)."""
+    keys = conv_layer_keys(model)
+    image = np.asarray(x_test[image_index:image_index + 1])
+    maps = feature_maps_of(model, params, state, image, keys[:2]) if keys else None
+    label = (class_names[int(y_test[image_index])], class_names[int(predictions[image_index])])
+    return plot_classifier(y_test, predictions, class_names, out_dir, metrics=metrics, title=title,
+                           filters=params[keys[0]]["w"] if keys else None, feature_maps=maps,
+                           image=image[0] if keys else None, image_label=label)

@@ -49,7 +49,11 @@ def test_plot_classifier_writes_the_standard_figures(tmp_path):
     _, params, state = model.init(jax.random.PRNGKey(0), (1, 32, 32, 1))
     x = np.random.default_rng(0).uniform(size=(6, 32, 32, 1)).astype(np.float32)
     rows = [{"epoch": 1, "train_loss": 1.0, "train_accuracy": 0.5}]
-    written = viz.plot_classifier(model, params, state, x, np.array([0, 1, 2, 0, 1, 2]), ["a", "b", "c"], tmp_path,
-                                  metrics=rows)
+    y, predictions = np.array([0, 1, 2, 0, 1, 2]), np.array([0, 1, 1, 0, 2, 2])
+    written = viz.classifier_figures(model, params, state, x, y, predictions, ["a", "b", "c"], tmp_path, metrics=rows)
     assert sorted(p.name for p in written) == ["confusion.png", "curves.png", "feature_maps.png", "filters.png"]
     assert viz.conv_layer_keys(model) == ["0_Conv", "3_Conv"]
+    maps = viz.feature_maps_of(model, params, state, x[:1], ["0_Conv"])
+    assert maps[0][0] == "0_Conv" and maps[0][1].shape == (28, 28, 6)
+    only = viz.plot_classifier(y, predictions, ["a", "b", "c"], tmp_path / "bare")  # nothing but the confusion matrix
+    assert [p.name for p in only] == ["confusion.png"]
