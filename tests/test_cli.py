@@ -1,35 +1,48 @@
-"""The funcnn command: the main job end to end (short), one-line errors, summary, gradcheck, python -m funcnn."""
+"""The funcnn command: the main job end to end (short), run directories that never mix, kill and resume, help and
+version, summary and gradcheck. One-line errors for bad arguments are in tests/test_bad_input.py."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
-from funcnn import cli
+from funcnn import catalog, cli
+from funcnn.train import pipeline
 
 
-def _run(*args, cwd=None):
+def _run(*args, cwd=None, timeout=900):
     return subprocess.run([sys.executable, "-m", "funcnn", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=900)
+                          timeout=timeout)
+
+
+def _epochs(run_dir):
+    return [json.loads(r)["epoch"] for r in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_train_writes_every_output_and_reports_test_accuracy(tmp_path):
     out = tmp_path / "run"
-    result = _run("train", "--epochs", "2", "--out", str(out), "--no-progress")
+    result = _run("train", "--epochs", "2", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "test accuracy" in result.stdout
+    assert "compiling the training step" in result.stdout  # said before the first step, not inside its timing
     expected = {"config.json", "metrics.jsonl", "checkpoint.npz", "best.npz", "params.npz", "results.json",
                 "curves.png", "filters.png", "feature_maps.png", "confusion.png"}
     assert expected <= {p.name for p in out.iterdir()}
     results = json.loads((out / "results.json").read_text())
     assert results["epochs_run"] == 2 and results["test_accuracy"] > 0.8
-    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    config = json.loads((out / "config.json").read_text())
+    assert config["epochs"] == 2 and config["model"] == "lenet5"
     # --resume with more epochs continues from the checkpoint
     again = _run("train", "--epochs", "3", "--out", str(out), "--no-progress", "--resume", "--no-plots")
     assert again.returncode == 0, again.stderr
-    assert [json.loads(r)["epoch"] for r in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert "resuming" in again.stdout
+    assert _epochs(out) == [1, 2, 3]
+    rows = [json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["images_per_s"] > 0 for r in rows)
 
 
 @pytest.mark.slow
@@ -40,35 +53,108 @@ def test_default_job_reaches_95_percent(tmp_path):
     assert results["test_accuracy"] >= 0.95 and results["train_seconds"] < 180
 
 
-@pytest.mark.parametrize("args, message", [
-    (["train", "--model", "lenet6"], "unknown model 'lenet6'; known models: alexnet"),
-    (["train", "--dataset", "imagenet"], "unknown dataset 'imagenet'; known datasets: cifar10"),
-    (["train", "--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'"),
-    (["train", "--dataset", "mnist", "--data-dir", "/definitely/not/here"], "data directory does not exist"),
-    (["summary", "--model", "nope"], "unknown model 'nope'"),
-])
-def test_bad_arguments_give_one_line_errors(args, message, capsys):
-    assert cli.main(args) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("funcnn: error: ") and message in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1
+def test_two_runs_never_mix(tmp_path, monkeypatch, capsys):
+    """Without --out each run gets a new directory; an --out that holds a run is refused without --overwrite, and
+    nothing in it changes; --overwrite replaces it."""
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        assert cli.main(["train", "--epochs", "1", "--no-progress", "--no-plots"]) == 0
+    runs = tmp_path / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == ["lenet5-digits", "lenet5-digits-2"]
+    assert _epochs(runs / "lenet5-digits") == [1] and _epochs(runs / "lenet5-digits-2") == [1]
+    first = runs / "lenet5-digits"
+    before = {p.name: p.read_bytes() for p in first.iterdir()}
+    capsys.readouterr()
+    assert cli.main(["train", "--epochs", "2", "--out", str(first), "--no-progress"]) == 2
+    assert "already holds a run; pass --overwrite" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in first.iterdir()} == before  # untouched
+    (first / "notes.txt").write_text("mine")
+    assert cli.main(["train", "--epochs", "2", "--out", str(first), "--overwrite", "--no-progress",
+                     "--no-plots"]) == 0
+    assert _epochs(first) == [1, 2] and (first / "notes.txt").read_text() == "mine"
+    assert json.loads((first / "config.json").read_text())["epochs"] == 2
+    # --resume without --out continues the newest run of that model and data set
+    assert cli.main(["train", "--epochs", "2", "--resume", "--no-progress", "--no-plots"]) == 0
+    assert _epochs(runs / "lenet5-digits-2") == [1, 2]
 
 
-def test_missing_data_files_and_unwritable_output(tmp_path, capsys):
-    assert cli.main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
-    assert "missing data file" in capsys.readouterr().err
-    blocker = tmp_path / "file"
-    blocker.write_text("not a directory")
-    assert cli.main(["train", "--out", str(blocker / "run")]) == 2
-    err = capsys.readouterr().err
-    assert "is not writable" in err and len(err.strip().splitlines()) == 1
+def test_killed_halfway_then_resumed(tmp_path):
+    """SIGKILL during training: the last complete checkpoint survives, and --resume finishes the run with every
+    epoch logged once."""
+    out = tmp_path / "k"
+    process = subprocess.Popen([sys.executable, "-m", "funcnn", "train", "--epochs", "8", "--checkpoint-every", "5",
+                                "--out", str(out), "--no-progress", "--no-plots"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while time.time() < deadline and not ((out / "metrics.jsonl").exists() and len(_epochs(out)) >= 2):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert (out / "checkpoint.npz").exists()
+    done = len(_epochs(out))
+    assert 2 <= done < 8, "the run was not killed halfway"
+    again = _run("train", "--epochs", "8", "--checkpoint-every", "5", "--out", str(out), "--resume", "--no-progress",
+                 "--no-plots")
+    assert again.returncode == 0, again.stderr
+    assert _epochs(out) == list(range(1, 9))
+    assert json.loads((out / "results.json").read_text())["epochs_run"] == 8
 
 
-def test_summary_and_gradcheck_subcommands():
-    result = _run("summary", "--model", "lenet5")
-    assert result.returncode == 0 and "Total parameters: 61,706" in result.stdout
-    result = _run("gradcheck", "--primitive", "relu")
-    assert result.returncode == 0 and "relu" in result.stdout
+def test_help_is_fast_complete_and_shows_defaults():
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", "import sys, funcnn.cli; funcnn.cli.main(['train', '--help']); "
+                            "print('jax' in sys.modules)"], capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    assert seconds < 1.0, f"--help took {seconds:.2f} s"
+    assert result.stdout.strip().endswith("False")  # JAX was not imported
+    text = result.stdout
+    parser = cli.build_parser()
+    train_parser = parser._subparsers._group_actions[0].choices["train"]
+    for action in train_parser._actions:
+        for option in action.option_strings:
+            assert option in text, option
+        if action.help and action.default not in (None, False, [], "==SUPPRESS==") and action.dest != "help":
+            assert f"(default: {action.default})" in " ".join(text.split()), action.dest
+    for name in catalog.MODELS:
+        assert name in text
+    version = subprocess.run([sys.executable, "-m", "funcnn", "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.strip().startswith("funcnn 0.")
+    for command, option in (("gradcheck", "--primitive"), ("summary", "--paths")):
+        sub = subprocess.run([sys.executable, "-m", "funcnn", command, "--help"], capture_output=True, text=True)
+        assert sub.returncode == 0 and option in sub.stdout and "(default:" in sub.stdout
+
+
+def test_catalog_names_equal_the_registries():
+    from funcnn import data, models, train
+
+    assert catalog.MODELS == tuple(sorted(models.MODELS))
+    assert catalog.DATASETS == tuple(sorted(data.LOADERS))
+    assert catalog.OPTIMIZERS == tuple(sorted(train.RECIPES))
+
+
+def test_summary_and_gradcheck_subcommands(capsys, monkeypatch):
+    assert cli.main(["summary", "--model", "lenet5", "--paths"]) == 0
+    out = capsys.readouterr().out
+    assert "Total parameters: 61,706" in out and "Convolution paths on cpu" in out
+    assert "0_Conv" in out and "banded" in out
+    result = _run("gradcheck", "--primitive", "relu", "--no-progress")
+    assert result.returncode == 0 and "relu" in result.stdout and "all passed" in result.stdout
+    assert cli.main(["gradcheck", "--list"]) == 0 and "conv2d" in capsys.readouterr().out.split()
+    # a failing rule exits 1
+    import jax
+
+    from funcnn.verify import registry
+
+    @jax.custom_vjp
+    def double(x):
+        return 2 * x
+
+    double.defvjp(lambda x: (2 * x, None), lambda _, g: (3 * g,))
+    monkeypatch.setattr(registry, "_GENERATORS", list(registry._GENERATORS))
+    registry.register_cases("double")(lambda make: iter([make.case("double", "wrong", double, lambda x: 2 * x,
+                                                                   make.normal(3))]))
+    assert cli.main(["gradcheck", "--primitive", "double", "--no-progress"]) == 1
+    assert "FAILED double wrong" in capsys.readouterr().out
 
 
 def test_console_script_is_installed():
@@ -80,17 +166,24 @@ def test_console_script_is_installed():
 
 
 def test_parse_sweep():
-    assert cli.parse_sweep(["lr=1e-3,3e-3", "wd=0"], None) == (2, {"learning_rate": [1e-3, 3e-3],
-                                                                   "weight_decay": [0.0]})
-    assert cli.parse_sweep([], 4) == (4, {})
-    assert cli.parse_sweep([], None) == (1, {})
-    for items, replicas, message in [(["momentum=0.9"], None, "NAME one of lr, wd"),
-                                     (["lr=a,b"], None, "must be numbers"),
-                                     (["lr=1,2", "wd=1,2,3"], None, "different lengths"),
+    assert pipeline.parse_sweep(["lr=1e-3,3e-3", "wd=0"], None) == (2, {"learning_rate": [1e-3, 3e-3],
+                                                                        "weight_decay": [0.0]})
+    assert pipeline.parse_sweep([], 4) == (4, {})
+    assert pipeline.parse_sweep([], None) == (1, {})
+    for items, replicas, message in [(["lr=1,2", "wd=1,2,3"], None, "different lengths"),
                                      (["lr=1,2"], 3, "--replicas 3 but --sweep gives 2"),
-                                     ([], 0, "--replicas must be >= 1")]:
-        with pytest.raises(cli.CliError, match=message):
-            cli.parse_sweep(items, replicas)
+                                     (["wd=-1"], None, "wd values must be finite and >= 0")]:
+        with pytest.raises(pipeline.RunError, match=message):
+            pipeline.parse_sweep(items, replicas)
+
+
+def test_run_from_python_with_the_same_options(tmp_path):
+    from funcnn import train
+
+    result = train.run(out=str(tmp_path / "py"), epochs=1, progress=False, plots=False, log=lambda line: None)
+    assert result.out_dir == tmp_path / "py" and result.results["epochs_run"] == 1
+    with pytest.raises(train.RunError, match="already holds a run"):
+        train.run(out=str(tmp_path / "py"), epochs=1, progress=False)
 
 
 def test_train_with_a_sweep_writes_every_replica(tmp_path):
@@ -103,8 +196,6 @@ def test_train_with_a_sweep_writes_every_replica(tmp_path):
     for r in range(2):
         assert (tmp_path / "s" / f"replica_{r}" / "params.npz").exists()
     assert "2 replicas trained" in result.stdout
-    bad = _run("train", "--replicas", "2", "--resume", "--out", str(tmp_path / "t"))
-    assert bad.returncode == 2 and "do not combine" in bad.stderr
 
 
 def test_train_in_bfloat16(tmp_path):

@@ -170,7 +170,10 @@ def fetch(url: str, expected_sha256: str, directory, filename: str | None = None
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             shutil.copyfileobj(response, out)
-        verify(tmp, expected_sha256)
+        actual = sha256(tmp)
+        if actual != expected_sha256:
+            raise DataError(f"{target} (downloaded from {url}) has SHA-256 {actual}, expected {expected_sha256}: "
+                            "not the published file; it was not kept")
         os.replace(tmp, target)
     except OSError as err:
         raise DataError(f"could not download {url} into {directory}: {err}. Put the file there by hand, or pass "

@@ -52,7 +52,7 @@ def test_idx_errors_name_the_file(tmp_path):
     with pytest.raises(data.DataError, match=r"train-images-idx3-ubyte is not an IDX file: bad magic number 1234"):
         data.mnist(tmp_path)
     path.unlink()
-    with pytest.raises(data.DataError, match=r"missing data file: .*train-images-idx3-ubyte.gz"):
+    with pytest.raises(data.DataError, match=r"missing data files in .*: train-images-idx3-ubyte.gz .*--download"):
         data.mnist(tmp_path)
     with pytest.raises(data.DataError, match="data directory does not exist"):
         data.mnist(tmp_path / "nowhere")
@@ -194,3 +194,74 @@ def test_spiral_arms_are_balanced_and_not_linearly_separable():
     assert (np.argmax(features @ w, axis=1) == y).mean() < 0.7
     with pytest.raises(ValueError, match="classes >= 2"):
         data.spiral(10, 1)
+
+
+@pytest.fixture
+def local_server(tmp_path):
+    """An HTTP server on 127.0.0.1 (an ephemeral port) serving tmp_path/served, and the list of paths requested."""
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "served"
+    served.mkdir()
+    requests = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            requests.append(self.path)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(served)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield served, f"http://127.0.0.1:{server.server_port}/", requests
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_fetches_verifies_and_loads_over_http(local_server, tmp_path, monkeypatch):
+    """download=True downloads the four files (atomically, SHA-256 verified) and loads them; without it nothing is
+    requested; a file whose checksum differs is refused and not kept."""
+    from funcnn.data import datasets
+
+    served, url, requests = local_server
+    arrays = _write_mnist(served)
+    digests = tuple(files.sha256(served / (stem + ".gz")) for stem in datasets.IDX_FILES)
+    monkeypatch.setattr(datasets, "MNIST_URL", url)
+    monkeypatch.setitem(datasets.SHA256, "mnist", digests)
+    monkeypatch.setenv("FUNCNN_DATA", str(tmp_path / "cache"))
+
+    with pytest.raises(data.DataError, match=r"missing data files in .*cache/mnist.*--download"):
+        data.mnist()
+    assert requests == []  # the network is not touched without download=True
+    ds = data.mnist(download=True, val_fraction=0.25)
+    assert len(requests) == 4 and ds.test.x.shape == (5, 28, 28, 1)
+    np.testing.assert_array_equal(ds.test.y, arrays["t10k-labels-idx1-ubyte"])
+    assert sorted(p.name for p in (tmp_path / "cache" / "mnist").iterdir()) == sorted(s + ".gz" for s in
+                                                                                       datasets.IDX_FILES)
+    data.mnist()  # now offline, from the cache
+    assert len(requests) == 4
+
+    monkeypatch.setitem(datasets.SHA256, "mnist", ("00" * 32,) + digests[1:])
+    target = tmp_path / "other"
+    target.mkdir()
+    with pytest.raises(data.DataError, match=r"train-images-idx3-ubyte.gz \(downloaded from http://127.0.0.1:.*\) has SHA-256 .*expected 0000.*not kept"):
+        data.mnist(target, download=True)
+    assert not (target / "train-images-idx3-ubyte.gz").exists()
+    assert not [p for p in target.iterdir() if p.name.startswith(".download-")]  # no partial file left
+
+
+def test_cifar10_download_over_http(local_server, tmp_path, monkeypatch):
+    from funcnn.data import datasets
+
+    served, url, requests = local_server
+    archive = served / "cifar-10-python.tar.gz"
+    _write_cifar(archive)
+    monkeypatch.setattr(datasets, "CIFAR10_URL", url + archive.name)
+    monkeypatch.setattr(datasets, "CIFAR10_SHA256", files.sha256(archive))
+    target = tmp_path / "cifar"
+    target.mkdir()
+    with pytest.raises(data.DataError, match="cifar-10-python.tar.gz.*--download"):
+        data.cifar10(target)
+    ds = data.cifar10(target, download=True)
+    assert requests == ["/" + archive.name] and ds.test.x.shape[1:] == (32, 32, 3)

@@ -41,8 +41,8 @@ def _check_bias(name, b, channels, w_shape):
 
 
 def _cast(name, arrays: dict):
-    """jnp arrays of one common floating dtype (None stays None), each checked to be numeric by name."""
-    arrays = {k: None if a is None else as_array(name, k, a) for k, a in arrays.items()}
+    """jnp arrays of one common floating dtype, each checked to be numeric by name (only the bias b may be None)."""
+    arrays = {k: None if a is None and k == "b" else as_array(name, k, a) for k, a in arrays.items()}
     dtype = float_dtype(name, *arrays.values())
     return [None if a is None else a.astype(dtype) for a in arrays.values()]
 

@@ -25,13 +25,13 @@ def conv(x, w, spec: ConvSpec):
     for u in window_offsets(geo.window):
         tap = window_slice(xp, u, geo, out_sizes)[..., :, None] * w[(*u, 0)].astype(acc).reshape(channels, -1)
         z = tap if z is None else z + tap
-    return z.reshape(*z.shape[:-2], -1).astype(x.dtype)
+    return z.reshape(*z.shape[:-2], z.shape[-2] * z.shape[-1]).astype(x.dtype)  # no -1: the batch may be empty
 
 
 def dx(g, w, spec: ConvSpec, in_sizes):
     """dX[n, S*i + D*u, c] += sum_k g[n, i, c*m + k] * w[u, 0, c*m + k]; then crop the forward padding."""
     channels, acc = spec.groups, accumulation_dtype(g.dtype)
-    gm = g.astype(acc).reshape(*g.shape[:-1], channels, -1)
+    gm = g.astype(acc).reshape(*g.shape[:-1], channels, g.shape[-1] // channels)
 
     def contribution(t, u):
         return jnp.sum(gm * w[(*u, 0)].astype(acc).reshape(channels, -1), axis=-1)
@@ -45,7 +45,7 @@ def dw(x, g, spec: ConvSpec, w_shape):
     channels = x.shape[-1]
     out_sizes = g.shape[1:-1]
     xp = pad_spatial(x.astype(acc), geo.padding)
-    gm = g.astype(acc).reshape(*g.shape[:-1], channels, -1)
+    gm = g.astype(acc).reshape(*g.shape[:-1], channels, g.shape[-1] // channels)
     reduce_axes = tuple(range(g.ndim - 1))
     taps = [
         jnp.sum(window_slice(xp, u, geo, out_sizes)[..., None] * gm, axis=reduce_axes).reshape(-1)
