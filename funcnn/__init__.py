@@ -14,16 +14,18 @@ import importlib
 
 __version__ = "0.1.0"
 
-_PRIMITIVES = ("avg_pool1d", "avg_pool2d", "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "dense",
-               "global_avg_pool1d", "global_avg_pool2d", "log_softmax", "lp_pool1d", "lp_pool2d", "max_pool1d",
-               "max_pool2d", "relu", "sigmoid", "softmax", "softmax_cross_entropy", "tanh")
+_PRIMITIVES = ("adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d",
+               "avg_pool1d", "avg_pool2d", "batch_norm", "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d",
+               "dense", "global_avg_pool1d", "global_avg_pool2d", "group_norm", "layer_norm", "log_softmax",
+               "lp_pool1d", "lp_pool2d", "max_pool1d", "max_pool2d", "relu", "sigmoid", "softmax",
+               "softmax_cross_entropy", "tanh")
 _NAMES = {**{name: "primitives" for name in _PRIMITIVES}, "CorruptFileError": "io", "load": "io", "save": "io",
-          "count_params": "describe", "summary": "describe"}
-_SUBMODULES = ("data", "describe", "detection", "init", "io", "layers", "models", "primitives", "reference", "train",
-               "verify", "viz", "gradcheck", "report", "catalog")
+          "count_params": "describe", "summary": "describe", "export": "deploy"}
+_SUBMODULES = ("data", "deploy", "describe", "detection", "init", "interop", "io", "layers", "models", "primitives",
+               "reference", "train", "verify", "viz", "gradcheck", "report", "catalog")
 
-__all__ = [*_PRIMITIVES, "CorruptFileError", "load", "save", "count_params", "summary", "data", "detection", "init",
-           "layers", "models", "primitives", "train", "verify", "viz", "__version__"]
+__all__ = [*_PRIMITIVES, "CorruptFileError", "load", "save", "count_params", "summary", "export", "data", "deploy",
+           "detection", "init", "interop", "layers", "models", "primitives", "train", "verify", "viz", "__version__"]
 
 
 def __getattr__(name):

@@ -4,6 +4,7 @@
     funcnn train --model resnet20 --dataset cifar10 --data-dir ~/data/cifar --epochs 30 --optimizer resnet
     funcnn gradcheck                  # every primitive's VJP: autodiff, finite differences, vmap, jit, determinism
     funcnn summary --model vgg16      # the layer table and parameter count (--paths: which conv algorithm runs)
+    funcnn export --model lenet5 --params runs/lenet5-digits/params.npz --out lenet5.jaxexport
 
 The command only parses: training is `funcnn.train.run`, the checker `funcnn.verify.run_sweep`. Nothing imports JAX
 before a command needs it, so `--help` and `--version` answer at once.
@@ -81,7 +82,7 @@ def build_parser():
                                      description="funcnn: functional CNNs in JAX with hand-written VJPs. Without a "
                                                  "command, `funcnn` runs `funcnn train` with its defaults.")
     parser.add_argument("--version", action="version", version=f"funcnn {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{train,gradcheck,summary}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,gradcheck,summary,export}")
     _train_parser(sub)
     g = sub.add_parser("gradcheck", help="check every primitive's VJP (python -m funcnn.verify)",
                        description="Check every funcnn primitive's hand-written VJP against autodiff of the literal "
@@ -104,7 +105,60 @@ def build_parser():
                    help="input size (default: the model's)")
     s.add_argument("--paths", action="store_true", help="also print which algorithm computes each convolution's "
                                                         "forward, dX and dW on this backend")
+    e = sub.add_parser("export", help="serialise a trained model for deployment (jax.export, StableHLO)",
+                       description="Write a trained model's inference function (parameters included, any batch size) "
+                                   "as a jax.export artifact that JAX alone can load and run.",
+                       formatter_class=_Formatter,
+                       epilog="Load it without funcnn:\n  from jax import export\n"
+                              "  model = export.deserialize(open(FILE, 'rb').read())\n  logits = model.call(images)")
+    e.add_argument("--model", required=True, help=f"one of: {', '.join(catalog.MODELS)}")
+    e.add_argument("--params", required=True, help="a params.npz or best.npz that funcnn train wrote")
+    e.add_argument("--out", required=True, help="the file to write (e.g. model.jaxexport)")
+    e.add_argument("--platform", action="append", default=None, choices=["cpu", "cuda", "rocm", "tpu"],
+                   help="a platform to lower for (repeatable; default: cpu)")
+    e.add_argument("--input-shape", type=int, nargs=3, metavar=("H", "W", "C"),
+                   help="one example's shape (default: the model's)")
     return parser
+
+
+def export_command(args) -> int:
+    from . import deploy, describe, models
+    from .io import CorruptFileError, load
+
+    try:
+        constructor = models.get(args.model)
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    try:
+        saved = load(args.params)
+    except FileNotFoundError as err:
+        raise CliError(str(err)) from None
+    except (CorruptFileError, ValueError) as err:
+        raise CliError(f"{err} (export takes the params.npz or best.npz of a run, not its checkpoint.npz)") from None
+    if not isinstance(saved, dict) or set(saved) != {"params", "state"}:
+        raise CliError(f"{args.params} does not hold {{'params', 'state'}} as funcnn train writes them")
+    from .interop import _dense_weights
+
+    dense = list(_dense_weights(saved["params"]))
+    if not dense:
+        raise CliError(f"{args.params}: the parameters have no dense layer; they are not a zoo classifier")
+    classes = saved["params"]
+    for key in dense[-1]:
+        classes = classes[key]
+    shape = tuple(args.input_shape) if args.input_shape else models.INPUT_SHAPES[args.model]
+    model = constructor(int(classes.shape[-1]))
+    import jax
+
+    _, params_like, state_like = jax.eval_shape(lambda r: model.init(r, (1, *shape)), jax.random.PRNGKey(0))
+    try:
+        trees = load(args.params, like={"params": params_like, "state": state_like})
+    except (CorruptFileError, ValueError) as err:
+        raise CliError(f"{args.params} does not hold {args.model}'s parameters: {err}") from None
+    exported = deploy.export(model.apply, trees["params"], trees["state"], shape, platforms=args.platform or ["cpu"])
+    deploy.write(exported, args.out)
+    print(f"funcnn: wrote {args.model} ({describe.count_params(trees['params']):,} parameters, input (batch, "
+          f"{', '.join(map(str, shape))}), platforms {', '.join(exported.platforms)}) to {args.out}")
+    return 0
 
 
 def train_command(args) -> int:
@@ -166,7 +220,8 @@ def main(argv=None) -> int:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["train", *argv]  # no command: train's options
     args = parser.parse_args(argv)
-    handlers = {"train": train_command, "gradcheck": gradcheck_command, "summary": summary_command}
+    handlers = {"train": train_command, "gradcheck": gradcheck_command, "summary": summary_command,
+                "export": export_command}
     try:
         return handlers[args.command](args)
     except CliError as err:

@@ -21,10 +21,21 @@ def _shape_text(shape) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ")"
 
 
-def summary(init, input_shape, *, rng=None, print_table: bool = True) -> str:
-    """A table of every layer (nested by combinator), its output shape and parameter count, and the totals.
+def _flops_text(n) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)
 
-    Runs `init` under `jax.eval_shape`, so no parameter is allocated (VGG-16's 138M included).
+
+def summary(init, input_shape, *, rng=None, print_table: bool = True) -> str:
+    """A table of every layer (nested by combinator), its output shape, parameter count and forward FLOPs per
+    example, and the totals. Runs `init` under `jax.eval_shape`, so no parameter is allocated (VGG-16's 138M
+    included).
+
+    FLOPs count a multiply-add as 2 (convolutions, dense layers), one operation per window entry for pooling, per
+    output entry for activations and sums, 4 per entry for normalisation; a combinator's row holds its children's
+    sum in parentheses.
     """
     rng = jax.random.PRNGKey(0) if rng is None else rng
     captured = {}
@@ -36,18 +47,36 @@ def summary(init, input_shape, *, rng=None, print_table: bool = True) -> str:
 
     with recording() as rows:
         params, state = jax.eval_shape(shapes_only, rng)
-    width = max([len("  " * d + name) for d, name, *_ in rows] + [5]) + 2
-    lines = [f"{'Layer':<{width}}{'Output shape':<28}{'Params':>14}", "-" * (width + 42)]
-    for depth, name, out_shape, n, container in rows:
-        count = f"({n:,})" if container else f"{n:,}"
-        lines.append(f"{'  ' * depth + name:<{width}}{_shape_text(out_shape):<28}{count:>14}")
-    lines.append("-" * (width + 42))
+    flops = [row.flops for row in rows]
+    for i, row in enumerate(rows):  # a container's FLOPs: its descendants' (the rows below it, one level deeper)
+        if row.container:
+            total, j = 0, i + 1
+            while j < len(rows) and rows[j].depth > row.depth:
+                total += rows[j].flops or 0
+                j += 1
+            flops[i] = total
+    width = max([len("  " * r.depth + r.name) for r in rows] + [5]) + 2
+    lines = [f"{'Layer':<{width}}{'Output shape':<28}{'Params':>14}{'FLOPs':>12}", "-" * (width + 54)]
+    for row, f in zip(rows, flops):
+        count = f"({row.params:,})" if row.container else f"{row.params:,}"
+        fl = f"({_flops_text(f)})" if row.container else _flops_text(f)
+        lines.append(f"{'  ' * row.depth + row.name:<{width}}{_shape_text(row.out_shape):<28}{count:>14}{fl:>12}")
+    lines.append("-" * (width + 54))
+    total_flops = sum(row.flops for row in rows if not row.container)
     lines.append(f"Input shape: {_shape_text(tuple(input_shape))}   Output shape: {_shape_text(captured['out'])}")
-    lines.append(f"Total parameters: {count_params(params):,}   State (not trained): {count_params(state):,}")
+    lines.append(f"Total parameters: {count_params(params):,}   State (not trained): {count_params(state):,}   "
+                 f"Forward FLOPs per example: {total_flops:,} ({_flops_text(total_flops)})")
     table = "\n".join(lines)
     if print_table:
         print(table)
     return table
+
+
+def total_flops(init, input_shape) -> int:
+    """The forward FLOPs per example of a model (the sum of `summary`'s rows), without allocating anything."""
+    with recording() as rows:
+        jax.eval_shape(lambda r: init(r, tuple(input_shape))[1:], jax.random.PRNGKey(0))
+    return sum(row.flops for row in rows if not row.container)
 
 
 def conv_paths(model, input_shape, *, rng=None) -> list:

@@ -1,20 +1,25 @@
-"""save / load pytrees of arrays without pickle.
+"""save / load pytrees of arrays without pickle, as `.npz` (funcnn's own) or `.safetensors` (what other tools read).
 
-Format: a NumPy `.npz` archive (a zip of `.npy` files, read with allow_pickle=False) holding the leaves as
-`leaf_0`, `leaf_1`, ... and a JSON `__funcnn__` entry with the format version, the tree skeleton (nested dicts,
-lists, tuples and None) and each leaf's dtype (bfloat16 is stored as its uint16 bits). Trees with other node types
-(optax states are NamedTuples) load with `like=`, a template of the same structure.
+npz: a NumPy archive (a zip of `.npy` files, read with allow_pickle=False) holding the leaves as `leaf_0`, `leaf_1`,
+... and a JSON `__funcnn__` entry with the format version, the tree skeleton (nested dicts, lists, tuples and None)
+and each leaf's dtype (bfloat16 is stored as its uint16 bits).
 
-Writes are atomic: the archive goes to a temporary file in the same directory, is flushed to disk, and renamed over
-the target, so a file at `path` is always complete, and a failed or interrupted save leaves the previous file intact.
+safetensors (`format="safetensors"`, or a path ending in .safetensors): one tensor per leaf, named by its key path
+("params/0_Conv/w"), with the same skeleton in the file's metadata; PyTorch (`safetensors.torch.load_file`), the
+safetensors package and other frameworks open it. `load` of a .safetensors file written by another tool returns its
+flat {name: array} dict.
+
+Trees with other node types (optax states are NamedTuples) load with `like=`, a template of the same structure.
+Writes are atomic: the file goes to a temporary file in the same directory, is flushed to disk, and renamed over the
+target, so a file at `path` is always complete, and a failed or interrupted save leaves the previous file intact.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
-import zipfile
 
 import jax
 import jax.numpy as jnp
@@ -79,26 +84,59 @@ def _check_leaves(path, tree):
                             "numeric arrays can be saved")
 
 
-def save(path, tree) -> None:
-    """Write a pytree of arrays to `path` (an .npz archive), atomically; the directory is created if missing."""
+FORMATS = ("npz", "safetensors")
+
+
+def _format(path, format):
+    if format is None:
+        return "safetensors" if os.fspath(path).endswith(".safetensors") else "npz"
+    if format not in FORMATS:
+        raise ValueError(f"funcnn.save: format must be one of {', '.join(FORMATS)}, got {format!r}")
+    return format
+
+
+def _key_name(keypath) -> str:
+    """A leaf's key path as a tensor name: "params/0_Conv/w"."""
+    parts = []
+    for key in keypath:
+        parts.append(str(getattr(key, "key", getattr(key, "idx", getattr(key, "name", key)))))
+    return "/".join(parts) or "leaf"
+
+
+def save(path, tree, *, format: str | None = None) -> None:
+    """Write a pytree of arrays to `path`, atomically; the directory is created if missing. format: "npz" (default)
+    or "safetensors" (the default for a path ending in .safetensors)."""
     path = os.fspath(path)
+    format = _format(path, format)
     _check_leaves(path, tree)
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    skeleton = _skeleton(tree, [])
-    arrays, dtypes = {}, []
-    for i, leaf in enumerate(leaves):
-        arrays[f"leaf_{i}"], dtype = _to_numpy(leaf)
+    flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    arrays, dtypes = [], []
+    for _, leaf in flat:
+        array, dtype = _to_numpy(leaf)
+        arrays.append(array)
         dtypes.append(dtype)
-    meta = {"format": FORMAT, "version": VERSION, "num_leaves": len(leaves), "dtypes": dtypes,
-            "skeleton": skeleton, "treedef": str(treedef)}
+    meta = {"format": FORMAT, "version": VERSION, "num_leaves": len(arrays), "dtypes": dtypes,
+            "skeleton": _skeleton(tree, []), "treedef": str(treedef)}
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="." + format, dir=directory)
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, __funcnn__=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
-            f.flush()
-            os.fsync(f.fileno())
+        if format == "npz":
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, __funcnn__=np.frombuffer(json.dumps(meta).encode(), np.uint8),
+                         **{f"leaf_{i}": a for i, a in enumerate(arrays)})
+                f.flush()
+                os.fsync(f.fileno())
+        else:
+            from safetensors.numpy import save_file
+
+            os.close(fd)
+            names = [_key_name(keypath) for keypath, _ in flat]
+            if len(set(names)) != len(names):
+                names = [f"{i}:{n}" for i, n in enumerate(names)]
+            meta["names"], meta["shapes"] = names, [list(a.shape) for a in arrays]  # 0-d tensors come back (1,)
+            save_file({n: np.ascontiguousarray(a) for n, a in zip(names, arrays)}, tmp,
+                      metadata={"__funcnn__": json.dumps(meta)})
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -106,10 +144,31 @@ def save(path, tree) -> None:
         raise
 
 
+def _read_npz(path):
+    with np.load(path, allow_pickle=False) as archive:
+        if "__funcnn__" not in archive.files:
+            raise CorruptFileError(f"funcnn.load: {path} is an .npz archive but not one written by funcnn.save")
+        meta = json.loads(archive["__funcnn__"].tobytes().decode())
+        return meta, [archive[f"leaf_{i}"] for i in range(len(meta["dtypes"]))]
+
+
+def _read_safetensors(path):
+    """(meta, arrays), or (None, {name: array}) for a file another tool wrote."""
+    from safetensors import safe_open
+
+    with safe_open(path, framework="numpy") as f:
+        metadata = f.metadata() or {}
+        if "__funcnn__" not in metadata:
+            return None, {name: f.get_tensor(name) for name in f.keys()}
+        meta = json.loads(metadata["__funcnn__"])
+        return meta, [f.get_tensor(name).reshape(shape) for name, shape in zip(meta["names"], meta["shapes"])]
+
+
 def load(path, like=None):
-    """Read a pytree written by `save`. With `like`, the leaves are placed into like's tree structure, their shapes and
-    dtypes checked against it (and NumPy leaves of `like` come back as NumPy arrays, bit for bit); without, the
-    saved skeleton (dicts / lists / tuples) is rebuilt.
+    """Read a pytree written by `save` (.npz or .safetensors). With `like`, the leaves are placed into like's tree
+    structure, their shapes and dtypes checked against it (and NumPy leaves of `like` come back as NumPy arrays,
+    bit for bit); without, the saved skeleton (dicts / lists / tuples) is rebuilt. A .safetensors file that another
+    tool wrote loads (without `like`) as its flat {name: array} dict.
 
     Raises FileNotFoundError for a missing file and CorruptFileError (a ValueError) naming the file for a truncated
     file, a file of another format, or a structure, shape or dtype that does not match `like`.
@@ -118,17 +177,16 @@ def load(path, like=None):
     if not os.path.exists(path):
         raise FileNotFoundError(f"funcnn.load: no such file: {path}")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if "__funcnn__" not in archive.files:
-                raise CorruptFileError(f"funcnn.load: {path} is an .npz archive but not one written by funcnn.save")
-            meta = json.loads(archive["__funcnn__"].tobytes().decode())
-            arrays = []
-            for i, dtype in enumerate(meta["dtypes"]):
-                array = archive[f"leaf_{i}"]
-                arrays.append(array.view(jnp.bfloat16) if dtype == "bfloat16" else array)
+        meta, arrays = _read_safetensors(path) if path.endswith(".safetensors") else _read_npz(path)
+        if meta is None:
+            if like is not None:
+                raise CorruptFileError(f"funcnn.load: {path} was not written by funcnn.save, so like= cannot place "
+                                       "its tensors; load it without like")
+            return {name: jnp.asarray(a) for name, a in arrays.items()}
+        arrays = [a.view(jnp.bfloat16) if dtype == "bfloat16" else a for a, dtype in zip(arrays, meta["dtypes"])]
     except CorruptFileError:
         raise
-    except Exception as err:  # noqa: BLE001 - zip, zlib, npy-header and JSON errors of a damaged file alike
+    except Exception as err:  # noqa: BLE001 - zip, zlib, npy-header, safetensors and JSON errors of a damaged file
         raise CorruptFileError(f"funcnn.load: {path} is not a complete funcnn file (truncated, corrupt or another "
                                f"format): {type(err).__name__}: {err}") from err
     if meta.get("format") != FORMAT or meta.get("version", 0) > VERSION:
@@ -137,8 +195,9 @@ def load(path, like=None):
     if like is not None:
         flat, treedef = jax.tree_util.tree_flatten_with_path(like)
         if len(flat) != len(arrays):
+            saved = meta["treedef"] if len(meta["treedef"]) <= 300 else meta["treedef"][:300] + " ..."
             raise CorruptFileError(f"funcnn.load: {path} holds {len(arrays)} arrays but the template has "
-                                   f"{len(flat)} (saved structure: {meta['treedef']})")
+                                   f"{len(flat)} (saved structure: {saved})")
         leaves = []
         for (keypath, t), array in zip(flat, arrays):
             where = jax.tree_util.keystr(keypath) or "(the root)"
@@ -151,6 +210,7 @@ def load(path, like=None):
             leaves.append(array if isinstance(t, (np.ndarray, np.generic)) else jnp.asarray(array))
         return jax.tree_util.tree_unflatten(treedef, leaves)
     if meta["skeleton"] is None:
-        raise ValueError(f"funcnn.load: {path} holds a tree with custom node types ({meta['treedef']}); "
-                         "pass like=<a tree of the same structure>")
+        names = ", ".join(sorted(set(re.findall(r"namedtuple\[(\w+)\]", meta["treedef"])))) or "custom nodes"
+        raise ValueError(f"funcnn.load: {path} holds a tree with custom node types ({names}); pass like=<a tree of "
+                         "the same structure>")
     return _rebuild(meta["skeleton"], [jnp.asarray(a) for a in arrays])

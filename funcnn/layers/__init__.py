@@ -7,13 +7,14 @@
 from .base import Layer, named, parameterless, stateless
 from .combinators import fan_in_concat, fan_in_sum, fan_out, parallel, remat, residual, serial, truncate
 from .conv import Conv, ConvTranspose, DepthwiseConv, SeparableConv, TransformInvariantConv, transform_filter
-from .core import BatchNorm, Dense, Dropout, Flatten, Identity, LogSoftmax, Relu, Sigmoid, Softmax, Tanh
-from .pool import AvgPool, GlobalAvgPool, LpPool, MaxPool
+from .core import (BatchNorm, Dense, Dropout, Flatten, GroupNorm, Identity, LayerNorm, LogSoftmax, Relu, Sigmoid,
+                   Softmax, Tanh)
+from .pool import AdaptiveAvgPool, AdaptiveMaxPool, AvgPool, GlobalAvgPool, LpPool, MaxPool
 
 __all__ = [
     "Layer", "named", "stateless", "parameterless",
     "serial", "parallel", "remat", "truncate", "fan_out", "fan_in_sum", "fan_in_concat", "residual",
     "Conv", "DepthwiseConv", "SeparableConv", "ConvTranspose", "TransformInvariantConv", "transform_filter",
-    "Dense", "Flatten", "Identity", "Relu", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Dropout", "BatchNorm",
-    "MaxPool", "AvgPool", "LpPool", "GlobalAvgPool",
+    "Dense", "Flatten", "Identity", "Relu", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Dropout", "BatchNorm", "LayerNorm", "GroupNorm",
+    "MaxPool", "AvgPool", "LpPool", "AdaptiveAvgPool", "AdaptiveMaxPool", "GlobalAvgPool",
 ]

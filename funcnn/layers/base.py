@@ -54,8 +54,29 @@ def _count(tree) -> int:
     return sum(math.prod(getattr(leaf, "shape", ())) for leaf in jax.tree_util.tree_leaves(tree))
 
 
-def named(name: str, init: Callable, apply: Callable, *, container: bool = False) -> Layer:
-    """Wrap a layer's init so that it reports (depth, name, output shape, parameter count) to an active recorder.
+class Row(NamedTuple):
+    """What a layer reports to `funcnn.summary`'s recorder while its init runs."""
+
+    depth: int
+    name: str
+    out_shape: tuple
+    params: int
+    container: bool
+    flops: int | None      # per example, forward pass; None for a container (the sum of its children)
+
+
+def _batch(input_shape) -> int:
+    """The batch size of an input shape (the first of several inputs)."""
+    while input_shape and isinstance(input_shape[0], (tuple, list)):
+        input_shape = input_shape[0]
+    return input_shape[0] if input_shape else 1
+
+
+def named(name: str, init: Callable, apply: Callable, *, container: bool = False,
+          flops: Callable | None = None) -> Layer:
+    """Wrap a layer's init so that it reports a `Row` (depth, name, output shape, parameter count, FLOPs) to an
+    active recorder. `flops(input_shape, output_shape, params)` counts the forward pass of the whole input batch
+    (a multiply-add is 2; see `funcnn.describe`); the row holds it per example.
 
     Containers (combinators) report their own row, and their children report one level deeper.
     """
@@ -72,7 +93,11 @@ def named(name: str, init: Callable, apply: Callable, *, container: bool = False
             out_shape, params, state = init(rng, input_shape)
         finally:
             _DEPTH.reset(token)
-        rows[index] = (depth, name, out_shape, _count(params), container)
+        per_example = None
+        if not container:
+            total = flops(input_shape, out_shape, params) if flops is not None else 0
+            per_example = int(total // max(_batch(input_shape), 1))
+        rows[index] = Row(depth, name, out_shape, _count(params), container, per_example)
         return out_shape, params, state
 
     recorded_init.layer_name = name
@@ -90,7 +115,12 @@ def apply_child(key: str, layer: Layer, params, state, x, **kwargs):
         return layer.apply(params, state, x, **kwargs)
 
 
-def stateless(name: str, init: Callable, apply: Callable) -> Layer:
+def elementwise(ops_per_entry: int = 1) -> Callable:
+    """A FLOPs count of `ops_per_entry` operations per entry of the output."""
+    return lambda input_shape, out_shape, params: ops_per_entry * math.prod(out_shape)
+
+
+def stateless(name: str, init: Callable, apply: Callable, *, flops: Callable | None = None) -> Layer:
     """Lift a stax-style stateless pair into the layer contract (state {} passes through unchanged)."""
 
     def full_init(rng, input_shape):
@@ -100,9 +130,9 @@ def stateless(name: str, init: Callable, apply: Callable) -> Layer:
     def full_apply(params, state, x, *, train=False, rng=None):
         return apply(params, x, train=train, rng=rng), state
 
-    return named(name, full_init, full_apply)
+    return named(name, full_init, full_apply, flops=flops)
 
 
-def parameterless(name: str, shape_fn: Callable, fn: Callable) -> Layer:
+def parameterless(name: str, shape_fn: Callable, fn: Callable, *, flops: Callable | None = None) -> Layer:
     """A layer with neither parameters nor state: y = fn(x), output shape = shape_fn(input_shape)."""
-    return stateless(name, lambda rng, s: (shape_fn(s), {}), lambda params, x, **_: fn(x))
+    return stateless(name, lambda rng, s: (shape_fn(s), {}), lambda params, x, **_: fn(x), flops=flops)

@@ -6,6 +6,8 @@ model's parameter tree reads like its architecture. The PRNG key is split once p
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -101,7 +103,8 @@ def fan_in_sum() -> Layer:
             raise ValueError(f"fan_in_sum: input shapes must agree, got {shapes}")
         return shapes[0]
 
-    return parameterless("FanInSum", shape_fn, lambda xs: sum(xs[1:], xs[0]))
+    return parameterless("FanInSum", shape_fn, lambda xs: sum(xs[1:], xs[0]),
+                         flops=lambda shapes, out_shape, params: (len(shapes) - 1) * math.prod(out_shape))
 
 
 def fan_in_concat(axis: int = -1) -> Layer:

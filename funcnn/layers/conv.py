@@ -6,6 +6,8 @@ also validates the configuration (a kernel larger than the padded input fails at
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -52,6 +54,12 @@ def _conv_init(name, out_channels, kernel, stride, padding, dilation, groups, us
     return init
 
 
+def _conv_flops(input_shape, out_shape, params):
+    """2 per multiply-add: every output entry reads prod(K) * C_in / groups inputs; plus the bias."""
+    return 2 * math.prod(out_shape) * math.prod(params["w"].shape[:-1]) + (math.prod(out_shape) if "b" in params
+                                                                               else 0)
+
+
 def _check_channels(name, value, what):
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name}: {what} must be a positive int, got {value!r}")
@@ -71,7 +79,7 @@ def Conv(out_channels: int, kernel, *, stride=1, padding="VALID", dilation=1, gr
         conv = _conv_fn(x.ndim - 2)
         return conv(x, params["w"], params.get("b"), stride=stride, padding=padding, dilation=dilation, groups=groups)
 
-    return stateless("Conv", init, apply)
+    return stateless("Conv", init, apply, flops=_conv_flops)
 
 
 def DepthwiseConv(kernel, *, multiplier: int = 1, stride=1, padding="VALID", dilation=1, use_bias=True,
@@ -88,7 +96,7 @@ def DepthwiseConv(kernel, *, multiplier: int = 1, stride=1, padding="VALID", dil
         return _conv_fn(x.ndim - 2)(x, params["w"], params.get("b"), stride=stride, padding=padding,
                                     dilation=dilation, groups=x.shape[-1])
 
-    return stateless("DepthwiseConv", init, apply)
+    return stateless("DepthwiseConv", init, apply, flops=_conv_flops)
 
 
 def SeparableConv(out_channels: int, kernel, *, stride=1, padding="VALID", dilation=1, use_bias=False,
@@ -127,7 +135,11 @@ def ConvTranspose(out_channels: int, kernel, *, stride=1, padding="VALID", dilat
         return fn(x, params["w"], params.get("b"), stride=stride, padding=padding, dilation=dilation,
                   output_padding=output_padding)
 
-    return stateless("ConvTranspose", init, apply)
+    def flops(input_shape, out_shape, params):  # every input entry meets every weight of its filter column
+        return 2 * math.prod(input_shape[:-1]) * math.prod(params["w"].shape) + (math.prod(out_shape) if "b" in params
+                                                                                 else 0)
+
+    return stateless("ConvTranspose", init, apply, flops=flops)
 
 
 _TRANSFORMS = {
@@ -181,7 +193,12 @@ def TransformInvariantConv(out_channels: int, kernel, *, transforms: str = "rot9
             maps = maps + params["b"]
         return jnp.max(maps, axis=-2) if pool else maps
 
-    return stateless("TransformInvariantConv", init, apply)
+    def flops(input_shape, out_shape, params):  # one convolution per transform, then the max over them
+        maps = math.prod(out_shape) if pool else math.prod(out_shape) // len(ops)  # one transform's output entries
+        per_transform = 2 * maps * math.prod(params["w"].shape[:-1]) + (maps if "b" in params else 0)
+        return len(ops) * per_transform + (len(ops) * maps if pool else 0)
+
+    return stateless("TransformInvariantConv", init, apply, flops=flops)
 
 
 __all__ = ["Conv", "DepthwiseConv", "SeparableConv", "ConvTranspose", "TransformInvariantConv", "transform_filter"]

@@ -10,7 +10,7 @@ from jax import lax
 
 from .. import init as initializers
 from .. import primitives as P
-from .base import Layer, named, parameterless, stateless
+from .base import Layer, elementwise, named, parameterless, stateless
 
 
 def Dense(features: int, *, use_bias: bool = True, w_init=initializers.glorot_normal, b_init=initializers.zeros):
@@ -28,12 +28,16 @@ def Dense(features: int, *, use_bias: bool = True, w_init=initializers.glorot_no
     def apply(params, x, **_):
         return P.dense(x, params["w"], params.get("b"))
 
-    return stateless("Dense", init, apply)
+    def flops(input_shape, out_shape, params):  # a multiply-add per weight and input row, plus the bias
+        return 2 * math.prod(input_shape) * features + (math.prod(out_shape) if use_bias else 0)
+
+    return stateless("Dense", init, apply, flops=flops)
 
 
 def Flatten():
     """(N, *dims) -> (N, prod(dims))."""
-    return parameterless("Flatten", lambda s: (s[0], math.prod(s[1:])), lambda x: x.reshape(x.shape[0], -1))
+    return parameterless("Flatten", lambda s: (s[0], math.prod(s[1:])),
+                         lambda x: x.reshape(x.shape[0], math.prod(x.shape[1:])))  # no -1: the batch may be empty
 
 
 def Identity():
@@ -41,20 +45,23 @@ def Identity():
     return parameterless("Identity", lambda s: s, lambda x: x)
 
 
-Relu = lambda: parameterless("Relu", lambda s: s, P.relu)  # noqa: E731
-Sigmoid = lambda: parameterless("Sigmoid", lambda s: s, P.sigmoid)  # noqa: E731
-Tanh = lambda: parameterless("Tanh", lambda s: s, P.tanh)  # noqa: E731
+Relu = lambda: parameterless("Relu", lambda s: s, P.relu, flops=elementwise())  # noqa: E731
+Sigmoid = lambda: parameterless("Sigmoid", lambda s: s, P.sigmoid, flops=elementwise())  # noqa: E731
+Tanh = lambda: parameterless("Tanh", lambda s: s, P.tanh, flops=elementwise())  # noqa: E731
 Relu.__doc__, Sigmoid.__doc__, Tanh.__doc__ = "funcnn.relu as a layer.", "funcnn.sigmoid as a layer.", "tanh layer."
 
 
 def Softmax(axis: int = -1):
     """funcnn.softmax over `axis` as a layer."""
-    return parameterless("Softmax", lambda s: s, lambda x: P.softmax(x, axis))
+    return parameterless("Softmax", lambda s: s, lambda x: P.softmax(x, axis), flops=elementwise(3))
 
 
 def LogSoftmax(axis: int = -1):
     """funcnn.log_softmax over `axis` as a layer."""
-    return parameterless("LogSoftmax", lambda s: s, lambda x: P.log_softmax(x, axis))
+    return parameterless("LogSoftmax", lambda s: s, lambda x: P.log_softmax(x, axis), flops=elementwise(3))
+
+
+NORM_FLOPS = 4  # per entry: subtract the mean, divide by sigma, scale, shift
 
 
 def Dropout(rate: float):
@@ -145,8 +152,47 @@ def BatchNorm(*, momentum: float = 0.9, epsilon: float = 1e-5, axis_name=None):
         y = centred * (lax.rsqrt(var + epsilon) * params["scale"].astype(acc)) + params["bias"].astype(acc)
         return y.astype(x.dtype), new_state
 
-    return named("BatchNorm", init, apply)
+    return named("BatchNorm", init, apply, flops=elementwise(NORM_FLOPS))
+
+
+def _normalisation(name, normalise, *, epsilon, affine, check=None):
+    """A per-example normalisation layer (no state): params {"scale", "bias"} per channel when affine."""
+    if not (isinstance(epsilon, (int, float)) and epsilon > 0):
+        raise ValueError(f"{name}: epsilon must be > 0, got {epsilon!r}")
+
+    def init(rng, input_shape):
+        if check is not None:
+            check(input_shape)
+        c = input_shape[-1]
+        params = {"scale": jnp.ones((c,), jnp.float32), "bias": jnp.zeros((c,), jnp.float32)} if affine else {}
+        return input_shape, params
+
+    def apply(params, x, **_):
+        return normalise(x, params.get("scale"), params.get("bias"), epsilon=epsilon)
+
+    return stateless(name, init, apply, flops=elementwise(NORM_FLOPS))
+
+
+def LayerNorm(*, epsilon: float = 1e-5, affine: bool = True):
+    """Layer normalisation (funcnn.layer_norm): each example over all its positions and channels, then a learned
+    per-channel scale and bias (affine=True). No running statistics: train and evaluation agree."""
+    return _normalisation("LayerNorm", P.layer_norm, epsilon=epsilon, affine=affine)
+
+
+def GroupNorm(groups: int, *, epsilon: float = 1e-5, affine: bool = True):
+    """Group normalisation (funcnn.group_norm): each example's `groups` channel groups normalised separately. Unlike
+    BatchNorm it needs no batch, so it stays right under vmap, replicas and per-example gradients."""
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"GroupNorm: groups must be a positive int, got {groups!r}")
+
+    def check(input_shape):
+        if input_shape[-1] % groups:
+            raise ValueError(f"GroupNorm: groups={groups} must divide the {input_shape[-1]} channels of input shape "
+                             f"{tuple(input_shape)}")
+
+    return _normalisation("GroupNorm", lambda x, s, b, epsilon: P.group_norm(x, groups, s, b, epsilon=epsilon),
+                          epsilon=epsilon, affine=affine, check=check)
 
 
 __all__ = ["Layer", "Dense", "Flatten", "Identity", "Relu", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Dropout",
-           "BatchNorm"]
+           "BatchNorm", "LayerNorm", "GroupNorm"]

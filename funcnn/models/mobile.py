@@ -21,6 +21,9 @@ def separable_block(channels: int, stride: int):
 def mobilenet_v1(num_classes: int = 1000, width: float = 1.0):
     """MobileNet v1 on 224x224x3: conv 3x3/2 32, 13 separable blocks, global average pool, FC. `width` scales every
     channel count (the paper's alpha). 4,231,976 parameters at width 1.0 and 1000 classes."""
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width < float("inf"):
+        raise ValueError(f"mobilenet_v1: width must be a finite number > 0, got {width!r}")
+
     def c(n):
         return max(8, int(n * width))
 

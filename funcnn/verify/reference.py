@@ -186,50 +186,102 @@ def conv_dx_literal(g, w, x_shape, *, stride=1, padding="VALID", dilation=1):
 # pooling
 
 
-def max_pool2d(x, window, stride=None, padding="VALID"):
+def _pool_params(x_shape, window, stride, padding, ceil_mode):
+    """Pool geometry; with ceil_mode, PyTorch's rule: out = ceil((N + P_lo + P_hi - K) / S) + 1, less one if the
+    last window would start in the high padding, and `over` = how far the last window reaches past the padding."""
+    window, stride, _, pads, out = _params(x_shape, window, window if stride is None else stride, padding, 1)
+    over = [0] * len(window)
+    if ceil_mode:
+        for a, (n, (lo, hi), k, s) in enumerate(zip(x_shape[1:-1], pads, window, stride)):
+            o = int(np.ceil((n + lo + hi - k) / s)) + 1
+            if (o - 1) * s >= n + lo:
+                o -= 1
+            out[a], over[a] = o, max(0, (o - 1) * s + k - (n + lo + hi))
+    return window, stride, pads, out, over
+
+
+def _pool_entries(x, window, stride, pads, out, over, value):
+    full = [(lo, hi + extra) for (lo, hi), extra in zip(pads, over)]
+    return _windows(_pad(x, full, value), window, stride, (1,) * len(window), out)
+
+
+def max_pool2d(x, window, stride=None, padding="VALID", ceil_mode=False):
     """Lecture: P(n, i, c) = argmax over the window (first maximum), y(n, i, c) = Y(n, P(n, i, c), c)."""
-    return _max_pool(x, window, stride, padding)
+    return _max_pool(x, window, stride, padding, ceil_mode)
 
 
-def max_pool1d(x, window, stride=None, padding="VALID"):
-    return _max_pool(x, window, stride, padding)
+def max_pool1d(x, window, stride=None, padding="VALID", ceil_mode=False):
+    return _max_pool(x, window, stride, padding, ceil_mode)
 
 
-def _max_pool(x, window, stride, padding):
-    window, stride, _, pads, out = _params(x.shape, window, window if stride is None else stride, padding, 1)
-    entries = _windows(_pad(x, pads, -jnp.inf), window, stride, (1,) * len(window), out)
+def _max_pool(x, window, stride, padding, ceil_mode):
+    window, stride, pads, out, over = _pool_params(x.shape, window, stride, padding, ceil_mode)
+    entries = _pool_entries(x, window, stride, pads, out, over, -jnp.inf)
     p = jnp.argmax(entries, axis=-1)
     return jnp.take_along_axis(entries, p[..., None], axis=-1)[..., 0]
 
 
-def avg_pool2d(x, window, stride=None, padding="VALID", count_include_pad=True):
-    """y = (1/|W|) sum over the window; |W| = K^2 or the number of real inputs in the window."""
-    return _avg_pool(x, window, stride, padding, count_include_pad)
+def avg_pool2d(x, window, stride=None, padding="VALID", count_include_pad=True, ceil_mode=False):
+    """y = (1/|W|) sum over the window; |W| = the window's positions inside the padded input (prod(K) but for a
+    ceil-mode overhang), or the number of real inputs in the window."""
+    return _avg_pool(x, window, stride, padding, count_include_pad, ceil_mode)
 
 
-def avg_pool1d(x, window, stride=None, padding="VALID", count_include_pad=True):
-    return _avg_pool(x, window, stride, padding, count_include_pad)
+def avg_pool1d(x, window, stride=None, padding="VALID", count_include_pad=True, ceil_mode=False):
+    return _avg_pool(x, window, stride, padding, count_include_pad, ceil_mode)
 
 
-def _avg_pool(x, window, stride, padding, count_include_pad):
-    window, stride, _, pads, out = _params(x.shape, window, window if stride is None else stride, padding, 1)
-    ones = (1,) * len(window)
-    total = jnp.sum(_windows(_pad(x, pads), window, stride, ones, out), axis=-1)
+def _counted(x_shape, window, stride, pads, out, over, count_include_pad):
+    """|W| per window: ones on the counted positions (the padded input, or the real input), windowed and summed."""
+    ones = jnp.ones((1, *x_shape[1:-1], 1))
     if count_include_pad:
-        return total / np.prod(window)
-    real = _pad(jnp.ones((1, *x.shape[1:-1], 1), x.dtype), pads)
-    return total / jnp.sum(_windows(real, window, stride, ones, out), axis=-1)
+        ones, pads = _pad(ones, pads, 1.0), [(0, 0)] * len(pads)
+    return jnp.sum(_pool_entries(ones, window, stride, pads, out, over, 0.0), axis=-1)
 
 
-def lp_pool2d(x, p, window, stride=None, padding="VALID"):
-    """y = ((1/|W|) sum over the window of |x|^p)^(1/p), |W| = prod(K)."""
-    window, stride, _, pads, out = _params(x.shape, window, window if stride is None else stride, padding, 1)
-    entries = _windows(_pad(x, pads), window, stride, (1,) * len(window), out)
-    return jnp.mean(jnp.abs(entries) ** p, axis=-1) ** (1.0 / p)
+def _avg_pool(x, window, stride, padding, count_include_pad, ceil_mode):
+    window, stride, pads, out, over = _pool_params(x.shape, window, stride, padding, ceil_mode)
+    total = jnp.sum(_pool_entries(x, window, stride, pads, out, over, 0.0), axis=-1)
+    return total / _counted(x.shape, window, stride, pads, out, over, count_include_pad)
 
 
-def lp_pool1d(x, p, window, stride=None, padding="VALID"):
-    return lp_pool2d(x, p, window, stride, padding)
+def lp_pool2d(x, p, window, stride=None, padding="VALID", ceil_mode=False):
+    """y = ((1/|W|) sum over the window of |x|^p)^(1/p), |W| = prod(K) (less a ceil-mode overhang)."""
+    window, stride, pads, out, over = _pool_params(x.shape, window, stride, padding, ceil_mode)
+    entries = _pool_entries(x, window, stride, pads, out, over, 0.0)
+    counts = _counted(x.shape, window, stride, pads, out, over, True)
+    return (jnp.sum(jnp.abs(entries) ** p, axis=-1) / counts) ** (1.0 / p)
+
+
+def lp_pool1d(x, p, window, stride=None, padding="VALID", ceil_mode=False):
+    return lp_pool2d(x, p, window, stride, padding, ceil_mode)
+
+
+def _adaptive(x, output_size, reduce):
+    """Window i of an axis of size N: [floor(i N / O), ceil((i+1) N / O)), every output position by a loop."""
+    nd = x.ndim - 2
+    sizes = _ints(output_size, nd)
+    spans = [[(i * n // o, -(-(i + 1) * n // o)) for i in range(o)] for n, o in zip(x.shape[1:-1], sizes)]
+    out = jnp.stack([reduce(x[(slice(None), *(slice(a, b) for a, b in span), slice(None))].reshape(
+        x.shape[0], -1, x.shape[-1])) for span in itertools.product(*spans)], axis=1)
+    return out.reshape(x.shape[0], *sizes, x.shape[-1])
+
+
+def adaptive_avg_pool2d(x, output_size):
+    return _adaptive(x, output_size, lambda window: jnp.mean(window, axis=1))
+
+
+def adaptive_max_pool2d(x, output_size):
+    """The first maximum of each window in row-major order (argmax), as for max_pool2d."""
+    return _adaptive(x, output_size, lambda w: jnp.take_along_axis(w, jnp.argmax(w, axis=1)[:, None], axis=1)[:, 0])
+
+
+def adaptive_avg_pool1d(x, output_size):
+    return adaptive_avg_pool2d(x, output_size)
+
+
+def adaptive_max_pool1d(x, output_size):
+    return adaptive_max_pool2d(x, output_size)
 
 
 def global_avg_pool2d(x):
@@ -276,3 +328,34 @@ def softmax_cross_entropy(logits, labels):
     """L(n) = -log softmax(f(n))[y(n)]."""
     p = softmax(logits, axis=-1)
     return -jnp.log(jnp.take_along_axis(p, labels[..., None], axis=-1)[..., 0])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# normalisation: the formulas of derivations.md, literally (mean, then the mean squared deviation)
+
+
+def _normalise(x, axes, scale, bias, epsilon):
+    mu = jnp.mean(x, axes, keepdims=True)
+    var = jnp.mean((x - mu) ** 2, axes, keepdims=True)
+    return (x - mu) / jnp.sqrt(var + epsilon)
+
+
+def batch_norm(x, scale=None, bias=None, epsilon=1e-5):
+    """y(n, s, c) = scale(c) (x - mu(c)) / sqrt(var(c) + eps) + bias(c), mu and var over every n and s."""
+    y = _normalise(x, tuple(range(x.ndim - 1)), scale, bias, epsilon)
+    return y * (1.0 if scale is None else scale) + (0.0 if bias is None else bias)
+
+
+def layer_norm(x, scale=None, bias=None, epsilon=1e-5):
+    """Each example normalised over all of its positions and channels, then scale(c), bias(c)."""
+    y = _normalise(x, tuple(range(1, x.ndim)), scale, bias, epsilon)
+    return y * (1.0 if scale is None else scale) + (0.0 if bias is None else bias)
+
+
+def group_norm(x, groups, scale=None, bias=None, epsilon=1e-5):
+    """Each example's channel group g (channels g*C/G .. (g+1)*C/G - 1) normalised over its positions and channels."""
+    c = x.shape[-1] // groups
+    parts = [_normalise(x[..., k * c:(k + 1) * c], tuple(range(1, x.ndim)), None, None, epsilon)
+             for k in range(groups)]
+    y = jnp.concatenate(parts, axis=-1)
+    return y * (1.0 if scale is None else scale) + (0.0 if bias is None else bias)

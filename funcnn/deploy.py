@@ -1,0 +1,78 @@
+"""Export for deployment: a trained model's inference function as a serialised `jax.export` artifact (StableHLO).
+
+    exported = funcnn.export(apply, params, state, (32, 32, 1), platforms=("cpu", "cuda"))
+    funcnn.deploy.write(exported, "model.jaxexport")           # or: funcnn export --model lenet5 --params ...
+
+and where it runs, with JAX alone (no funcnn, no Python model code):
+
+    from jax import export
+    model = export.deserialize(open("model.jaxexport", "rb").read())
+    logits = model.call(images)                                 # images: (batch, 32, 32, 1) float32, any batch
+
+The parameters and state are constants of the program; the batch dimension is symbolic, so one artifact serves every
+batch size; the model runs in evaluation mode (BatchNorm's running statistics, no dropout).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Callable, Sequence
+
+PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
+
+
+def export(apply: Callable, params, state, input_shape: Sequence[int], *, platforms: Sequence[str] = ("cpu",),
+           dtype="float32"):
+    """x -> the model's output (the logits), for inputs (batch, *input_shape), lowered for `platforms`; returns a
+    `jax.export.Exported` (`.serialize()` gives the bytes, `.call(x)` runs it)."""
+    import jax
+    import jax.numpy as jnp
+    from jax import export as jax_export
+
+    platforms = tuple(platforms)
+    unknown = [p for p in platforms if p not in PLATFORMS]
+    if not platforms or unknown:
+        raise ValueError(f"funcnn.export: platforms must be among {', '.join(PLATFORMS)}, got {list(platforms)}")
+    input_shape = tuple(input_shape)
+    if not input_shape or any(not isinstance(d, int) or d < 1 for d in input_shape):
+        raise ValueError(f"funcnn.export: input_shape is one example's shape, (H, W, C) say, of positive ints; got "
+                         f"{input_shape}")
+
+    def infer(x):
+        return apply(params, state, x, train=False)[0]
+
+    (batch,) = jax_export.symbolic_shape("batch")
+    spec = jax.ShapeDtypeStruct((batch, *input_shape), jnp.dtype(dtype))
+    try:
+        return jax_export.export(jax.jit(infer), platforms=platforms)(spec)
+    except ImportError as err:
+        raise ImportError(f"funcnn.export: {err}") from err
+
+
+def write(exported, path) -> None:
+    """Serialise an Exported to `path`, atomically (a temporary file renamed over the target)."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    data = exported.serialize()
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".jaxexport", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read(path):
+    """The Exported in `path` (what the loading snippet of the module docstring does)."""
+    from jax import export as jax_export
+
+    with open(os.fspath(path), "rb") as f:
+        return jax_export.deserialize(bytearray(f.read()))
+
+
+__all__ = ["PLATFORMS", "export", "write", "read"]

@@ -1,0 +1,205 @@
+"""Normalisation family: batch_norm, layer_norm, group_norm; one rule over the set R of entries normalised together.
+
+Layout (N, *spatial, C), the channels split into G groups of C/G. R is, per channel group:
+
+    batch_norm:  every example and position of one channel       (G = C, over the batch)
+    layer_norm:  every position and channel of one example        (G = 1)
+    group_norm:  every position and channel of one example's group
+
+    mu = mean_R x,  var = mean_R (x - mu)^2,  sigma = sqrt(var + eps),  x_hat = (x - mu) / sigma,
+    y = scale * x_hat + bias                                       (scale, bias: one per channel)
+
+Gradients (`shared/notes/derivations.md`, the chain rule through mu and sigma), with g = dL/dy and h = g * scale:
+
+    dbias  = sum g,  dscale = sum g * x_hat                        (summed over everything but the channel)
+    dx     = (1 / sigma) * (h - mean_R(h) - x_hat * mean_R(h * x_hat))
+
+one pass over the activations for the statistics, one for the backward. Numerics: both statistics passes run on x
+minus one of its own entries per set (an exact subtraction; a two-pass variance, never mean(x^2) - mu^2), in float32
+or wider whatever the input's dtype, so they keep float32's relative accuracy at any mean. Under `axis_name` (vmap or
+shard_map over a batch split across devices) batch_norm's means are taken over the global batch, each pass from the
+global result of the one before.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from .checks import as_float, reverse_mode_only
+
+
+class NormSpec(NamedTuple):
+    groups: int            # G: the channels split into G groups of C/G
+    over_batch: bool       # R includes the batch axis (batch_norm)
+    epsilon: float
+    axis_name: object      # a mapped axis to average over (batch_norm only), or None
+
+
+def _axes(ndim: int, spec: NormSpec) -> tuple:
+    """The axes of R in the grouped (N, *S, G, C/G) array of rank `ndim`: the positions and C/G (and the batch)."""
+    return tuple(range(0 if spec.over_batch else 1, ndim - 2)) + (ndim - 1,)
+
+
+def _grouped(x, spec: NormSpec):
+    """(N, *S, C) -> (N, *S, G, C/G)."""
+    return x.reshape(*x.shape[:-1], spec.groups, x.shape[-1] // spec.groups)
+
+
+def _mean(v, axes, spec: NormSpec):
+    m = jnp.mean(v, axes, keepdims=True)
+    return m if spec.axis_name is None else lax.pmean(m, spec.axis_name)
+
+
+def _per_channel(v, xg):
+    """A (C,) parameter shaped to broadcast against the grouped (N, *S, G, C/G) array."""
+    return v.reshape(xg.shape[-2:])
+
+
+def _first(xg, axes):
+    """The entry at index 0 of every axis in `axes` (kept as size-1 axes): one pivot per normalised set."""
+    return xg[tuple(slice(0, 1) if a in axes else slice(None) for a in range(xg.ndim))]
+
+
+def _forward(x, scale, bias, spec: NormSpec):
+    """(y, mean, var) and the residuals (x_hat, 1/sigma). The statistics by the shifted two-pass form."""
+    acc = jnp.promote_types(x.dtype, jnp.float32)
+    xg = _grouped(x.astype(acc), spec)
+    axes = _axes(xg.ndim, spec)
+    pivot = lax.stop_gradient(_first(xg, axes))
+    if spec.axis_name is not None:
+        pivot = lax.pmean(pivot, spec.axis_name)
+    shifted = xg - pivot
+    offset = _mean(shifted, axes, spec)
+    centred = shifted - offset
+    var = _mean(jnp.square(centred), axes, spec)
+    rstd = lax.rsqrt(var + spec.epsilon)
+    x_hat = centred * rstd
+    y = x_hat * _per_channel(scale.astype(acc), xg) + _per_channel(bias.astype(acc), xg)
+    outputs = y.reshape(x.shape).astype(x.dtype), jnp.squeeze(pivot + offset, axes), jnp.squeeze(var, axes)
+    return outputs, (x_hat, rstd)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _normalize_p(x, scale, bias, spec: NormSpec):
+    return _forward(x, scale, bias, spec)[0]
+
+
+def _normalize_fwd(x, scale, bias, spec):
+    outputs, (x_hat, rstd) = _forward(x, scale, bias, spec)
+    return outputs, (x_hat, rstd, scale)
+
+
+def _normalize_bwd(spec, res, cotangents):
+    """dx = (1/sigma) (h - mean_R h - x_hat mean_R(h x_hat)), h = g * scale; dscale = sum g x_hat, dbias = sum g.
+    The statistics outputs (mean, var) carry no gradient (the public functions stop it)."""
+    x_hat, rstd, scale = res
+    g = cotangents[0]
+    gg = g.astype(x_hat.dtype).reshape(x_hat.shape)
+    axes = _axes(gg.ndim, spec)
+    h = gg * _per_channel(scale.astype(x_hat.dtype), x_hat)
+    dx = rstd * (h - _mean(h, axes, spec) - x_hat * _mean(h * x_hat, axes, spec))
+    batch_axes = tuple(range(gg.ndim - 2))
+    dscale = jnp.sum(gg * x_hat, batch_axes).reshape(scale.shape)
+    dbias = jnp.sum(gg, batch_axes).reshape(scale.shape)
+    return dx.reshape(g.shape).astype(g.dtype), dscale.astype(scale.dtype), dbias.astype(scale.dtype)
+
+
+_normalize_p.defvjp(_normalize_fwd, _normalize_bwd)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# public API
+
+
+def _affine(name, x, scale, bias):
+    c = x.shape[-1]
+    scale = jnp.ones((c,), jnp.float32) if scale is None else as_float(name, "scale", scale)
+    bias = jnp.zeros((c,), jnp.float32) if bias is None else as_float(name, "bias", bias)
+    for arg, v in (("scale", scale), ("bias", bias)):
+        if tuple(v.shape) != (c,):
+            raise ValueError(f"{name}: {arg} must have shape ({c},), one per channel of x shape {tuple(x.shape)}, "
+                             f"got {tuple(v.shape)}")
+    return scale, bias
+
+
+def _check(name, x, epsilon, min_rank=2):
+    if x.ndim < min_rank:
+        raise ValueError(f"{name}: x must have rank >= {min_rank} (N, ..., C), got shape {tuple(x.shape)}")
+    if x.shape[-1] == 0:
+        raise ValueError(f"{name}: x has no channel (shape {tuple(x.shape)})")
+    if not (isinstance(epsilon, (int, float)) and 0 < epsilon < math.inf):
+        raise ValueError(f"{name}: epsilon must be a finite number > 0, got {epsilon!r}")
+
+
+@reverse_mode_only("batch_norm")
+def batch_norm(x, scale=None, bias=None, *, epsilon: float = 1e-5, axis_name=None):
+    """Batch normalisation with the batch's statistics: x (N, ..., C) -> (y, mean (C,), var (C,)).
+
+    Every channel is normalised over all examples and positions (and over `axis_name`, a mapped axis, when given);
+    var is the biased variance the normalisation uses (the running variance of `layers.BatchNorm` is its unbiased
+    m / (m - 1) multiple). mean and var carry no gradient. Gradient: the fused rule of the module docstring.
+    """
+    x = as_float("batch_norm", "x", x)
+    _check("batch_norm", x, epsilon)
+    if math.prod(x.shape[:-1]) == 0:
+        raise ValueError(f"batch_norm: needs at least one example to take statistics over, got x shape "
+                         f"{tuple(x.shape)}")
+    scale, bias = _affine("batch_norm", x, scale, bias)
+    y, mean, var = _normalize_p(x, scale, bias, NormSpec(x.shape[-1], True, float(epsilon), axis_name))
+    return y, lax.stop_gradient(mean), lax.stop_gradient(var)
+
+
+@reverse_mode_only("layer_norm")
+def layer_norm(x, scale=None, bias=None, *, epsilon: float = 1e-5):
+    """Layer normalisation: each example of x (N, ..., C) normalised over all its positions and channels, then
+    scaled and shifted per channel (scale, bias of shape (C,), default 1 and 0). Gradient: the fused rule."""
+    x = as_float("layer_norm", "x", x)
+    _check("layer_norm", x, epsilon)
+    scale, bias = _affine("layer_norm", x, scale, bias)
+    return _normalize_p(x, scale, bias, NormSpec(1, False, float(epsilon), None))[0]
+
+
+@reverse_mode_only("group_norm")
+def group_norm(x, groups: int, scale=None, bias=None, *, epsilon: float = 1e-5):
+    """Group normalisation (Wu and He 2018): the C channels of x (N, ..., C) in `groups` groups of C/groups, each
+    example's group normalised over its positions and channels; then per-channel scale and shift. groups = 1 is
+    layer_norm, groups = C instance normalisation. Independent of the other examples, so it stays correct under vmap,
+    replicas and per-example gradients. Gradient: the fused rule."""
+    x = as_float("group_norm", "x", x)
+    _check("group_norm", x, epsilon, min_rank=3)
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or x.shape[-1] % groups:
+        raise ValueError(f"group_norm: groups must be an int >= 1 dividing the {x.shape[-1]} channels of x shape "
+                         f"{tuple(x.shape)}, got {groups!r}")
+    scale, bias = _affine("group_norm", x, scale, bias)
+    return _normalize_p(x, scale, bias, NormSpec(groups, False, float(epsilon), None))[0]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the configurations `python -m funcnn.verify` checks: large means, groups, 1-D and 2-D
+
+from ..verify.registry import register_cases  # noqa: E402
+
+
+@register_cases("batch_norm", "layer_norm", "group_norm")
+def _verify_cases(make):
+    from ..verify import reference as ref
+
+    x, s, b = make.normal(4, 3, 5, 6) + 30.0, make.normal(6), make.normal(6)
+    yield make.case("layer_norm", "(4, 3, 5, 6), mean 30", layer_norm, ref.layer_norm, x, s, b)
+    yield make.case("group_norm", "3 groups", lambda x, s, b: group_norm(x, 3, s, b),
+                    lambda x, s, b: ref.group_norm(x, 3, s, b), x, s, b)
+    yield make.case("batch_norm", "(4, 3, 5, 6), mean 30", lambda x, s, b: batch_norm(x, s, b)[0],
+                    lambda x, s, b: ref.batch_norm(x, s, b), x, s, b)
+    x1 = make.normal(3, 7, 4)
+    yield make.case("group_norm", "1-D, 2 groups", lambda x: group_norm(x, 2), lambda x: ref.group_norm(x, 2), x1,
+                    quick=False)
+    yield make.case("batch_norm", "1-D", lambda x: batch_norm(x)[0], lambda x: ref.batch_norm(x), x1, quick=False)
+
+
+__all__ = ["batch_norm", "layer_norm", "group_norm", "NormSpec"]
