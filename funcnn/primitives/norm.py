@@ -18,7 +18,8 @@ one pass over the activations for the statistics, one for the backward. Numerics
 minus one of its own entries per set (an exact subtraction; a two-pass variance, never mean(x^2) - mu^2), in float32
 or wider whatever the input's dtype, so they keep float32's relative accuracy at any mean. Under `axis_name` (vmap or
 shard_map over a batch split across devices) batch_norm's means are taken over the global batch, each pass from the
-global result of the one before.
+global result of the one before; its gradient is then JAX's autodiff of the same forward (JAX cannot bind a vmapped
+axis name inside a custom_vjp's backward, where the rule's two means over R would need it).
 """
 
 from __future__ import annotations
@@ -151,7 +152,11 @@ def batch_norm(x, scale=None, bias=None, *, epsilon: float = 1e-5, axis_name=Non
         raise ValueError(f"batch_norm: needs at least one example to take statistics over, got x shape "
                          f"{tuple(x.shape)}")
     scale, bias = _affine("batch_norm", x, scale, bias)
-    y, mean, var = _normalize_p(x, scale, bias, NormSpec(x.shape[-1], True, float(epsilon), axis_name))
+    spec = NormSpec(x.shape[-1], True, float(epsilon), axis_name)
+    if axis_name is None:
+        y, mean, var = _normalize_p(x, scale, bias, spec)
+    else:  # JAX cannot bind a vmap axis name inside a custom_vjp's backward: autodiff of the same forward
+        (y, mean, var), _ = _forward(x, scale, bias, spec)
     return y, lax.stop_gradient(mean), lax.stop_gradient(var)
 
 

@@ -325,7 +325,8 @@ def check_vjp(
       checks: which checks to run (names from `CHECKS`; "no_scatter" also runs when hlo_platforms is given).
       seed: PRNG seed of the cotangents, directions and kink offsets.
       rtol: normwise tolerance of the comparisons in the arguments' dtype (default by dtype: `default_rtol`).
-      fd_rtol, fd_eps: tolerance and relative step of the central differences (always in float64).
+      fd_rtol, fd_eps: tolerance and relative step of the central differences (always in float64); the step is
+        fd_eps times the argument's standard deviation (at least fd_eps).
       fd_mode: "full" (every entry: 2 evaluations each), "directional" (random directions), or "auto" (full for
         arguments of at most `fd_max_elements` entries).
       kinks: move argument entries that are exactly 0 or tied before the finite differences.
@@ -477,7 +478,9 @@ def _finite_differences(f, leaves, treedef, mask, diff, cts, key, seed, fd_mode,
         g64 = _closure(f, [jnp.asarray(leaf) for leaf in leaves], treedef, mask)
         modes = [fd_mode if fd_mode != "auto" else ("full" if x.size <= fd_max_elements else "directional")
                  for x in diff64]
-        steps = [fd_eps * max(1.0, float(jnp.max(jnp.abs(x), initial=0.0))) for x in diff64]
+        # the step follows the spread of the argument, not its magnitude: x = 100 + N(0, 1) varies on the scale 1
+        steps = [fd_eps * max(1.0, float(jnp.std(x)) if x.size > 1 else float(jnp.max(jnp.abs(x), initial=0.0)))
+                 for x in diff64]
 
         def directions(k, x, mode):
             if mode == "full":

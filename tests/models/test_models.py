@@ -30,6 +30,47 @@ def test_summary_prints_a_table_with_the_published_total(name, capsys):
         assert f"Total parameters: {PUBLISHED[name]:,}" in table
 
 
+# forward FLOPs per example (a multiply-add is 2); the convolution and dense terms are the published MAC counts x 2
+FLOPS = {"resnet18": (3.60e9, 3.66e9), "vgg16": (30.9e9, 31.0e9), "resnet20": (8.1e7, 8.4e7),
+         "mobilenet_v1": (1.13e9, 1.17e9)}
+
+
+def test_flops_per_layer_and_in_total():
+    from funcnn.describe import total_flops
+
+    table = fn.summary(models.lenet5(10).init, (1, 32, 32, 1), print_table=False)
+    conv1 = 2 * 28 * 28 * 6 * 25 + 28 * 28 * 6  # multiply-adds of a 5x5x1 window per output, plus the bias
+    first = table.splitlines()[3]
+    assert first.split()[0] == "Conv" and first.endswith(f"{conv1 / 1e3:.2f}k")
+    dense = 2 * 400 * 120 + 120
+    assert total_flops(models.lenet5(10).init, (1, 32, 32, 1)) == (
+        conv1 + 28 * 28 * 6 + 14 * 14 * 6 * 4 + 2 * 10 * 10 * 16 * 150 + 10 * 10 * 16 + 10 * 10 * 16
+        + 5 * 5 * 16 * 4 + dense + 120 + 2 * 120 * 84 + 84 + 84 + 2 * 84 * 10 + 10)
+    assert "Forward FLOPs per example: 852,370" in table
+    for name, (low, high) in FLOPS.items():
+        assert low <= total_flops(models.get(name)().init, (1, *models.INPUT_SHAPES[name])) <= high, name
+    # per example: the batch size does not change it
+    assert total_flops(models.lenet5(10).init, (8, 32, 32, 1)) == total_flops(models.lenet5(10).init, (1, 32, 32, 1))
+
+
+def test_summary_has_no_phantom_rows_and_paths_name_every_conv():
+    from funcnn.describe import conv_paths, paths_table
+
+    table = fn.summary(fn.layers.serial(fn.layers.DepthwiseConv(3, padding="SAME"), fn.layers.Relu()).init,
+                       (1, 8, 8, 4), print_table=False)
+    assert [line.split()[0] for line in table.splitlines()[2:5]] == ["serial", "DepthwiseConv", "Relu"]
+    tic = fn.summary(fn.layers.TransformInvariantConv(4, 3).init, (1, 8, 8, 1), print_table=False)
+    assert "  Conv" not in tic
+    choices = conv_paths(models.resnet20(10), (2, 32, 32, 3))
+    assert len({c.label for c in choices}) == 21  # the stem, 18 3x3 convolutions in 9 blocks, 2 projections
+    assert {c.role for c in choices} == {"forward", "dX", "dW"}
+    stem = [c for c in choices if c.label == "0_Conv"]
+    assert [(c.role, c.path) for c in stem] == [("forward", "banded"), ("dX", "banded"), ("dW", "banded")]
+    assert "6_BasicBlock/0_BasicBlock/1_parallel/1_projection/0_Conv" in paths_table(models.resnet20(10),
+                                                                                      (2, 32, 32, 3),
+                                                                                      print_table=False)
+
+
 def test_unknown_model_name():
     with pytest.raises(ValueError, match="unknown model 'lenet6'; known models: alexnet"):
         models.get("lenet6")

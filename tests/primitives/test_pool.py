@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings, strategies as st
 from jax import lax
 
 import funcnn as fn
@@ -264,3 +264,99 @@ def test_pool_bad_input_raises_clear_error(call, error, match):
 def test_pool_forward_mode_error_names_the_primitive():
     with pytest.raises(TypeError, match="funcnn.max_pool2d"):
         jax.jvp(lambda x: fn.max_pool2d(x, 2), (LECTURE_MAP,), (LECTURE_MAP,))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ceil mode and adaptive pooling
+
+
+@st.composite
+def adaptive_configs(draw):
+    nd = draw(st.sampled_from([1, 2]))
+    sizes = tuple(draw(st.integers(1, 9)) for _ in range(nd))
+    out = tuple(draw(st.integers(1, 10)) for _ in range(nd))  # smaller, equal and larger than the input
+    return dict(shape=(draw(st.integers(1, 2)), *sizes, draw(st.integers(1, 3))), out=out, nd=nd)
+
+
+@settings(max_examples=5)
+@given(adaptive_configs())
+def test_adaptive_pools_match_the_literal_windows(cfg):
+    rng = np.random.default_rng(11)
+    x = normal(rng, *cfg["shape"])
+    suffix = "2d" if cfg["nd"] == 2 else "1d"
+    for kind in ("avg", "max"):
+        name = f"adaptive_{kind}_pool{suffix}"
+        check_vjp(lambda x: getattr(fn, name)(x, cfg["out"]), lambda x: getattr(ref, name)(x, cfg["out"]), x,
+                  fd=False).raise_if_failed()
+    ties = jnp.asarray(rng.integers(0, 2, size=cfg["shape"]).astype(np.float64))
+    y, vjp = jax.vjp(lambda x: getattr(fn, f"adaptive_max_pool{suffix}")(x, cfg["out"]), ties)
+    g = normal(rng, *y.shape)
+    expected = jax.vjp(lambda x: getattr(ref, f"adaptive_max_pool{suffix}")(x, cfg["out"]), ties)[1](g)[0]
+    np.testing.assert_allclose(vjp(g)[0], expected, rtol=1e-12, atol=1e-12)  # ties: the first maximum (row-major)
+
+
+@settings(max_examples=5)
+@given(pool_configs())
+def test_ceil_mode_matches_the_reference(cfg):
+    rng = np.random.default_rng(12)
+    x = normal(rng, *cfg["x_shape"])
+    args = (cfg["window"], cfg["stride"], cfg["padding"])
+    for name, extra in [("max_pool2d", {}), ("avg_pool2d", {}), ("avg_pool2d", {"count_include_pad": False})]:
+        check_vjp(lambda x: getattr(fn, name)(x, *args, ceil_mode=True, **extra),
+                  lambda x: getattr(ref, name)(x, *args, ceil_mode=True, **extra), x, fd=False).raise_if_failed()
+    check_vjp(lambda x: fn.lp_pool2d(x, 3.0, *args, ceil_mode=True),
+              lambda x: ref.lp_pool2d(x, 3.0, *args, ceil_mode=True), x, fd=False).raise_if_failed()
+
+
+def test_ceil_mode_and_adaptive_pools_against_pytorch():
+    torch = pytest.importorskip("torch", reason="PyTorch is the independent oracle here; pip install torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(2, 7, 9, 3))
+    xt = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
+
+    def both(ours, theirs):
+        y, vjp = jax.vjp(ours, jnp.asarray(x))
+        g = rng.normal(size=y.shape)
+        yt = theirs(xt)
+        (gt,) = torch.autograd.grad(yt, xt, torch.tensor(g.transpose(0, 3, 1, 2)))
+        np.testing.assert_allclose(y, yt.detach().numpy().transpose(0, 2, 3, 1), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(vjp(jnp.asarray(g))[0], gt.numpy().transpose(0, 2, 3, 1), rtol=1e-12, atol=1e-12)
+
+    for k, s, p in [(2, 2, 0), (3, 2, 1), (2, 3, 0), (3, 3, 1)]:
+        both(lambda x: fn.max_pool2d(x, k, s, p, ceil_mode=True), lambda x: F.max_pool2d(x, k, s, p, ceil_mode=True))
+        for cip in (True, False):
+            both(lambda x: fn.avg_pool2d(x, k, s, p, count_include_pad=cip, ceil_mode=True),
+                 lambda x: F.avg_pool2d(x, k, s, p, ceil_mode=True, count_include_pad=cip))
+    for out in [(1, 1), (3, 4), (7, 9), (5, 2), (10, 12)]:
+        both(lambda x: fn.adaptive_avg_pool2d(x, out), lambda x: F.adaptive_avg_pool2d(x, out))
+        both(lambda x: fn.adaptive_max_pool2d(x, out), lambda x: F.adaptive_max_pool2d(x, out))
+
+
+def test_ceil_mode_sizes_and_the_layers():
+    x = jnp.ones((1, 5, 5, 2))
+    assert fn.max_pool2d(x, 2).shape == (1, 2, 2, 2)
+    assert fn.max_pool2d(x, 2, ceil_mode=True).shape == (1, 3, 3, 2)  # the last window starts inside the input
+    assert fn.max_pool2d(jnp.ones((1, 4, 4, 1)), 2, 2, padding=1, ceil_mode=True).shape == (1, 3, 3, 1)
+    assert fn.avg_pool2d(jnp.ones((1, 6, 6, 1)), 3, 2, ceil_mode=True).shape == (1, 3, 3, 1)
+    np.testing.assert_allclose(fn.avg_pool2d(jnp.ones((1, 5, 5, 1)), 2, ceil_mode=True), 1.0)  # overhang not counted
+    for layer, shape in [(fn.layers.MaxPool(2, ceil_mode=True), (1, 3, 3, 2)),
+                         (fn.layers.AdaptiveAvgPool((2, 3)), (1, 2, 3, 2)), (fn.layers.AdaptiveMaxPool(1), (1, 1, 1, 2)),
+                         (fn.layers.LpPool(2.0, 2, ceil_mode=True), (1, 3, 3, 2))]:
+        out_shape, params, state = layer.init(jax.random.PRNGKey(0), x.shape)
+        assert out_shape == shape and layer.apply(params, state, x)[0].shape == shape
+    with pytest.raises(ValueError, match=r"adaptive_avg_pool2d: output_size must be >= 1, got 0"):
+        fn.adaptive_avg_pool2d(x, 0)
+    with pytest.raises(ValueError, match=r"adaptive_max_pool2d: output_size must have 2 entries"):
+        fn.adaptive_max_pool2d(x, (1, 2, 3))
+    with pytest.raises(ValueError, match=r"max_pool2d: ceil_mode must be True or False"):
+        fn.max_pool2d(x, 2, ceil_mode="yes")
+
+
+@pytest.mark.parametrize("pool", [lambda x: fn.adaptive_max_pool2d(x, (5, 3)), lambda x: fn.adaptive_avg_pool2d(x, 3),
+                                  lambda x: fn.max_pool2d(x, 3, 2, ceil_mode=True)])
+def test_adaptive_and_ceil_backward_have_no_scatter_for_gpu(pool):
+    from funcnn.verify import scatter_ops
+
+    x = jnp.ones((2, 16, 16, 8))
+    assert scatter_ops(jax.grad(lambda x: pool(x).sum()), (x,), "cuda") == []
