@@ -75,6 +75,20 @@ def _train_parser(sub):
                         "all with seed --seed; a single value is shared")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    d = p.add_argument_group("several processes (data parallel; see funcnn.train.distributed)")
+    d.add_argument("--processes", type=int, default=None, help="start N processes on this machine, one run "
+                                                               "(coordinator on 127.0.0.1)")
+    d.add_argument("--local-devices", type=int, default=None, help="with --processes: simulated CPU devices per "
+                                                                   "process")
+    d.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="on a cluster: process 0's address (with --num-processes and --process-id; SLURM and Open "
+                        "MPI need none of the three)")
+    d.add_argument("--num-processes", type=int, default=None, help="on a cluster: the number of processes")
+    d.add_argument("--process-id", type=int, default=None, help="on a cluster: this process's id, 0 .. N-1")
+
+
+LAUNCHER_OPTIONS = {"--processes": 1, "--local-devices": 1}
+CLUSTER_OPTIONS = ("coordinator", "num_processes", "process_id", "processes", "local_devices")
 
 
 def build_parser():
@@ -161,16 +175,74 @@ def export_command(args) -> int:
     return 0
 
 
+def _without(argv, options):
+    """argv without the given options and their values (`--name value` or `--name=value`)."""
+    kept, skip = [], 0
+    for item in argv:
+        if skip:
+            skip -= 1
+            continue
+        name = item.split("=", 1)[0]
+        if name in options:
+            skip = 0 if "=" in item else options[name]
+            continue
+        kept.append(item)
+    return kept
+
+
+def _launch(args, options) -> int:
+    """`funcnn train --processes N`: choose the run directory once, then start N copies of the command."""
+    import sys
+
+    from .train import distributed, pipeline
+
+    if args.processes < 1:
+        raise CliError(f"--processes must be >= 1, got {args.processes}")
+    if args.local_devices is not None and args.local_devices < 1:
+        raise CliError(f"--local-devices must be >= 1, got {args.local_devices}")
+    config = pipeline.RunConfig(**options)
+    try:
+        config.check()
+        if pipeline.parse_sweep(config.sweep, config.replicas)[0] > 1:
+            raise pipeline.RunError("--replicas / --sweep train in one process; they do not combine with --processes")
+        out = pipeline.run_directory(config)
+    except pipeline.RunError as err:
+        raise CliError(str(err)) from None
+    command = [sys.executable, "-m", "funcnn", "train",
+               *_without(args.raw_argv[1:], {**LAUNCHER_OPTIONS, "--out": 1}), "--out", str(out)]
+    return distributed.launch(command, args.processes, local_devices=args.local_devices,
+                              log=lambda line: print(line, file=sys.stderr))
+
+
 def train_command(args) -> int:
-    from .train import pipeline
+    from .train import distributed, pipeline
     from .train.fit import TrainingDiverged
 
-    options = {k: v for k, v in vars(args).items() if k not in ("command", "no_progress", "no_plots")}
+    options = {k: v for k, v in vars(args).items()
+               if k not in ("command", "no_progress", "no_plots", "raw_argv", *CLUSTER_OPTIONS)}
     options.update(progress=not args.no_progress, plots=not args.no_plots, sweep=tuple(args.sweep))
+    if args.processes is not None and args.processes > 1 and distributed.settings_from_environment() is None:
+        return _launch(args, options)
+    try:
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    except distributed.DistributedError as err:
+        raise CliError(str(err)) from None
     try:
         pipeline.run(pipeline.RunConfig(**options))
     except (pipeline.RunError, TrainingDiverged) as err:
         raise CliError(str(err)) from None
+    except Exception as err:  # noqa: BLE001 - in a multi-process run, a collective failing means a peer is gone
+        import jax
+
+        if jax.process_count() > 1 and ("gloo" in str(err).lower() or "connection" in str(err).lower()):
+            import os
+            import sys
+
+            print(f"funcnn: error: process {jax.process_index()}: lost the connection to another process of the run "
+                  f"({type(err).__name__}); the last complete checkpoint is kept: resume with --resume",
+                  file=sys.stderr, flush=True)
+            os._exit(3)  # not JAX's shutdown barrier: it would wait for the lost process
+        raise
     return 0
 
 
@@ -220,6 +292,7 @@ def main(argv=None) -> int:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["train", *argv]  # no command: train's options
     args = parser.parse_args(argv)
+    args.raw_argv = argv
     handlers = {"train": train_command, "gradcheck": gradcheck_command, "summary": summary_command,
                 "export": export_command}
     try:

@@ -23,9 +23,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..data.batching import batches, num_batches
+from ..data.batching import batches, epoch_order, num_batches
 from ..io import load, save
 from .recipes import Plateau, get_learning_rate, set_learning_rate
+from .parallel import data_mesh, local_copy, make_data_parallel_train_step, replicate, shard_batch
 from .steps import classification_loss, evaluate, make_eval_step, make_train_step
 
 CHECKPOINT = "checkpoint.npz"
@@ -181,7 +182,15 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
                          "drop_last no step would run (use a smaller batch_size, or drop_last=False)")
     x_train, y_train = train
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
+    processes = jax.process_count()
+    writer = out is not None and jax.process_index() == 0  # in a multi-process run, process 0 writes the files
+    if processes > 1:
+        if not drop_last:
+            raise ValueError("fit: a multi-process run splits every batch evenly: it needs drop_last=True")
+        if batch_size % jax.device_count():
+            raise ValueError(f"fit: batch_size={batch_size} must divide evenly over the {jax.device_count()} devices "
+                             f"of the {processes} processes")
+    if writer:
         out.mkdir(parents=True, exist_ok=True)
     key = _raw_key(key)
     data_key, step_key = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
@@ -220,21 +229,51 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
             plateau.best = None if c["plateau_best"] == -math.inf else c["plateau_best"]
             plateau.bad_epochs = c["plateau_bad"]
         history = _read_history(out / METRICS, epoch)
-        _write_history(out / METRICS, history)
+        if writer:
+            _write_history(out / METRICS, history)
+
+    if processes > 1:  # every tree replicated on a Mesh over every device of every process
+        mesh = data_mesh()
+        params, state, opt_state = replicate((params, state, opt_state), mesh)
+        share = batch_size // processes
+
+    def host(tree):
+        """The trees as this process holds them (its copy of the replicated arrays in a multi-process run)."""
+        return local_copy(tree) if processes > 1 else tree
 
     def checkpoint():
-        if out is None:
+        if not writer:
             return
         save(out / CHECKPOINT, {
-            "params": params, "state": state, "opt_state": opt_state, "key": key,
+            "params": host(params), "state": host(state), "opt_state": host(opt_state), "key": key,
             "counters": _counters(step=step, epoch=epoch, batch=batch_index, batch_size=batch_size, stale=stale,
                                   plateau_bad=plateau.bad_epochs if plateau else 0, best=float(best),
                                   plateau_best=float(plateau.best) if plateau and plateau.best is not None
                                   else -math.inf, epoch_seconds=epoch_seconds,
                                   **{k: float(v) for k, v in running.items()})})
 
-    train_step = make_train_step(apply, optimizer, loss, augment=augment)
+    if processes > 1:
+        train_step = make_data_parallel_train_step(apply, optimizer, loss, mesh=mesh, augment=augment)
+    else:
+        train_step = make_train_step(apply, optimizer, loss, augment=augment)
     eval_step = make_eval_step(apply, loss)
+
+    def epoch_batches(epoch, start):
+        """The epoch's batches from `start` on. In a multi-process run each process takes its rows of every global
+        batch (the global order is the one-process order for the same key) and places them on the Mesh."""
+        if processes == 1:
+            yield from batches(x_train, y_train, batch_size, key=jax.random.fold_in(data_key, epoch),
+                               drop_last=drop_last, start=start)
+            return
+        order, rank = epoch_order(n_train, jax.random.fold_in(data_key, epoch)), jax.process_index()
+        for b in range(start, per_epoch):
+            rows = order[b * batch_size + rank * share:b * batch_size + (rank + 1) * share]
+            yield shard_batch(jax.tree_util.tree_map(lambda a: np.asarray(a)[rows], (x_train, y_train)), mesh,
+                              local=True)
+
+    def step_key_at(t):
+        key_t = jax.random.fold_in(step_key, t)
+        return replicate(key_t, mesh) if processes > 1 else key_t
     per_epoch = num_batches(n_train, batch_size, drop_last)
     stopped_early = False
     from tqdm.auto import tqdm
@@ -242,11 +281,12 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
     # compile once before the first step, so that the first epoch's progress, ETA and images/s measure training
     example = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((batch_size, *np.shape(a)[1:]),
                                                                     jnp.asarray(a[:1]).dtype), (x_train, y_train))
-    if progress:
+    show = progress and jax.process_index() == 0
+    if show:
         tqdm.write("compiling the training step ...")
     compile_started = time.perf_counter()
-    compiled = train_step.lower(params, state, opt_state, example, jax.random.fold_in(step_key, 0)).compile()
-    if progress:
+    compiled = train_step.lower(params, state, opt_state, example, step_key_at(0)).compile()
+    if show:
         tqdm.write(f"compiled in {time.perf_counter() - compile_started:.1f} s")
 
     def run_step(batch, rng):
@@ -254,12 +294,12 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
         return (compiled if same else train_step)(params, state, opt_state, batch, rng)  # a last partial batch
 
     while epoch < epochs and not stopped_early:
-        bar = tqdm(total=per_epoch, initial=batch_index, desc=f"epoch {epoch + 1}/{epochs}", disable=None if progress else True, mininterval=0.5,
-                   unit="batch", dynamic_ncols=True)
+        bar = tqdm(total=per_epoch, initial=batch_index, desc=f"epoch {epoch + 1}/{epochs}",
+                   disable=None if show else True, mininterval=0.5, unit="batch", dynamic_ncols=True)
         last = time.perf_counter()  # the epoch's time counts fetching batches and steps, not checkpoints
-        for xb, yb in batches(x_train, y_train, batch_size, key=jax.random.fold_in(data_key, epoch),
-                              drop_last=drop_last, start=batch_index):
-            params, state, opt_state, metrics = run_step((xb, yb), jax.random.fold_in(step_key, step))
+        for batch in epoch_batches(epoch, batch_index):
+            params, state, opt_state, metrics = run_step(batch, step_key_at(step))
+            metrics = host(metrics)
             loss_sum = float(metrics["loss_sum"])
             now = time.perf_counter()
             epoch_seconds, last = epoch_seconds + now - last, now
@@ -285,7 +325,7 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
             if max_steps is not None and step >= max_steps:
                 bar.close()
                 checkpoint()
-                return _result(params, state, opt_state, history, step, False, best)
+                return _result(*host((params, state, opt_state)), history, step, False, best)
         bar.close()
         elapsed = epoch_seconds
 
@@ -298,15 +338,15 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
         if hasattr(opt_state, "hyperparams"):
             row["learning_rate"] = get_learning_rate(opt_state)
         if val is not None:
-            v = evaluate(eval_step, params, state, val[0], val[1], eval_batch_size)
+            v = evaluate(eval_step, *host((params, state)), val[0], val[1], eval_batch_size)
             row["val_loss"] = v["loss"]
             if "accuracy" in v:
                 row["val_accuracy"] = v["accuracy"]
             score = v.get("accuracy", -v["loss"])  # higher is better: accuracy, or minus the loss
             if score > best:
                 best, stale = score, 0
-                if out is not None:
-                    save(out / BEST, {"params": params, "state": state})
+                if writer:
+                    save(out / BEST, {"params": host(params), "state": host(state)})
             else:
                 stale += 1
             if plateau is not None and plateau.step(score):
@@ -314,13 +354,13 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
             if early_stopping and stale >= early_stopping:
                 stopped_early = True
         history.append(row)
-        if progress:
+        if show:
             shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
             tqdm.write(" ".join(f"{k}={v}" for k, v in shown.items()))
-        if out is not None:  # the log first: a crash before the checkpoint leaves a row that resuming trims
+        if writer:  # the log first: a crash before the checkpoint leaves a row that resuming trims
             with open(out / METRICS, "a") as f:
                 f.write(json.dumps(row) + "\n")
         epoch, batch_index, epoch_seconds = epoch + 1, 0, 0.0
         running = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
         checkpoint()
-    return _result(params, state, opt_state, history, step, stopped_early, best)
+    return _result(*host((params, state, opt_state)), history, step, stopped_early, best)

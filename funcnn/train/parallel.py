@@ -49,14 +49,37 @@ def shard_batch(batch, mesh: Mesh, *, axis: str = "data", local: bool = False):
     return jax.tree_util.tree_map(place, batch)
 
 
+def replicate(tree, mesh: Mesh):
+    """Every leaf (host or single-device data, the same in every process) as an array replicated on every device of
+    the mesh, across processes too."""
+    sharding = NamedSharding(mesh, PartitionSpec())
+
+    def place(a):
+        host = np.asarray(a)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree_util.tree_map(place, tree)
+
+
+def local_copy(tree):
+    """This process's copy of replicated arrays (the first addressable shard): host-readable in any process."""
+    return jax.tree_util.tree_map(lambda a: a.addressable_data(0) if isinstance(a, jax.Array) else a, tree)
+
+
 class DataParallelStep:
     """A compiled data-parallel train step; call it like make_train_step's step. `.mesh` is its Mesh."""
 
-    def __init__(self, step, mesh):
-        self._step, self.mesh = step, mesh
+    def __init__(self, step, mesh, axis="data"):
+        self._step, self.mesh, self.axis = step, mesh, axis
 
     def __call__(self, params, state, opt_state, batch, rng):
         return self._step(params, state, opt_state, batch, rng)
+
+    def lower(self, params, state, opt_state, batch, rng):
+        """Lower for these arguments (ShapeDtypeStructs welcome; the batch's get the split sharding)."""
+        split = NamedSharding(self.mesh, PartitionSpec(self.axis))
+        batch = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=split), batch)
+        return self._step.lower(params, state, opt_state, batch, rng)
 
 
 def make_data_parallel_train_step(apply: Callable, optimizer, loss: Callable = classification_loss, *,
@@ -68,4 +91,4 @@ def make_data_parallel_train_step(apply: Callable, optimizer, loss: Callable = c
     step = make_train_step(apply, optimizer, loss, augment=augment, jit=False)
     compiled = jax.jit(step, in_shardings=(replicated, replicated, replicated, split, replicated),
                        out_shardings=replicated, donate_argnums=(0, 1, 2))
-    return DataParallelStep(compiled, mesh)
+    return DataParallelStep(compiled, mesh, axis)

@@ -209,6 +209,19 @@ def run(config: RunConfig | None = None, *, log: Callable[[str], None] = print, 
 
     config = dataclasses.replace(config or RunConfig(), **options)
     config.check()
+    processes, main = jax.process_count(), jax.process_index() == 0
+    if not main:
+        log = lambda line: None  # noqa: E731 - process 0 speaks for the run
+    if processes > 1:
+        from .distributed import DistributedError, agree, broadcast_text
+
+        if parse_sweep(config.sweep, config.replicas)[0] > 1:
+            raise RunError("--replicas / --sweep train in one process; they do not combine with several processes")
+        shared = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("out", "progress", "plots")}
+        try:
+            agree(json.dumps(shared, sort_keys=True))
+        except DistributedError as err:
+            raise RunError(str(err)) from None
     try:
         constructor = models.get(config.model)
     except ValueError as err:
@@ -220,7 +233,19 @@ def run(config: RunConfig | None = None, *, log: Callable[[str], None] = print, 
     if config.data_dir is not None and not Path(config.data_dir).expanduser().is_dir():
         raise RunError(f"data directory does not exist: {config.data_dir}")
     replicas, sweep = parse_sweep(config.sweep, config.replicas)
-    out = run_directory(config)
+    if processes > 1:  # process 0 chooses the run directory (or refuses), and every process follows
+        choice = ""
+        if main:
+            try:
+                choice = f"ok:{run_directory(config)}"
+            except RunError as err:
+                choice = f"error:{err}"
+        choice = broadcast_text(choice)
+        if choice.startswith("error:"):
+            raise RunError(choice[len("error:"):])
+        out = Path(choice[len("ok:"):])
+    else:
+        out = run_directory(config)
 
     try:
         ds = data.load(config.dataset, Path(config.data_dir).expanduser() if config.data_dir else None,
@@ -244,11 +269,13 @@ def run(config: RunConfig | None = None, *, log: Callable[[str], None] = print, 
     apply, optimizer = with_precision(config.precision, model.apply, optimizer)
     augment = data.augment.lecture_augmentations(config.augment) if config.augment > 0 else None
 
-    if config.overwrite and holds_run(out):
-        clear_run(out)
-    _writable(out)
-    if not config.resume:
-        (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    if main:
+        if config.overwrite and holds_run(out):
+            clear_run(out)
+        _writable(out)
+        if not config.resume:
+            record = dict(dataclasses.asdict(config), processes=processes, devices=jax.device_count())
+            (out / "config.json").write_text(json.dumps(record, indent=2) + "\n")
     log(f"funcnn: training {config.model} on {config.dataset} ({len(x_train)} train / {len(x_val)} val / "
         f"{len(x_test)} test) for {config.epochs} epochs into {out}"
         + (f", {replicas} replicas in one compiled step" if replicas > 1 else "")
@@ -280,6 +307,8 @@ def _run_one(config, model, apply, shape, optimizer, augment, out, key, ds, trai
     except (ValueError, FileNotFoundError) as err:
         raise RunError(str(err)) from None
     seconds = time.perf_counter() - started
+    if jax.process_index() != 0:  # process 0 evaluates and writes the results
+        return RunResult(out, {}, result)
     test = evaluate(make_eval_step(apply), result.params, result.state, *test_split)
     save(out / "params.npz", {"params": result.params, "state": result.state})
     results = {"model": config.model, "dataset": config.dataset, "test_loss": test["loss"],

@@ -63,7 +63,10 @@ RECIPES = {"adam": adam, "sgd": sgd, "alexnet": alexnet_recipe, "resnet": resnet
 
 def get_learning_rate(opt_state) -> float:
     try:
-        return float(opt_state.hyperparams["learning_rate"])
+        value = opt_state.hyperparams["learning_rate"]
+        if hasattr(value, "is_fully_addressable") and not value.is_fully_addressable:
+            value = value.addressable_data(0)  # a replicated array of a multi-process run: this process's copy
+        return float(value)
     except AttributeError:
         raise ValueError("the optimiser has no injectable learning rate: build it with funcnn.train.recipes "
                          "or optax.inject_hyperparams") from None
