@@ -268,7 +268,7 @@ CLI = [
     (["summary", "--model", "nope"], r"unknown model 'nope'"),
     (["summary", "--model", "lenet5", "--num-classes", "0"], r"--num-classes must be >= 1, got 0"),
     (["summary", "--model", "lenet5", "--input-shape", "8", "8", "1"], r"Conv: kernel 5 is larger than the padded input 2\+0\+0=2"),
-    (["gradcheck", "--primitive", "conv3d"], r"unknown primitive 'conv3d'; known: avg_pool1d"),
+    (["gradcheck", "--primitive", "conv3d"], r"unknown primitive 'conv3d'; known: .*avg_pool1d"),
 ]
 
 

@@ -187,8 +187,8 @@ def launch(command: Sequence[str], processes: int, *, local_devices: int | None 
         while True:
             codes = [child.poll() for child in children]
             bad = [(rank, code) for rank, code in enumerate(codes) if code not in (None, 0)]
-            if bad:
-                failed = bad[0]
+            if bad:  # a process killed by a signal is the cause; the others' errors (a lost peer) its effect
+                failed = min(bad, key=lambda item: (item[1] >= 0, item[0]))
                 break
             if all(code == 0 for code in codes):
                 return 0

@@ -53,7 +53,7 @@ def test_conv_layers_shape_matches_init(cfg):
         (L.TransformInvariantConv(4, 3), (2, 8, 8, 3)),
         (L.TransformInvariantConv(4, 3, transforms="dihedral", pool=False), (2, 8, 8, 3)),
     ],
-    ids=lambda v: getattr(v, "__name__", str(v)),
+    ids=lambda v: getattr(v.init, "layer_name", "layer") if hasattr(v, "init") else str(v),  # stable across workers
 )
 def test_layer_shape_matches_init_and_vmap(layer, shape):
     out_shape, y, params, state, _ = _run(layer, shape)

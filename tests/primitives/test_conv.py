@@ -17,16 +17,24 @@ from ..helpers import conv_configs, dropped_rows, inner, lax_padding, normal
 DN = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC")}
 
 
+_PATH = [None]  # the path the running sweep forces on funcnn's primitives (see over_algorithms)
+
+
 def over_algorithms(strategy):
     """Run a hypothesis sweep once per path of the conv algorithm table (a forced path that does not apply to a
-    configuration falls back to the canonical one)."""
+    configuration falls back to the canonical one). Only funcnn's primitives (`_prim`) are traced with the path
+    forced: the references run outside it, so that their compiled operations are shared by every path (a forced
+    path is part of JAX's compilation cache key)."""
 
     def decorate(body):
         @pytest.mark.parametrize("algorithm", ALGORITHMS)
         @given(cfg=strategy)
         def test(cfg, algorithm):
-            with force_algorithm(algorithm):
+            _PATH[0] = algorithm
+            try:
                 body(cfg)
+            finally:
+                _PATH[0] = None
 
         test.__name__, test.__doc__ = body.__name__, body.__doc__
         return test
@@ -35,9 +43,17 @@ def over_algorithms(strategy):
 
 
 def _prim(nd, transpose=False):
-    if transpose:
-        return fn.conv_transpose1d if nd == 1 else fn.conv_transpose2d
-    return fn.conv1d if nd == 1 else fn.conv2d
+    prim = (fn.conv_transpose1d if nd == 1 else fn.conv_transpose2d) if transpose else \
+        (fn.conv1d if nd == 1 else fn.conv2d)
+    path = _PATH[0]
+    if path is None:
+        return prim
+
+    def forced(*args, **kwargs):
+        with force_algorithm(path):
+            return prim(*args, **kwargs)
+
+    return forced
 
 
 def _lax_conv(x, w, kw):
@@ -383,16 +399,35 @@ def test_algorithm_table_and_override():
     valid5 = Geometry((5, 5), (1, 1), ((0, 0), (0, 0)), (1, 1))
     assert _algorithm(ConvSpec(valid5, 1), (5, 5, 16, 16), "dx", (14, 14)) == "canonical"  # 1 - 10²/14² = 49% zeros
     assert _algorithm(ConvSpec(valid5, 1), (5, 5, 16, 16), "dx", (12, 12)) == "tap_matmuls"  # 1 - 8²/12² = 56%
-    with force_algorithm("canonical"):
-        assert _algorithm(ConvSpec(geo, 1), (3, 3, 1, 6)) == "canonical"
-    with force_algorithm("banded"):
-        assert _algorithm(ConvSpec(geo, 2), (3, 3, 2, 8)) == "canonical"  # no grouped band
-    with force_algorithm("batch_chunks"):
-        assert _algorithm(ConvSpec(geo, 1), (3, 3, 16, 16), "forward") == "canonical"  # a dW path only
-        assert _algorithm(ConvSpec(geo, 2), (3, 3, 2, 8), "dw") == "batch_chunks"  # groups: batch groups per chunk
-    with pytest.raises(ValueError, match="unknown algorithm"):
+    # a forced path travels in the spec (the backward, traced after the forward, takes it too)
+    assert _algorithm(ConvSpec(geo, 1, "canonical"), (3, 3, 1, 6)) == "canonical"
+    assert _algorithm(ConvSpec(geo, 2, "banded"), (3, 3, 2, 8)) == "canonical"  # no grouped band
+    assert _algorithm(ConvSpec(geo, 1, "batch_chunks"), (3, 3, 16, 16), "forward") == "canonical"  # a dW path only
+    assert _algorithm(ConvSpec(geo, 2, "batch_chunks"), (3, 3, 2, 8), "dw") == "batch_chunks"  # batch groups
+    with pytest.raises(ValueError, match="unknown algorithm 'winograd'; known: taps"):
         with force_algorithm("winograd"):
             pass
+
+
+def test_force_algorithm_retraces_jitted_functions_and_reaches_the_backward():
+    """A jitted function traced with the table is traced again under force_algorithm (the forced path is part of
+    the compilation cache key), and a backward traced after the forced block still takes the forced path."""
+    from funcnn.primitives.conv import dispatch
+
+    x, w = jnp.ones((2, 8, 8, 2)), jnp.ones((3, 3, 2, 4))
+    f = jax.jit(jax.grad(lambda w: jnp.sum(fn.conv2d(x, w) ** 2)))
+    with dispatch.recording() as table:
+        f(w)
+    with dispatch.recording() as forced, force_algorithm("canonical"):
+        f(w)
+    assert {c.path for c in table} == {"banded"} and {c.path for c in forced} == {"canonical"}
+    with dispatch.recording() as again:
+        f(w)  # back to the first trace: nothing is traced anew
+    assert again == []
+    with force_algorithm("tap_matmuls"):
+        y, vjp = jax.vjp(lambda w: fn.conv2d(x, w, stride=2), w)
+    lowered = jax.jit(vjp).lower(y).as_text()  # the backward, traced outside the block
+    assert "convolution" not in lowered and "dot_general" in lowered
 
 
 def test_band_block_plan():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..checks import as_array, check_rank, float_dtype, reverse_mode_only
 from ..geometry import make_geometry
+from . import dispatch
 from .geometry import ConvSpec, transpose_geometry
 from .rules import conv_p, conv_transpose_p
 
@@ -51,7 +52,7 @@ def _conv_nd(x, w, b, *, nd, stride, padding, dilation, groups, name):
     x, w, b = _cast(name, {"x": x, "w": w, "b": b})
     _check_conv_args(name, nd, x, w, b, groups)
     geo = make_geometry(name, x.shape, w.shape[:-2], stride, padding, dilation, window_name="kernel")
-    return conv_p(x, w, b, ConvSpec(geo, groups))
+    return conv_p(x, w, b, ConvSpec(geo, groups, dispatch.forced()))
 
 
 @reverse_mode_only("conv2d")
@@ -97,7 +98,7 @@ def _conv_transpose_nd(y, w, b, *, nd, stride, padding, dilation, output_padding
         )
     _check_bias(name, b, w.shape[-2], w.shape)
     out_sizes, geo = transpose_geometry(name, y.shape, w.shape[:-2], stride, padding, dilation, output_padding)
-    return conv_transpose_p(y, w, b, ConvSpec(geo, 1), out_sizes)
+    return conv_transpose_p(y, w, b, ConvSpec(geo, 1, dispatch.forced()), out_sizes)
 
 
 @reverse_mode_only("conv_transpose2d")

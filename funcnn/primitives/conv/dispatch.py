@@ -201,15 +201,15 @@ def note(role: str, rule: str, spec: ConvSpec, w_shape, in_sizes):
     choices = _RECORDING.get()
     if choices is not None:
         path = choose(rule, spec, w_shape, in_sizes)
-        backend = path if path not in CPU_ONLY or forced() or jax.default_backend() == "cpu" else "canonical"
+        backend = path if path not in CPU_ONLY or spec.forced or jax.default_backend() == "cpu" else "canonical"
         choices.append(Choice(_LABEL.get(), role, path, backend))
 
 
 def choose(rule: str, spec: ConvSpec, w_shape, in_sizes=None) -> str:
-    """The path for one rule ("forward", "dx" or "dw"): the forced one where it applies, else the table's.
-    `in_sizes` (the forward input's spatial sizes) is needed for rule "dx"."""
+    """The path for one rule ("forward", "dx" or "dw"): the one `spec.forced` pins where it applies, else the
+    table's. `in_sizes` (the forward input's spatial sizes) is needed for rule "dx"."""
     case = Case(spec, tuple(w_shape), None if in_sizes is None else tuple(in_sizes))
-    pinned = forced()
+    pinned = spec.forced
     if pinned is not None:
         return pinned if applies(pinned, rule, case) else "canonical"
     return next(path for condition, path in TABLE[rule] if condition(case))
@@ -229,7 +229,7 @@ def run(rule: str, spec: ConvSpec, w_shape, in_sizes, a, b):
             return lambda a, b: module.dx(a, b, spec, tuple(in_sizes))
         return lambda a, b: module.dw(a, b, spec, tuple(w_shape))
 
-    if path not in CPU_ONLY or forced() is not None:
+    if path not in CPU_ONLY or spec.forced is not None:
         return with_path(path)(a, b)
     return lax.platform_dependent(a, b, cpu=with_path(path), default=with_path("canonical"))
 

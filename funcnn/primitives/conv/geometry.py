@@ -16,10 +16,12 @@ _SPATIAL = {1: "W", 2: "HW", 3: "DHW"}
 
 
 class ConvSpec(NamedTuple):
-    """Static convolution configuration: the window geometry plus the number of groups."""
+    """Static convolution configuration: the window geometry, the number of groups, and the path an enclosing
+    `force_algorithm` pinned when the forward was traced (so that the backward, traced later, takes it too)."""
 
     geo: Geometry
     groups: int
+    forced: str | None = None
 
     def is_depthwise(self, w_shape) -> bool:
         """groups == C_in > 1: one input channel per group (the filter's C_in / groups axis is 1)."""
