@@ -23,12 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from funcnn import report
 
 FRAMEWORKS = {"lenet5": ["funcnn", "stax", "flax", "equinox", "torch"], "resnet20": ["funcnn", "flax", "torch"],
               "mobilenet": ["funcnn", "flax", "torch"], "resnet18": ["funcnn", "flax", "torch"]}
@@ -85,8 +86,10 @@ def bench_funcnn(model, batch, steps, repeats, precision="float32", optimizer="a
 
     from funcnn import models, train
 
-    constructor = {"mobilenet": lambda c: models.mobilenet_v1(c, width=MOBILENET_WIDTH)}.get(model, models.get(model))
-    init, apply = constructor(CLASSES[model])
+    if model == "mobilenet":
+        init, apply = models.mobilenet_v1(CLASSES[model], width=MOBILENET_WIDTH)
+    else:
+        init, apply = models.get(model)(CLASSES[model])
     _, params, state = init(jax.random.PRNGKey(0), (batch, *SHAPES[model]))
     apply, opt = train.with_precision(precision, apply, _optax(optimizer))
     step = train.make_train_step(apply, opt)
@@ -357,29 +360,6 @@ def worker(framework, model, batch, steps, repeats, precision, optimizer, others
     print(json.dumps(row))
 
 
-def machine() -> str:
-    """The CPU model (from /proc/cpuinfo on Linux) and the core count."""
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores"
-
-
-def versions() -> dict:
-    found = {}
-    for module in ("jax", "jaxlib", "flax", "equinox", "torch"):
-        try:
-            found[module] = __import__(module).__version__
-        except ImportError:
-            pass
-    return found
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", nargs=2, metavar=("FRAMEWORK", "MODEL"), help=argparse.SUPPRESS)
@@ -401,6 +381,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.repeats = 5, 2
+    known = sorted({name for names in FRAMEWORKS.values() for name in names})
+    unknown = sorted(set(args.frameworks or []) - set(known))
+    if unknown:
+        parser.error(f"--frameworks: unknown {', '.join(unknown)}; known: {', '.join(known)}")
+    if args.batch < 1 or args.steps < 1 or args.repeats < 1:
+        parser.error(f"--batch, --steps and --repeats must be >= 1 (got {args.batch}, {args.steps}, {args.repeats})")
     if args.worker:
         framework, model = args.worker
         worker(framework, model, args.batch, args.steps, args.repeats, args.precision[0],
@@ -422,7 +408,7 @@ def main(argv=None):
         rows.append(row)
         print(f"  {model:9s} {row['framework']:8s} " + (f"{row['images_per_s']:9.0f} images/s, first step "
               f"{row['first_step_s']:.2f} s" if "images_per_s" in row else str(row.get("error"))), flush=True)
-    print(f"\n{machine()}; " + ", ".join(f"{k} {v}" for k, v in versions().items()))
+    print(f"\n{report.machine()}; " + ", ".join(f"{k} {v}" for k, v in report.versions().items()))
     print("\n| model | framework | images/s | funcnn speed-up | first step (compile) s |\n|---|---|---:|---:|---:|")
     for row in rows:
         if "images_per_s" not in row:
@@ -435,7 +421,7 @@ def main(argv=None):
               f"{row['first_step_s']:.2f} |")
     out = args.out or Path(__file__).parent / "results" / f"train_step-{args.device}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine(), "versions": versions(), "batch": args.batch,
+    out.write_text(json.dumps({"machine": report.machine(), "versions": report.versions(), "batch": args.batch,
                                "steps": args.steps, "repeats": args.repeats, "rows": rows}, indent=2) + "\n")
     print(f"\nwrote {out}")
 

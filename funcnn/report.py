@@ -59,6 +59,33 @@ def median_seconds(fn: Callable[[], Any], repeats: int = 10, warmup: int = 1) ->
     return statistics.median(times)
 
 
+def machine() -> str:
+    """The CPU model (from /proc/cpuinfo on Linux, else `platform`) and the core count, for benchmark headers."""
+    import os
+    import platform
+
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores"
+
+
+def versions(modules: Iterable[str] = ("jax", "jaxlib", "optax", "flax", "equinox", "torch")) -> dict[str, str]:
+    """The installed version of each named module that imports (the others are left out)."""
+    found = {}
+    for module in modules:
+        try:
+            found[module] = __import__(module).__version__
+        except ImportError:
+            pass
+    return found
+
+
 def _cell(value: Any, digits: int) -> str:
     if isinstance(value, bool) or value is None:
         return "-" if value is None else ("yes" if value else "no")

@@ -1,7 +1,10 @@
 """Many models at once: R independent replicas in one compiled step, and per-example gradients.
 
 Replicas are stacked along a leading axis of every parameter, state and optimiser-state array, and the ordinary
-train step is `vmap`ped over that axis. Hyperparameters injected into the optimiser state (the learning rate and
+train step is mapped over that axis: `vmap`ped on accelerators (one batched kernel per operation), and on the CPU
+run replica after replica inside the one compiled step (`lax.map`), because XLA's CPU backend runs several
+operations of the vmapped step slower than the separate ones (LeNet-5, 4 replicas: 0.63x of 4 sequential steps
+vmapped, ~1x mapped; `benchmarks/replicas.py`). Hyperparameters injected into the optimiser state (the learning rate and
 weight decay of funcnn.train.recipes) become per-replica values, so a sweep is one compiled step:
 
     params, state = init_replicas(model.init, (1, 32, 32, 1), jax.random.split(key, 8))
@@ -52,12 +55,47 @@ def init_replica_optimizer(optimizer, params, **hyperparams):
     return opt_state
 
 
+STRATEGIES = ("auto", "vmap", "map")
+
+
+def replica_strategy(strategy: str = "auto", backend: str | None = None) -> str:
+    """The strategy `auto` resolves to: "map" on the CPU, "vmap" elsewhere (ValueError for an unknown name)."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"replica strategy: unknown {strategy!r}; known: {', '.join(STRATEGIES)}")
+    if strategy != "auto":
+        return strategy
+    return "map" if (backend or jax.default_backend()) == "cpu" else "vmap"
+
+
+def map_replicas(fn: Callable, in_axes, strategy: str = "auto") -> Callable:
+    """fn mapped over the leading (replica) axis of the arguments whose in_axes entry is 0 (None: shared).
+
+    "vmap" batches every operation over the replicas; "map" runs fn once per replica in a loop inside the compiled
+    program (`lax.map`), each iteration the very computation of a single run. Both give the same values up to float
+    rounding; which is faster depends on the backend (see the module docstring)."""
+    how = replica_strategy(strategy)
+    if how == "vmap":
+        return jax.vmap(fn, in_axes=in_axes)
+
+    def mapped(*args):
+        stacked = [a for a, axis in zip(args, in_axes) if axis is not None]
+
+        def one(sliced):
+            it = iter(sliced)
+            return fn(*(next(it) if axis is not None else a for a, axis in zip(args, in_axes)))
+
+        return jax.lax.map(one, stacked)
+
+    return mapped
+
+
 def make_replica_train_step(apply: Callable, optimizer, loss: Callable = classification_loss, *,
-                            shared_batch: bool = True, augment=None):
+                            shared_batch: bool = True, augment=None, strategy: str = "auto"):
     """A jit-compiled step over stacked replicas: (params, state, opt_state, batch, rngs) -> same, metrics per
-    replica. shared_batch: every replica sees the same batch (a sweep); False: batch arrays carry a replica axis."""
+    replica. shared_batch: every replica sees the same batch (a sweep); False: batch arrays carry a replica axis.
+    strategy: "vmap", "map" or "auto" (map on the CPU, vmap elsewhere; see `map_replicas`)."""
     step = make_train_step(apply, optimizer, loss, augment=augment, jit=False)
-    mapped = jax.vmap(step, in_axes=(0, 0, 0, None if shared_batch else 0, 0))
+    mapped = map_replicas(step, (0, 0, 0, None if shared_batch else 0, 0), strategy)
     return jax.jit(mapped, donate_argnums=(0, 1, 2))
 
 
@@ -92,7 +130,8 @@ def replica(tree, r: int):
 
 def fit_replicas(apply: Callable, params, state, optimizer, train, val=None, *, keys, hyperparams=None,
                  epochs: int = 10, batch_size: int = 64, loss: Callable = classification_loss, augment=None,
-                 out_dir=None, progress: bool = True, eval_batch_size: int = 256) -> ReplicaResult:
+                 out_dir=None, progress: bool = True, eval_batch_size: int = 256,
+                 strategy: str = "auto") -> ReplicaResult:
     """Train R stacked replicas (from `init_replicas`) in one compiled step per batch.
 
     Replica r does what `fit(apply, replica(params, r), replica(state, r), optimizer with its hyperparameters,
@@ -102,7 +141,7 @@ def fit_replicas(apply: Callable, params, state, optimizer, train, val=None, *, 
 
     out_dir: each replica writes replica_R/metrics.jsonl (one row per epoch) and replica_R/params.npz (its
     parameters and state, replaced atomically after every epoch); summary.json lists every replica's
-    hyperparameters and final metrics.
+    hyperparameters and final metrics. strategy: how the replicas share the compiled step (`map_replicas`).
     """
     from ..data.batching import epoch_order, num_batches
     from ..io import save
@@ -121,8 +160,8 @@ def fit_replicas(apply: Callable, params, state, optimizer, train, val=None, *, 
     hyperparams = {k: np.broadcast_to(np.asarray(v, np.float64), (replicas,)) for k, v in (hyperparams or {}).items()}
     params, state = jax.tree.map(jnp.copy, (params, state))
     opt_state = init_replica_optimizer(optimizer, params, **hyperparams)
-    step_fn = make_replica_train_step(apply, optimizer, loss, shared_batch=False, augment=augment)
-    eval_fn = jax.jit(jax.vmap(make_eval_step(apply, loss, jit=False), in_axes=(0, 0, None)))
+    step_fn = make_replica_train_step(apply, optimizer, loss, shared_batch=False, augment=augment, strategy=strategy)
+    eval_fn = jax.jit(map_replicas(make_eval_step(apply, loss, jit=False), (0, 0, None), strategy))
     data_keys = [jax.random.fold_in(k, 0) for k in keys]
     step_keys = [jax.random.fold_in(k, 1) for k in keys]
     out = Path(out_dir) if out_dir is not None else None

@@ -1,4 +1,4 @@
-"""Replicas under vmap equal separate runs; per-example gradients equal a loop over examples."""
+"""Replicas (vmapped or mapped) equal separate runs; per-example gradients equal a loop over examples."""
 
 import json
 
@@ -19,13 +19,14 @@ def _batch(n=16, seed=0):
     return jnp.asarray(rng.normal(size=(n, 12, 12, 1)), jnp.float32), jnp.asarray(rng.integers(0, 10, n))
 
 
-def test_replicas_equal_separate_runs_with_the_same_seeds_and_learning_rates():
+@pytest.mark.parametrize("strategy", ["vmap", "map"])
+def test_replicas_equal_separate_runs_with_the_same_seeds_and_learning_rates(strategy):
     keys = jax.random.split(jax.random.PRNGKey(0), 3)
     rates = [1e-3, 3e-3, 1e-2]
     params, state = train.init_replicas(MODEL.init, SHAPE, keys)
     opt = train.adam()
     opt_state = train.init_replica_optimizer(opt, params, learning_rate=rates)
-    step = train.make_replica_train_step(MODEL.apply, opt)
+    step = train.make_replica_train_step(MODEL.apply, opt, strategy=strategy)
     step_keys = [jax.random.split(jax.random.PRNGKey(10 + t), 3) for t in range(3)]
     for t in range(3):
         params, state, opt_state, metrics = step(params, state, opt_state, _batch(seed=t), step_keys[t])
@@ -42,17 +43,37 @@ def test_replicas_equal_separate_runs_with_the_same_seeds_and_learning_rates():
         np.testing.assert_allclose(metrics["loss_sum"][r], m["loss_sum"], rtol=2e-5)
 
 
-def test_replica_batches_and_unknown_hyperparameters():
+def test_the_replica_strategy_follows_the_backend_and_rejects_unknown_names():
+    from funcnn.train.batched import replica_strategy
+
+    assert replica_strategy("auto", "cpu") == "map"
+    assert replica_strategy("auto", "gpu") == replica_strategy("auto", "tpu") == "vmap"
+    assert replica_strategy("vmap", "cpu") == "vmap"
+    with pytest.raises(ValueError, match="unknown 'pmap'; known: auto, vmap, map"):
+        train.make_replica_train_step(MODEL.apply, train.adam(), strategy="pmap")
+
+
+@pytest.mark.parametrize("strategy", ["vmap", "map"])
+def test_replica_batches_and_unknown_hyperparameters(strategy):
     keys = jax.random.split(jax.random.PRNGKey(1), 2)
     params, state = train.init_replicas(MODEL.init, SHAPE, keys)
     opt = train.sgd(0.1)
     opt_state = train.init_replica_optimizer(opt, params, learning_rate=0.05)
     np.testing.assert_allclose(opt_state.hyperparams["learning_rate"], [0.05, 0.05])
-    step = train.make_replica_train_step(MODEL.apply, opt, shared_batch=False)
+    step = train.make_replica_train_step(MODEL.apply, opt, shared_batch=False, strategy=strategy)
     x, y = _batch(8)
     batches = (jnp.stack([x, x[::-1]]), jnp.stack([y, y[::-1]]))
-    _, _, _, metrics = step(params, state, opt_state, batches, keys)
+    before = jax.tree.map(jnp.copy, (params, state))  # the step donates its inputs
+    new, _, _, metrics = step(params, state, opt_state, batches, keys)
+    params, state = before
     assert metrics["count"].tolist() == [8, 8]
+    single = train.make_train_step(MODEL.apply, train.sgd(0.05))
+    for r in range(2):  # each replica trained on its own batch
+        p, _, _, m = single(train.replica(params, r), train.replica(state, r), train.sgd(0.05).init(
+            train.replica(params, r)), (batches[0][r], batches[1][r]), keys[r])
+        np.testing.assert_allclose(metrics["loss_sum"][r], m["loss_sum"], rtol=1e-5)
+        for a, b in zip(jax.tree_util.tree_leaves(p), jax.tree_util.tree_leaves(train.replica(new, r))):
+            np.testing.assert_allclose(b, a, rtol=2e-5, atol=2e-6)
     with pytest.raises(ValueError, match="no injected hyperparameter 'beta'"):
         train.init_replica_optimizer(opt, params, beta=[1, 2])
 
@@ -76,7 +97,8 @@ def test_per_example_grads_equal_a_loop_over_examples():
         np.testing.assert_allclose(a.mean(0), b, rtol=1e-4, atol=1e-6)
 
 
-def test_fit_replicas_equals_separate_fit_runs(tmp_path):
+@pytest.mark.parametrize("strategy", ["vmap", "map"])
+def test_fit_replicas_equals_separate_fit_runs(tmp_path, strategy):
     rng = np.random.default_rng(3)
     x = rng.normal(size=(40, 12, 12, 1)).astype(np.float32)
     y = rng.integers(0, 10, 40).astype(np.int32)
@@ -86,7 +108,7 @@ def test_fit_replicas_equals_separate_fit_runs(tmp_path):
     params, state = train.init_replicas(MODEL.init, SHAPE, keys)
     result = train.fit_replicas(MODEL.apply, params, state, train.adam(), (x, y), val, keys=keys,
                                 hyperparams={"learning_rate": rates}, epochs=2, batch_size=8, out_dir=tmp_path,
-                                progress=False)
+                                progress=False, strategy=strategy)
     for r in range(2):
         _, p, s = MODEL.init(keys[r], SHAPE)
         single = train.fit(MODEL.apply, p, s, train.adam(rates[r]), (x, y), val, key=keys[r], epochs=2,
