@@ -6,7 +6,9 @@
 
 Per case: A/B rounds interleaved (funcnn, then JAX, then funcnn, ...), each round the median of several calls of a
 jit-compiled function that runs the forward pass and the VJP of every floating input; the table reports the medians
-over rounds and the ratio JAX / funcnn (> 1: funcnn is faster). FLOPs count multiply-adds as 2 (forward + dX + dW for
+over rounds and the ratios JAX / funcnn and PyTorch / funcnn (> 1: funcnn is faster). PyTorch runs the same cases on
+NCHW tensors (forward, then `backward` for every input's gradient) in a process of its own, before this one starts
+JAX's thread pool. FLOPs count multiply-adds as 2 (forward + dX + dW for
 convolutions); "floor" is the time the minimal bytes (every input, output and gradient touched once) would take at the
 DRAM bandwidth measured here (a 128 MB stream), or the FLOPs at the measured matmul peak, whichever is larger. Cases
 whose data fit in the caches can run below that floor (ratio < 1).
@@ -18,6 +20,8 @@ import argparse
 import json
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -56,7 +60,8 @@ def _lax_pool(op, init, window, stride, scale=1.0):
 
 
 def cases(batch_scale: float = 1.0):
-    """(name, funcnn function, JAX function, input shapes, FLOPs of forward+backward)."""
+    """(name, funcnn function, JAX function, input shapes (NHWC / HWIO), FLOPs of forward+backward, the PyTorch op
+    and its keyword arguments: the same computation on NCHW / OIHW tensors, timed in a process of its own)."""
     b = lambda n: max(1, int(n * batch_scale))  # noqa: E731
 
     def conv_flops(n, ho, wo, cout, k, cin_g):
@@ -65,35 +70,110 @@ def cases(batch_scale: float = 1.0):
     out = []
     n = b(128)
     out.append(("LeNet conv1 5x5 1->6", lambda x, w: fn.conv2d(x, w), _lax_conv(),
-                [(n, 32, 32, 1), (5, 5, 1, 6)], conv_flops(n, 28, 28, 6, 5, 1)))
+                [(n, 32, 32, 1), (5, 5, 1, 6)], conv_flops(n, 28, 28, 6, 5, 1), ("conv", {})))
     out.append(("LeNet pool1 max 2x2/2", lambda x: fn.max_pool2d(x, 2), _lax_pool(lax.max, -jnp.inf, 2, 2),
-                [(n, 28, 28, 6)], 2 * n * 28 * 28 * 6))
+                [(n, 28, 28, 6)], 2 * n * 28 * 28 * 6, ("max_pool", {"kernel_size": 2, "stride": 2})))
     out.append(("LeNet conv2 5x5 6->16", lambda x, w: fn.conv2d(x, w), _lax_conv(),
-                [(n, 14, 14, 6), (5, 5, 6, 16)], conv_flops(n, 10, 10, 16, 5, 6)))
+                [(n, 14, 14, 6), (5, 5, 6, 16)], conv_flops(n, 10, 10, 16, 5, 6), ("conv", {})))
     out.append(("LeNet fc 400->120", lambda x, w: fn.dense(x, w), lambda x, w: x @ w,
-                [(n, 400), (400, 120)], 3 * 2 * n * 400 * 120))
+                [(n, 400), (400, 120)], 3 * 2 * n * 400 * 120, ("matmul", {})))
     n = b(32)
     out.append(("ResNet conv 3x3 64->64 s1", lambda x, w: fn.conv2d(x, w, padding="SAME"), _lax_conv(1, "SAME"),
-                [(n, 32, 32, 64), (3, 3, 64, 64)], conv_flops(n, 32, 32, 64, 3, 64)))
+                [(n, 32, 32, 64), (3, 3, 64, 64)], conv_flops(n, 32, 32, 64, 3, 64),
+                ("conv", {"padding": 1})))
     out.append(("ResNet conv 3x3 64->64 s2", lambda x, w: fn.conv2d(x, w, stride=2, padding="SAME"),
-                _lax_conv(2, "SAME"), [(n, 32, 32, 64), (3, 3, 64, 64)], conv_flops(n, 16, 16, 64, 3, 64)))
+                _lax_conv(2, "SAME"), [(n, 32, 32, 64), (3, 3, 64, 64)], conv_flops(n, 16, 16, 64, 3, 64),
+                ("conv", {"stride": 2, "padding": 1})))
     n = b(128)
     out.append(("ResNet-20 conv 3x3/2 16->32 (batch 128)", lambda x, w: fn.conv2d(x, w, stride=2, padding="SAME"),
-                _lax_conv(2, "SAME"), [(n, 32, 32, 16), (3, 3, 16, 32)], conv_flops(n, 16, 16, 32, 3, 16)))
+                _lax_conv(2, "SAME"), [(n, 32, 32, 16), (3, 3, 16, 32)], conv_flops(n, 16, 16, 32, 3, 16),
+                ("conv", {"stride": 2, "padding": 1})))
     out.append(("ResNet-20 shortcut 1x1/2 16->32", lambda x, w: fn.conv2d(x, w, stride=2),
-                _lax_conv(2), [(n, 32, 32, 16), (1, 1, 16, 32)], conv_flops(n, 16, 16, 32, 1, 16)))
+                _lax_conv(2), [(n, 32, 32, 16), (1, 1, 16, 32)], conv_flops(n, 16, 16, 32, 1, 16), ("conv", {"stride": 2})))
     n = b(32)
     out.append(("max pool 2x2/2, 64 ch", lambda x: fn.max_pool2d(x, 2), _lax_pool(lax.max, -jnp.inf, 2, 2),
-                [(n, 32, 32, 64)], 2 * n * 32 * 32 * 64))
+                [(n, 32, 32, 64)], 2 * n * 32 * 32 * 64, ("max_pool", {"kernel_size": 2, "stride": 2})))
     out.append(("max pool 3x3/2 (overlapping)", lambda x: fn.max_pool2d(x, 3, 2), _lax_pool(lax.max, -jnp.inf, 3, 2),
-                [(n, 32, 32, 64)], 2 * n * 15 * 15 * 64 * 9))
+                [(n, 32, 32, 64)], 2 * n * 15 * 15 * 64 * 9, ("max_pool", {"kernel_size": 3, "stride": 2})))
     out.append(("avg pool 2x2/2, 64 ch", lambda x: fn.avg_pool2d(x, 2), _lax_pool(lax.add, 0.0, 2, 2, 0.25),
-                [(n, 32, 32, 64)], 2 * n * 32 * 32 * 64))
+                [(n, 32, 32, 64)], 2 * n * 32 * 32 * 64, ("avg_pool", {"kernel_size": 2, "stride": 2})))
     out.append(("depth-wise 3x3, 128 ch", lambda x, w: fn.conv2d(x, w, padding="SAME", groups=128),
-                _lax_conv(1, "SAME", 128), [(n, 32, 32, 128), (3, 3, 1, 128)], conv_flops(n, 32, 32, 128, 3, 1)))
+                _lax_conv(1, "SAME", 128), [(n, 32, 32, 128), (3, 3, 1, 128)], conv_flops(n, 32, 32, 128, 3, 1),
+                ("conv", {"padding": 1, "groups": 128})))
     out.append(("transposed 4x4/2, 64->32", lambda y, w: fn.conv_transpose2d(y, w, stride=2, padding=1),
-                _lax_conv_transpose(2, 1), [(n, 16, 16, 64), (4, 4, 32, 64)], conv_flops(n, 16, 16, 64, 4, 32)))
+                _lax_conv_transpose(2, 1), [(n, 16, 16, 64), (4, 4, 32, 64)], conv_flops(n, 16, 16, 64, 4, 32),
+                ("conv_transpose", {"stride": 2, "padding": 1})))
     return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# PyTorch: the same cases, NCHW, in a process of its own (two thread pools in one process distort both)
+
+
+def _torch_inputs(kind, shapes, rng):
+    """PyTorch tensors for funcnn's NHWC / HWIO shapes: NCHW activations, (O, I/groups, H, W) filters ((I, O, H, W)
+    for a transposed convolution, whose funcnn filter is HWIO of the forward convolution it transposes)."""
+    import torch
+
+    arrays = [rng.normal(size=s).astype(np.float32) for s in shapes]
+    if kind == "matmul":
+        out = arrays
+    else:
+        out = [arrays[0].transpose(0, 3, 1, 2)] + [a.transpose(3, 2, 0, 1) for a in arrays[1:]]
+    return [torch.tensor(np.ascontiguousarray(a), requires_grad=True) for a in out]
+
+
+def _torch_op(kind, kwargs):
+    import torch
+    import torch.nn.functional as F
+
+    return {"conv": lambda x, w: F.conv2d(x, w, **kwargs), "conv_transpose": lambda y, w: F.conv_transpose2d(y, w,
+            **kwargs), "max_pool": lambda x: F.max_pool2d(x, **kwargs), "avg_pool": lambda x: F.avg_pool2d(x, **kwargs),
+            "matmul": torch.matmul}[kind]
+
+
+def torch_worker(rounds, calls, quick, only):
+    """Print one JSON line per case: PyTorch's forward + backward (every input's gradient) in ms, median of rounds of
+    the median of `calls` calls."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    for name, _, _, shapes, _, (kind, kwargs) in cases(1 / 8 if quick else 1.0):
+        if only and only not in name:
+            continue
+        inputs = _torch_inputs(kind, shapes, rng)
+        op = _torch_op(kind, kwargs)
+        cotangent = torch.randn(op(*inputs).shape)
+
+        def run():
+            for t in inputs:
+                t.grad = None
+            op(*inputs).backward(cotangent)
+
+        run()
+        times = []
+        for _ in range(rounds):
+            samples = []
+            for _ in range(calls):
+                start = time.perf_counter()
+                run()
+                samples.append(time.perf_counter() - start)
+            times.append(statistics.median(samples))
+        print(json.dumps({"case": name, "torch_ms": statistics.median(times) * 1e3, "torch": torch.__version__}),
+              flush=True)
+
+
+def torch_times(args) -> dict[str, float] | str:
+    """{case: ms} from a PyTorch worker process, or the reason there is none."""
+    cmd = [sys.executable, __file__, "--torch-worker", "--rounds", str(args.rounds), "--calls", str(args.calls)]
+    cmd += ["--quick"] if args.quick else []
+    cmd += ["--only", args.only] if args.only else []
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    if not rows:
+        tail = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        return tail[0]
+    return {r["case"]: r["torch_ms"] for r in rows}
 
 
 def _forward_backward(f, shapes):
@@ -148,9 +228,23 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="2 rounds of 2 calls, batch / 8")
     parser.add_argument("--only", help="run only cases whose name contains this text")
     parser.add_argument("--out", default=None, help="JSON output (default benchmarks/results/primitives-<device>.json)")
+    parser.add_argument("--no-torch", action="store_true", help="leave out the PyTorch column")
+    parser.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.calls = 2, 2
+    if args.rounds < 1 or args.calls < 1:
+        parser.error(f"--rounds and --calls must be >= 1 (got {args.rounds}, {args.calls})")
+    if args.only and not any(args.only in case[0] for case in cases()):
+        parser.error(f"--only {args.only!r} matches no case; cases: {', '.join(case[0] for case in cases())}")
+    if args.torch_worker:
+        torch_worker(args.rounds, args.calls, args.quick, args.only)
+        return
+    # PyTorch first, in its own process, before this process's JAX thread pool exists (CPU only: the GPU column
+    # would need CUDA tensors and synchronisation, a different benchmark)
+    torch_ms = "not measured on GPU" if args.device == "gpu" else "--no-torch" if args.no_torch else torch_times(args)
+    if isinstance(torch_ms, str):
+        print(f"PyTorch column: none ({torch_ms})")
     device = jax.devices(args.device)[0]
     jax.config.update("jax_default_device", device)
     peak, bandwidth = matmul_peak(), memory_bandwidth()
@@ -158,7 +252,7 @@ def main(argv=None):
           f"matmul peak {peak / 1e9:.0f} GFLOP/s, memory {bandwidth / 1e9:.1f} GB/s")
     rows = []
     rng = np.random.default_rng(0)
-    for name, mine, theirs, shapes, flops in cases(1 / 8 if args.quick else 1.0):
+    for name, mine, theirs, shapes, flops, _ in cases(1 / 8 if args.quick else 1.0):
         if args.only and args.only not in name:
             continue
         inputs = [jnp.asarray(rng.normal(size=s), jnp.float32) for s in shapes]
@@ -178,19 +272,27 @@ def main(argv=None):
         row = {"case": name, "shapes": shapes, "funcnn_ms": t_a * 1e3, "jax_ms": t_b * 1e3, "speedup": t_b / t_a,
                "gflops": flops / 1e9, "funcnn_gflop_s": flops / t_a / 1e9, "floor_ms": floor * 1e3,
                "funcnn_over_floor": t_a / floor}
+        if isinstance(torch_ms, dict) and name in torch_ms:
+            row["torch_ms"], row["speedup_vs_torch"] = torch_ms[name], torch_ms[name] / (t_a * 1e3)
         if args.device == "gpu" and "conv" in name:
             row["cudnn_calls_funcnn"], row["cudnn_calls_jax"] = cudnn_calls(mine, shapes), cudnn_calls(theirs, shapes)
         rows.append(row)
-        print(f"  {name:32s} funcnn {t_a * 1e3:8.2f} ms   jax {t_b * 1e3:8.2f} ms   x{t_b / t_a:5.2f}", flush=True)
+        versus = f"   torch {row['torch_ms']:8.2f} ms   x{row['speedup_vs_torch']:5.2f}" if "torch_ms" in row else ""
+        print(f"  {name:32s} funcnn {t_a * 1e3:8.2f} ms   jax {t_b * 1e3:8.2f} ms   x{t_b / t_a:5.2f}{versus}",
+              flush=True)
 
-    header = "| case | funcnn ms | JAX autodiff ms | speed-up | GFLOP/s (funcnn) | funcnn / DRAM-or-peak floor |"
-    print("\n" + header + "\n|---|---:|---:|---:|---:|---:|")
+    print(f"\n{fn.report.machine()}; " + ", ".join(f"{k} {v}" for k, v in fn.report.versions().items()))
+    header = ("| case | funcnn ms | JAX autodiff ms | vs JAX | PyTorch ms | vs PyTorch | GFLOP/s (funcnn) "
+              "| funcnn / DRAM-or-peak floor |")
+    print("\n" + header + "\n|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['case']} | {r['funcnn_ms']:.2f} | {r['jax_ms']:.2f} | {r['speedup']:.2f}x | "
+        theirs = f"{r['torch_ms']:.2f} | {r['speedup_vs_torch']:.2f}x" if "torch_ms" in r else "- | -"
+        print(f"| {r['case']} | {r['funcnn_ms']:.2f} | {r['jax_ms']:.2f} | {r['speedup']:.2f}x | {theirs} | "
               f"{r['funcnn_gflop_s']:.1f} | {r['funcnn_over_floor']:.1f} |")
     out = Path(args.out or Path(__file__).parent / "results" / f"primitives-{args.device}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": str(device.device_kind), "jax": jax.__version__,
+    out.write_text(json.dumps({"device": str(device.device_kind), "machine": fn.report.machine(),
+                               "versions": fn.report.versions(), "jax": jax.__version__,
                                "matmul_peak_gflop_s": peak / 1e9, "bandwidth_gb_s": bandwidth / 1e9,
                                "rounds": args.rounds, "calls": args.calls, "rows": rows}, indent=2) + "\n")
     print(f"\nwrote {out}")

@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from funcnn import report
+
 
 def measure(processes, epochs, batch, out):
     cmd = [sys.executable, "-m", "funcnn", "train", "--epochs", str(epochs), "--batch-size", str(batch), "--out",
@@ -39,17 +41,23 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "processes.json")
     args = parser.parse_args(argv)
+    if min(args.processes) < 1 or args.batch < 1:
+        parser.error(f"--processes and --batch must be >= 1 (got {args.processes}, {args.batch})")
+    if args.epochs < 2:
+        parser.error(f"--epochs must be >= 2: the first epoch (warm-up, compile) is left out (got {args.epochs})")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.processes:
             rows.append(measure(n, args.epochs, args.batch, Path(tmp) / f"p{n}"))
             print(rows[-1], flush=True)
-    print("\n| processes | global batch | images/s | ms per step | test accuracy |\n|---:|---:|---:|---:|---:|")
+    print(f"\n{report.machine()}; " + ", ".join(f"{k} {v}" for k, v in report.versions(("jax", "jaxlib")).items()))
+    print("| processes | global batch | images/s | ms per step | test accuracy |\n|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['processes']} | {r['global batch']} | {r['images/s']:.0f} | {r['ms per step']:.2f} | "
               f"{r['test accuracy']:.4f} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"rows": rows}, indent=2) + "\n")
+    args.out.write_text(json.dumps({"machine": report.machine(), "versions": report.versions(("jax", "jaxlib")),
+                                    "epochs": args.epochs, "rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
     python -m pip install ".[bench]"            # flax, equinox, torch (benchmark-only dependencies)
     python benchmarks/train_step.py             # LeNet-5, ResNet-20, MobileNet-v1: every framework, own processes
     python benchmarks/train_step.py --quick     # fewer steps
+    python benchmarks/train_step.py --rounds 3 --steps 10 --repeats 3    # the README's table: 3 interleaved rounds
     python benchmarks/train_step.py --models lenet5 --frameworks funcnn --precision float32 bfloat16
     python benchmarks/train_step.py --device gpu --models resnet18 --batch 256 --precision bfloat16 --others bfloat16
 
@@ -12,7 +13,8 @@ SGD momentum 0.9) and ResNet-18 (224x224x3, 1000 classes, SGD momentum 0.9) in f
 has no running statistics and Equinox's BatchNorm needs a state-threading rewrite: both left out). Every framework
 runs in a process of its own: thread pools of two frameworks in one process distort both. Per worker: the first
 step's time (for the JAX frameworks, tracing and compiling), then `repeats` runs of `steps` steps; images/s is the
-median over runs. `--precision` runs funcnn once per policy (funcnn.train.precision: float32 master weights, compute
+median over runs. `--rounds K` runs the whole set K times, one round after another; the table gives the median
+images/s and funcnn's speed-up as the median (and range) of the K per-round ratios. `--precision` runs funcnn once per policy (funcnn.train.precision: float32 master weights, compute
 in the named dtype, float16 with dynamic loss scaling); `--others bfloat16` runs Flax in bfloat16 (dtype=) and PyTorch
 under autocast with channels_last (a GPU setting). Writes benchmarks/results/train_step-<device>.json (or --out)
 and prints a markdown table; "speed-up" is funcnn's images/s over the row's.
@@ -360,12 +362,41 @@ def worker(framework, model, batch, steps, repeats, precision, optimizer, others
     print(json.dumps(row))
 
 
+def combine(measured: list[list[dict]]) -> list[dict]:
+    """One row per (model, framework) from several rounds: median images/s and first step, the per-round values, and
+    funcnn's speed-up as the median (and range) of the per-round ratios: each round's workers ran back to back, so
+    a ratio within a round cancels most of a shared machine's drift."""
+    rows = []
+    for i, first in enumerate(measured[0]):
+        same = [rounds[i] for rounds in measured]
+        ok = [r for r in same if "images_per_s" in r]
+        if not ok:
+            rows.append(first)
+            continue
+        row = dict(ok[0], images_per_s=statistics.median(r["images_per_s"] for r in ok),
+                   first_step_s=statistics.median(r["first_step_s"] for r in ok),
+                   images_per_s_rounds=[r["images_per_s"] for r in ok])
+        ratios = []
+        for rounds in measured:
+            ours = next((r for r in rounds if r["model"] == first["model"] and r["framework"].startswith("funcnn")
+                         and "images_per_s" in r), None)
+            theirs = rounds[i]
+            if ours is not None and "images_per_s" in theirs:
+                ratios.append(ours["images_per_s"] / theirs["images_per_s"])
+        if ratios:
+            row["speedup"], row["speedup_range"] = statistics.median(ratios), [min(ratios), max(ratios)]
+        rows.append(row)
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", nargs=2, metavar=("FRAMEWORK", "MODEL"), help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every worker this many times, interleaved (a shared machine drifts)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--models", nargs="*", default=DEFAULT_MODELS, choices=list(FRAMEWORKS))
     parser.add_argument("--frameworks", nargs="*", default=None)
@@ -385,44 +416,56 @@ def main(argv=None):
     unknown = sorted(set(args.frameworks or []) - set(known))
     if unknown:
         parser.error(f"--frameworks: unknown {', '.join(unknown)}; known: {', '.join(known)}")
-    if args.batch < 1 or args.steps < 1 or args.repeats < 1:
-        parser.error(f"--batch, --steps and --repeats must be >= 1 (got {args.batch}, {args.steps}, {args.repeats})")
+    if min(args.batch, args.steps, args.repeats, args.rounds) < 1:
+        parser.error(f"--batch, --steps, --repeats and --rounds must be >= 1 (got {args.batch}, {args.steps}, "
+                     f"{args.repeats}, {args.rounds})")
     if args.worker:
         framework, model = args.worker
         worker(framework, model, args.batch, args.steps, args.repeats, args.precision[0],
                args.optimizer or OPTIMIZER[model], args.others, args.device)
         return
-    rows = []
     runs = [(model, framework, precision) for model in args.models for framework in FRAMEWORKS[model]
             for precision in (args.precision if framework == "funcnn" else ["float32"])
             if not args.frameworks or framework in args.frameworks]
-    for model, framework, precision in runs:
-        cmd = [sys.executable, __file__, "--worker", framework, model, "--batch", str(args.batch),
-               "--steps", str(args.steps), "--repeats", str(args.repeats), "--precision", precision,
-               "--optimizer", args.optimizer or OPTIMIZER[model], "--others", args.others, "--device", args.device]
-        env = dict(os.environ, JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="") if args.device == "cpu" else None
-        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-        row = json.loads(lines[-1]) if lines else {"framework": _label(framework, precision), "model": model,
-                                                   "error": done.stderr.strip().splitlines()[-1:]}
-        rows.append(row)
-        print(f"  {model:9s} {row['framework']:8s} " + (f"{row['images_per_s']:9.0f} images/s, first step "
-              f"{row['first_step_s']:.2f} s" if "images_per_s" in row else str(row.get("error"))), flush=True)
+    measured = []  # one list of rows per round
+    for round_ in range(args.rounds):
+        if args.rounds > 1:
+            print(f"round {round_ + 1} of {args.rounds}", flush=True)
+        measured.append([])
+        for model, framework, precision in runs:
+            cmd = [sys.executable, __file__, "--worker", framework, model, "--batch", str(args.batch),
+                   "--steps", str(args.steps), "--repeats", str(args.repeats), "--precision", precision,
+                   "--optimizer", args.optimizer or OPTIMIZER[model], "--others", args.others, "--device",
+                   args.device]
+            env = dict(os.environ, JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="") if args.device == "cpu" else None
+            done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+            row = json.loads(lines[-1]) if lines else {"framework": _label(framework, precision), "model": model,
+                                                       "error": done.stderr.strip().splitlines()[-1:]}
+            measured[-1].append(row)
+            print(f"  {model:9s} {row['framework']:8s} " + (f"{row['images_per_s']:9.0f} images/s, first step "
+                  f"{row['first_step_s']:.2f} s" if "images_per_s" in row else str(row.get("error"))), flush=True)
+    rows = combine(measured)
     print(f"\n{report.machine()}; " + ", ".join(f"{k} {v}" for k, v in report.versions().items()))
+    rounds = f" (median of {args.rounds} rounds; speed-up: median and range of the per-round ratios)" \
+        if args.rounds > 1 else ""
+    print(f"\nbatch {args.batch}, {args.steps} steps x {args.repeats} repeats per worker{rounds}")
     print("\n| model | framework | images/s | funcnn speed-up | first step (compile) s |\n|---|---|---:|---:|---:|")
     for row in rows:
         if "images_per_s" not in row:
             print(f"| {row['model']} | {row['framework']} | {row['error']} | | |")
             continue
-        ours = next((r for r in rows if r["model"] == row["model"] and r["framework"].startswith("funcnn")
-                     and "images_per_s" in r), None)
-        ratio = f"{ours['images_per_s'] / row['images_per_s']:.2f}x" if ours else "-"
+        ratio = "-"
+        if "speedup" in row:
+            low, high = row["speedup_range"]
+            ratio = f"{row['speedup']:.2f}x" + (f" ({low:.2f}-{high:.2f})" if args.rounds > 1 else "")
         print(f"| {row['model']} | {row['framework']} | {row['images_per_s']:.0f} | {ratio} | "
               f"{row['first_step_s']:.2f} |")
     out = args.out or Path(__file__).parent / "results" / f"train_step-{args.device}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": report.machine(), "versions": report.versions(), "batch": args.batch,
-                               "steps": args.steps, "repeats": args.repeats, "rows": rows}, indent=2) + "\n")
+                               "steps": args.steps, "repeats": args.repeats, "rounds": args.rounds, "rows": rows},
+                              indent=2) + "\n")
     print(f"\nwrote {out}")
 
 

@@ -10,6 +10,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 BENCH = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
 
 
@@ -42,3 +44,106 @@ def test_train_step_benchmark_precisions(tmp_path):
     for r in rows:
         assert r["images_per_s"] > 0 and r["first_step_s"] > 0 and r["batch"] == 16
     assert "| lenet5 | funcnn (bfloat16) |" in stdout
+
+
+def test_primitives_benchmark_torch_column(tmp_path):
+    """With PyTorch installed, every case gets a PyTorch time from its own process; without, the table says why."""
+    out = tmp_path / "primitives.json"
+    stdout = _run([str(BENCH / "primitives.py"), "--quick", "--rounds", "1", "--calls", "1", "--only", "pool",
+                   "--out", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert rows and all("pool" in r["case"] for r in rows)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        assert "PyTorch column: none" in stdout
+        assert all("torch_ms" not in r for r in rows)
+    else:
+        for r in rows:
+            assert r["torch_ms"] > 0 and abs(r["speedup_vs_torch"] - r["torch_ms"] / r["funcnn_ms"]) < 1e-9
+    assert "| case | funcnn ms | JAX autodiff ms | vs JAX | PyTorch ms | vs PyTorch |" in stdout
+
+
+def test_primitives_benchmark_rejects_unknown_case():
+    result = subprocess.run([sys.executable, str(BENCH / "primitives.py"), "--only", "no such case"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "--only 'no such case' matches no case" in result.stderr
+
+
+def test_batch_sweep_table_growth_and_plot(tmp_path):
+    out = tmp_path / "sweep.json"
+    stdout = _run([str(BENCH / "batch_sweep.py"), "--model", "lenet5", "--frameworks", "funcnn", "--batches", "8",
+                   "16", "--quick", "--out", str(out)])
+    data = json.loads(out.read_text())
+    assert [(r["framework"], r["batch"]) for r in data["rows"]] == [("funcnn", 8), ("funcnn", 16)]
+    for r in data["rows"]:
+        assert abs(r["ms_per_step"] - 1000 * r["batch"] / r["images_per_s"]) < 1e-6 * r["ms_per_step"]
+    growth = data["summary"]["funcnn"]["growth"]
+    assert growth["8"] == 1.0 and growth["16"] > 0
+    assert "| batch | funcnn ms/step | funcnn images/s | funcnn growth |" in stdout
+    assert out.with_suffix(".png").stat().st_size > 1000  # matplotlib is a dependency: the plot is written
+
+
+def test_batch_sweep_rejects_bad_arguments():
+    for args, message in ((["--batches", "0"], "--batches must be >= 1"),
+                          (["--frameworks", "pytorch"], "--frameworks: unknown for resnet20: pytorch")):
+        result = subprocess.run([sys.executable, str(BENCH / "batch_sweep.py"), *args], capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_replicas_benchmark_strategies(tmp_path):
+    out = tmp_path / "replicas.json"
+    stdout = _run([str(BENCH / "replicas.py"), "--replicas", "1", "2", "--batch", "8", "--repeats", "1", "--out",
+                   str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["replicas"] for r in rows] == [1, 2]
+    for r in rows:
+        for name in ("sequential", "vmap", "map"):
+            assert r[f"{name} ms per round"] > 0
+        assert abs(r["map speed-up"] - r["sequential ms per round"] / r["map ms per round"]) < 1e-9
+    assert "| replicas |" in stdout
+
+
+def test_processes_benchmark_one_and_two(tmp_path):
+    out = tmp_path / "processes.json"
+    _run([str(BENCH / "processes.py"), "--processes", "1", "2", "--epochs", "2", "--out", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["processes"] for r in rows] == [1, 2]
+    for r in rows:
+        assert r["images/s"] > 0 and 0.5 < r["test accuracy"] <= 1.0
+
+
+def test_train_step_benchmark_rounds(tmp_path):
+    """--rounds K: every worker K times; the row holds the K rates, their median, and the ratio's median and range."""
+    out = tmp_path / "train_step.json"
+    stdout = _run([str(BENCH / "train_step.py"), "--models", "lenet5", "--frameworks", "funcnn", "stax", "--batch",
+                   "8", "--steps", "1", "--repeats", "1", "--rounds", "2", "--out", str(out)])
+    data = json.loads(out.read_text())
+    assert data["rounds"] == 2
+    ours, stax = data["rows"]
+    for row in (ours, stax):
+        assert len(row["images_per_s_rounds"]) == 2
+        assert row["images_per_s"] == sorted(row["images_per_s_rounds"])[0] + (
+            sorted(row["images_per_s_rounds"])[1] - sorted(row["images_per_s_rounds"])[0]) / 2
+        low, high = row["speedup_range"]
+        assert low <= row["speedup"] <= high
+    assert ours["speedup"] == 1.0
+    assert "median of 2 rounds" in stdout
+
+
+def test_train_step_benchmark_rejects_bad_arguments():
+    for args, message in ((["--rounds", "0"], "--rounds must be >= 1"),
+                          (["--frameworks", "pytorch"], "--frameworks: unknown pytorch")):
+        result = subprocess.run([sys.executable, str(BENCH / "train_step.py"), *args], capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+@pytest.mark.slow  # 3.5 min on 2 cores (a ResNet-18 step at 224x224 compiles); run by hand before a GPU session
+def test_gpu_script_quick_on_cpu(tmp_path):
+    """benchmarks/gpu.py's steps all run (tiny, on the CPU), so the one device session does not fail on a typo."""
+    _run([str(BENCH / "gpu.py"), "--device", "cpu", "--quick", "--out", str(tmp_path)])
+    steps = json.loads((tmp_path / "steps.json").read_text())
+    assert [s["step"] for s in steps][:2] == ["verify", "determinism"] and all(s["status"] == 0 for s in steps)
+    assert "| verify: primitive |" in (tmp_path / "summary.md").read_text()
