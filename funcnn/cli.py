@@ -196,10 +196,6 @@ def _launch(args, options) -> int:
 
     from .train import distributed, pipeline
 
-    if args.processes < 1:
-        raise CliError(f"--processes must be >= 1, got {args.processes}")
-    if args.local_devices is not None and args.local_devices < 1:
-        raise CliError(f"--local-devices must be >= 1, got {args.local_devices}")
     config = pipeline.RunConfig(**options)
     try:
         config.check()
@@ -221,6 +217,10 @@ def train_command(args) -> int:
     options = {k: v for k, v in vars(args).items()
                if k not in ("command", "no_progress", "no_plots", "raw_argv", *CLUSTER_OPTIONS)}
     options.update(progress=not args.no_progress, plots=not args.no_plots, sweep=tuple(args.sweep))
+    if args.processes is not None and args.processes < 1:
+        raise CliError(f"--processes must be an integer >= 1, got {args.processes}")
+    if args.local_devices is not None and args.local_devices < 1:
+        raise CliError(f"--local-devices must be an integer >= 1, got {args.local_devices}")
     if args.processes is not None and args.processes > 1 and distributed.settings_from_environment() is None:
         return _launch(args, options)
     try:

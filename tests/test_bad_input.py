@@ -255,6 +255,8 @@ CLI = [
     (["train", "--plateau", "-2"], r"--plateau must be an integer >= 1, got -2"),
     (["train", "--augment", "-1"], r"--augment must be a finite number >= 0"),
     (["train", "--replicas", "0"], r"--replicas must be an integer >= 1, got 0"),
+    (["train", "--processes", "0"], r"--processes must be an integer >= 1, got 0"),
+    (["train", "--processes", "2", "--local-devices", "-1"], r"--local-devices must be an integer >= 1, got -1"),
     (["train", "--sweep", "lr=0,1"], r"--sweep 'lr=0,1': lr values must be finite and > 0, got 0.0"),
     (["train", "--sweep", "momentum=0.9"], r"--sweep 'momentum=0.9': expected NAME=V1,V2,... with NAME one of lr, wd"),
     (["train", "--sweep", "lr=a"], r"--sweep 'lr=a': the values must be numbers"),
