@@ -247,18 +247,12 @@ def train_command(args) -> int:
 
 
 def gradcheck_command(args) -> int:
-    from .verify.registry import primitive_names
-    from .verify.sweep import run_sweep
+    from .verify.sweep import run_args
 
-    if args.list:
-        print("\n".join(primitive_names()))
-        return 0
     try:
-        ok = run_sweep(args.primitive, full=args.full, verbose=args.verbose, seed=args.seed,
-                       progress=not args.no_progress)
+        return run_args(args)
     except ValueError as err:
         raise CliError(str(err)) from None
-    return 0 if ok else 1
 
 
 def summary_command(args) -> int:

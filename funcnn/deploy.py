@@ -16,7 +16,6 @@ batch size; the model runs in evaluation mode (BatchNorm's running statistics, n
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Callable, Sequence
 
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
@@ -52,19 +51,11 @@ def export(apply: Callable, params, state, input_shape: Sequence[int], *, platfo
 
 def write(exported, path) -> None:
     """Serialise an Exported to `path`, atomically (a temporary file renamed over the target)."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
+    from .io import atomic_path
+
     data = exported.serialize()
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".jaxexport", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path, suffix=".jaxexport") as tmp, open(tmp, "wb") as f:
+        f.write(data)
 
 
 def read(path):

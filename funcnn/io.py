@@ -16,6 +16,7 @@ target, so a file at `path` is always complete, and a failed or interrupted save
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -117,12 +118,9 @@ def save(path, tree, *, format: str | None = None) -> None:
         dtypes.append(dtype)
     meta = {"format": FORMAT, "version": VERSION, "num_leaves": len(arrays), "dtypes": dtypes,
             "skeleton": _skeleton(tree, []), "treedef": str(treedef)}
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="." + format, dir=directory)
-    try:
+    with atomic_path(path, suffix="." + format) as tmp:
         if format == "npz":
-            with os.fdopen(fd, "wb") as f:
+            with open(tmp, "wb") as f:
                 np.savez(f, __funcnn__=np.frombuffer(json.dumps(meta).encode(), np.uint8),
                          **{f"leaf_{i}": a for i, a in enumerate(arrays)})
                 f.flush()
@@ -130,13 +128,26 @@ def save(path, tree, *, format: str | None = None) -> None:
         else:
             from safetensors.numpy import save_file
 
-            os.close(fd)
             names = [_key_name(keypath) for keypath, _ in flat]
             if len(set(names)) != len(names):
                 names = [f"{i}:{n}" for i, n in enumerate(names)]
             meta["names"], meta["shapes"] = names, [list(a.shape) for a in arrays]  # 0-d tensors come back (1,)
             save_file({n: np.ascontiguousarray(a) for n, a in zip(names, arrays)}, tmp,
                       metadata={"__funcnn__": json.dumps(meta)})
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix: str = ""):
+    """A temporary file beside `path` to write; renamed over `path` when the block ends, deleted if it raises. A
+    reader never sees a half-written file, and a failure leaves what `path` held before (the directory is created
+    if missing)."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
+    os.close(fd)
+    try:
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -24,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..data.batching import batches, epoch_order, num_batches
-from ..io import load, save
+from ..io import atomic_path, load, save
 from .recipes import Plateau, get_learning_rate, set_learning_rate
 from .parallel import data_mesh, local_copy, make_data_parallel_train_step, replicate, shard_batch
 from .steps import classification_loss, evaluate, make_eval_step, make_train_step
@@ -87,9 +86,8 @@ def _read_history(path: Path, completed_epochs: int) -> list:
 
 
 def _write_history(path: Path, history: list) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(row) + "\n" for row in history))
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".jsonl") as tmp:
+        Path(tmp).write_text("".join(json.dumps(row) + "\n" for row in history))
 
 
 def _positive(name, value, *, allow_none=True):

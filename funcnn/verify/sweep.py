@@ -92,19 +92,24 @@ def build_parser(prog: str = "python -m funcnn.verify") -> argparse.ArgumentPars
     return parser
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "python -m funcnn.verify") -> int:
-    parser = build_parser(prog)
-    args = parser.parse_args(argv)
+def run_args(args) -> int:
+    """What the parsed options ask for (`--list`, or the sweep): the exit status, 0 or 1 (1: a check failed).
+    ValueError for an unknown primitive. Shared by `python -m funcnn.verify` and `funcnn gradcheck`."""
     if args.list:
         print("\n".join(primitive_names()))
         return 0
+    ok = run_sweep(args.primitive, full=args.full, verbose=args.verbose, seed=args.seed,
+                   progress=not args.no_progress)
+    return 0 if ok else 1
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m funcnn.verify") -> int:
+    args = build_parser(prog).parse_args(argv)
     try:
-        ok = run_sweep(args.primitive, full=args.full, verbose=args.verbose, seed=args.seed,
-                       progress=not args.no_progress)
+        return run_args(args)
     except ValueError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
-    return 0 if ok else 1
 
 
 __all__ = ["run_sweep", "build_parser", "main"]
