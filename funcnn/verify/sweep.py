@@ -17,7 +17,7 @@ def run_sweep(only: Sequence[str] | None = None, *, full: bool = False, verbose:
     """Check every registered case (of the primitives in `only`), in float64; print a table per primitive and the
     report of every failure; return True when all passed.
 
-    The default set is bounded (under a minute on two cores): every case runs the forward, VJP and finite-difference
+    The default set is bounded (about 1.5 minutes on two cores): every case runs the forward, VJP and finite-difference
     checks, and the first case of each family (conv, pool, dense, activations, losses) also grad-of-grad, vmap, jit
     and determinism. `full=True` runs every registered configuration with every check."""
     import jax
