@@ -131,3 +131,13 @@ def test_gpu_script_quick_on_cpu(tmp_path):
     steps = json.loads((tmp_path / "steps.json").read_text())
     assert [s["step"] for s in steps][:2] == ["verify", "determinism"] and all(s["status"] == 0 for s in steps)
     assert "| verify: primitive |" in (tmp_path / "summary.md").read_text()
+
+
+def test_winograd_probe_is_exact_and_reports(tmp_path):
+    """The probe asserts Winograd F(2x2, 3x3) equals XLA's convolution before timing it."""
+    out = tmp_path / "winograd.json"
+    stdout = _run([str(BENCH / "winograd.py"), "--quick", "--out", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["layer"] for r in rows] == ["32x32x16 -> 16", "16x16x32 -> 32", "8x8x64 -> 64"]
+    assert all(r["relative_error"] < 1e-5 and r["winograd_ms"] > 0 for r in rows)
+    assert "| layer (3x3, stride 1) | Winograd F(2x2,3x3) ms |" in stdout
