@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from funcnn import report
+from train_step import FRAMEWORKS  # the frameworks each model has a worker for
 
 HERE = Path(__file__).parent
 TRAIN_STEP = HERE / "train_step.py"
@@ -106,7 +107,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.repeats = 2, 1
-    known = {"lenet5": ["funcnn", "stax", "flax", "equinox", "torch"]}.get(args.model, ["funcnn", "flax", "torch"])
+    known = FRAMEWORKS[args.model]
     unknown = sorted(set(args.frameworks) - set(known))
     if unknown:
         parser.error(f"--frameworks: unknown for {args.model}: {', '.join(unknown)}; known: {', '.join(known)}")
@@ -125,7 +126,8 @@ def main(argv=None):
                   f"{row['images_per_s']:8.0f} images/s" if "ms_per_step" in row else str(row["error"])),
                   flush=True)
     summary = summarise(rows)
-    print(f"\n{report.machine()}; " + ", ".join(f"{k} {v}" for k, v in report.versions().items()))
+    env = report.environment()
+    print("\n" + report.environment_line(env))
     head = " | ".join(f"{f} ms/step | {f} images/s | {f} growth" for f in args.frameworks)
     print(f"\n| batch | {head} |\n|---:|" + "---:|" * (3 * len(args.frameworks)))
     for batch in batches:
@@ -145,7 +147,7 @@ def main(argv=None):
               f"batch within {1 - SATURATION:.0%} of the best)")
     out = args.out or HERE / "results" / f"batch_sweep-{args.model}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": report.machine(), "versions": report.versions(), "model": args.model,
+    out.write_text(json.dumps({**env, "model": args.model,
                                "steps": args.steps, "repeats": args.repeats, "rows": rows,
                                "summary": summary}, indent=2) + "\n")
     print(f"\nwrote {out}")

@@ -31,6 +31,7 @@ import numpy as np
 from jax import lax
 
 import funcnn as fn
+from timing import median_seconds as _time
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -190,15 +191,6 @@ def _forward_backward(f, shapes):
     return jax.jit(run), cotangent
 
 
-def _time(fun, args, calls):
-    samples = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        jax.block_until_ready(fun(*args))
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
-
-
 def matmul_peak(n=2048, calls=10):
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
     f = jax.jit(lambda a: a @ a)
@@ -281,7 +273,8 @@ def main(argv=None):
         print(f"  {name:32s} funcnn {t_a * 1e3:8.2f} ms   jax {t_b * 1e3:8.2f} ms   x{t_b / t_a:5.2f}{versus}",
               flush=True)
 
-    print(f"\n{fn.report.machine()}; " + ", ".join(f"{k} {v}" for k, v in fn.report.versions().items()))
+    env = fn.report.environment()
+    print("\n" + fn.report.environment_line(env))
     header = ("| case | funcnn ms | JAX autodiff ms | vs JAX | PyTorch ms | vs PyTorch | GFLOP/s (funcnn) "
               "| funcnn / DRAM-or-peak floor |")
     print("\n" + header + "\n|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -291,8 +284,7 @@ def main(argv=None):
               f"{r['funcnn_gflop_s']:.1f} | {r['funcnn_over_floor']:.1f} |")
     out = Path(args.out or Path(__file__).parent / "results" / f"primitives-{args.device}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": str(device.device_kind), "machine": fn.report.machine(),
-                               "versions": fn.report.versions(), "jax": jax.__version__,
+    out.write_text(json.dumps({"device": str(device.device_kind), **env, "jax": jax.__version__,
                                "matmul_peak_gflop_s": peak / 1e9, "bandwidth_gb_s": bandwidth / 1e9,
                                "rounds": args.rounds, "calls": args.calls, "rows": rows}, indent=2) + "\n")
     print(f"\nwrote {out}")

@@ -50,14 +50,14 @@ def main(argv=None):
         for n in args.processes:
             rows.append(measure(n, args.epochs, args.batch, Path(tmp) / f"p{n}"))
             print(rows[-1], flush=True)
-    print(f"\n{report.machine()}; " + ", ".join(f"{k} {v}" for k, v in report.versions(("jax", "jaxlib")).items()))
+    env = report.environment(("jax", "jaxlib"))
+    print("\n" + report.environment_line(env))
     print("| processes | global batch | images/s | ms per step | test accuracy |\n|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['processes']} | {r['global batch']} | {r['images/s']:.0f} | {r['ms per step']:.2f} | "
               f"{r['test accuracy']:.4f} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": report.machine(), "versions": report.versions(("jax", "jaxlib")),
-                                    "epochs": args.epochs, "rows": rows}, indent=2) + "\n")
+    args.out.write_text(json.dumps({**env, "epochs": args.epochs, "rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

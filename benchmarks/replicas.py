@@ -79,15 +79,15 @@ def main(argv=None):
                          f"{jax.default_backend()!r})")
     rows = [measure(r, args.batch, args.repeats) for r in args.replicas]
     header = list(rows[0])
-    print(f"LeNet-5, batch {args.batch} per replica, Adam; {jax.devices()[0].device_kind}: {report.machine()}; "
-          + ", ".join(f"{k} {v}" for k, v in report.versions(("jax", "jaxlib")).items()))
+    env = report.environment()
+    print(f"LeNet-5, batch {args.batch} per replica, Adam; {jax.devices()[0].device_kind}: "
+          + report.environment_line(env))
     print("| " + " | ".join(header) + " |\n|" + "---:|" * len(header))
     for row in rows:
         print("| " + " | ".join(f"{v:.2f}" if isinstance(v, float) and v < 10 else f"{v:.1f}"
                                 if isinstance(v, float) else str(v) for v in row.values()) + " |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"device": str(jax.devices()[0]), "machine": report.machine(),
-                                          "versions": report.versions(), "batch": args.batch, "rows": rows},
+    Path(args.out).write_text(json.dumps({"device": str(jax.devices()[0]), **env, "batch": args.batch, "rows": rows},
                                          indent=2) + "\n")
 
 

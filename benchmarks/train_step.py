@@ -446,7 +446,8 @@ def main(argv=None):
             print(f"  {model:9s} {row['framework']:8s} " + (f"{row['images_per_s']:9.0f} images/s, first step "
                   f"{row['first_step_s']:.2f} s" if "images_per_s" in row else str(row.get("error"))), flush=True)
     rows = combine(measured)
-    print(f"\n{report.machine()}; " + ", ".join(f"{k} {v}" for k, v in report.versions().items()))
+    env = report.environment()
+    print("\n" + report.environment_line(env))
     rounds = f" (median of {args.rounds} rounds; speed-up: median and range of the per-round ratios)" \
         if args.rounds > 1 else ""
     print(f"\nbatch {args.batch}, {args.steps} steps x {args.repeats} repeats per worker{rounds}")
@@ -463,7 +464,7 @@ def main(argv=None):
               f"{row['first_step_s']:.2f} |")
     out = args.out or Path(__file__).parent / "results" / f"train_step-{args.device}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": report.machine(), "versions": report.versions(), "batch": args.batch,
+    out.write_text(json.dumps({**env, "batch": args.batch,
                                "steps": args.steps, "repeats": args.repeats, "rounds": args.rounds, "rows": rows},
                               indent=2) + "\n")
     print(f"\nwrote {out}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from pathlib import Path
 
 import jax
@@ -26,6 +25,7 @@ import numpy as np
 from jax import lax
 
 from funcnn import report
+from timing import median_seconds
 
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float32)  # filter transform, 4x3
 
@@ -60,15 +60,6 @@ def xla_conv(x, w):
     return lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
-def _median_ms(fun, args, calls):
-    samples = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        jax.block_until_ready(fun(*args))
-        samples.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(samples)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=128)
@@ -91,21 +82,21 @@ def main(argv=None):
         assert err < 1e-5, f"Winograd F(2x2, 3x3) is wrong at {size}x{size}x{channels}: relative error {err:.1e}"
         t_w, t_x = [], []
         for _ in range(args.rounds):
-            t_w.append(_median_ms(ours, (x, w), args.calls))
-            t_x.append(_median_ms(theirs, (x, w), args.calls))
+            t_w.append(1e3 * median_seconds(ours, (x, w), args.calls))
+            t_x.append(1e3 * median_seconds(theirs, (x, w), args.calls))
         row = {"layer": f"{size}x{size}x{channels} -> {channels}", "winograd_ms": statistics.median(t_w),
                "xla_ms": statistics.median(t_x), "relative_error": err}
         row["speedup"] = row["xla_ms"] / row["winograd_ms"]
         rows.append(row)
-    print(f"{report.machine()}; " + ", ".join(f"{k} {v}" for k, v in report.versions(("jax", "jaxlib")).items()))
+    env = report.environment(("jax", "jaxlib"))
+    print(report.environment_line(env))
     print(f"forward, batch {args.batch}\n\n| layer (3x3, stride 1) | Winograd F(2x2,3x3) ms | XLA conv ms | XLA / "
           "Winograd | relative error |\n|---|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['layer']} | {r['winograd_ms']:.2f} | {r['xla_ms']:.2f} | {r['speedup']:.2f}x | "
               f"{r['relative_error']:.1e} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": report.machine(), "versions": report.versions(("jax", "jaxlib")),
-                                    "batch": args.batch, "rows": rows}, indent=2) + "\n")
+    args.out.write_text(json.dumps({**env, "batch": args.batch, "rows": rows}, indent=2) + "\n")
     print(f"\nwrote {args.out}")
 
 

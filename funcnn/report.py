@@ -86,6 +86,16 @@ def versions(modules: Iterable[str] = ("jax", "jaxlib", "optax", "flax", "equino
     return found
 
 
+def environment(modules: Iterable[str] = ("jax", "jaxlib", "optax", "flax", "equinox", "torch")) -> dict:
+    """{"machine": machine(), "versions": versions(modules)}: what a benchmark's JSON records about where it ran."""
+    return {"machine": machine(), "versions": versions(modules)}
+
+
+def environment_line(env: dict) -> str:
+    """`environment()` as the one line a benchmark prints above its table: "CPU, N cores; jax 0.x, ..."."""
+    return f"{env['machine']}; " + ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+
+
 def _cell(value: Any, digits: int) -> str:
     if isinstance(value, bool) or value is None:
         return "-" if value is None else ("yes" if value else "no")

@@ -49,3 +49,14 @@ def test_median_seconds_times_and_waits():
     assert len(calls) == 5 and 0.009 < seconds < 0.5
     with pytest.raises(ValueError, match="repeats must be >= 1"):
         report.median_seconds(lambda: None, repeats=0)
+
+
+def test_environment_names_the_machine_and_only_installed_versions():
+    from funcnn import report
+
+    env = report.environment(("jax", "no_such_module_xyz"))
+    assert env["machine"] == report.machine() and "cores" in env["machine"]
+    assert list(env["versions"]) == ["jax"]  # a module that does not import is left out
+    import jax
+
+    assert report.environment_line(env) == f"{env['machine']}; jax {jax.__version__}"
