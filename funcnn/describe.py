@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import math
+import re
+from typing import NamedTuple
 
 import jax
 
@@ -79,15 +81,39 @@ def total_flops(init, input_shape) -> int:
     return sum(row.flops for row in rows if not row.container)
 
 
+class Choice(NamedTuple):
+    """One convolution rule of one layer, as the traced gradient runs it."""
+
+    label: str      # the layer's path ("3_Conv", "1_stage/0_block/..."); "" outside any layer
+    role: str       # "forward", "dX", "dW", or "dY" (a transposed convolution's input gradient)
+    path: str       # the `algorithm` parameter of the op (the table's or the pinned path)
+    backend: str    # what runs on the default backend: `path`, or "canonical" for a CPU path elsewhere
+
+
+_TRANSFORM = re.compile(r"\w+\(|\)")  # the transforms wrapped around a name stack: "transpose(jvp(0_Conv))"
+
+
+def _equations(jaxpr):
+    """Every equation of a jaxpr and of the jaxprs nested in it (jit, remat, control flow), in order."""
+    from jax.extend.core import jaxprs_in_params
+
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for sub in jaxprs_in_params(eqn.params):
+            yield from _equations(sub)
+
+
 def conv_paths(model, input_shape, *, rng=None) -> list:
     """Which algorithm computes each convolution's forward, dX and dW on the default backend, by layer.
 
-    Traces the gradient of the model's training-mode output (nothing is compiled or allocated) with funcnn's path
-    recorder on; returns `funcnn.primitives.conv.dispatch.Choice`s, one per (layer, role), in model order.
+    Traces the gradient of the model's training-mode output to a jaxpr (nothing is compiled or allocated) and reads
+    every conv-family equation: its `algorithm` parameter, and its layer from the name scope the layers put around
+    their children (a backward equation carries its forward's scope inside "transpose(...)"). Returns `Choice`s, one
+    per (layer, role), in the order the gradient computes them.
     """
     import jax.numpy as jnp
 
-    from .primitives.conv import dispatch
+    from .primitives.conv import dispatch, rules
 
     init, apply = model
     rng = jax.random.PRNGKey(0) if rng is None else rng
@@ -98,14 +124,22 @@ def conv_paths(model, input_shape, *, rng=None) -> list:
         out, _ = apply(params, state, x, train=True, rng=rng)
         return sum(jnp.sum(leaf) for leaf in jax.tree_util.tree_leaves(out))
 
-    with dispatch.recording() as choices:
-        jax.eval_shape(jax.grad(loss), params, state, x)
-    seen, unique = set(), []
-    for choice in choices:  # a custom_vjp's primal may be traced more than once
-        if (choice.label, choice.role) not in seen:
-            seen.add((choice.label, choice.role))
-            unique.append(choice)
-    return unique
+    closed = jax.make_jaxpr(jax.grad(loss))(params, state, x)
+    roles = {(rules.CONV.name, False): "forward", (rules.CONV.name, True): "dY",
+             (rules.CONV_TRANSPOSE.name, False): "forward", (rules.CONV_TRANSPOSE.name, True): "dX",
+             (rules.CONV_DW.name, False): "dW", (rules.CONV_DW.name, True): "dW"}
+    seen, choices = set(), []
+    for eqn in _equations(closed.jaxpr):
+        stack = str(eqn.source_info.name_stack)
+        role = roles.get((eqn.primitive.name.removeprefix("funcnn."), "transpose(" in stack))
+        if role is None:
+            continue
+        label = "/".join(part for part in _TRANSFORM.sub("", stack).split("/") if part)
+        if (label, role) not in seen:
+            seen.add((label, role))
+            path = eqn.params["algorithm"]
+            choices.append(Choice(label, role, path, dispatch.on_backend(path, eqn.params["forced"])))
+    return choices
 
 
 def paths_table(model, input_shape, *, print_table: bool = True) -> str:

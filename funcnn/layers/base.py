@@ -105,13 +105,10 @@ def named(name: str, init: Callable, apply: Callable, *, container: bool = False
 
 
 def apply_child(key: str, layer: Layer, params, state, x, **kwargs):
-    """Apply a combinator's child; while `funcnn.describe.paths_table`'s recorder runs, the convolutions traced inside are
-    named by the child's key ("3_Conv", "1_BasicBlock/0_residual/...")."""
-    from ..primitives.conv import dispatch
-
-    if not dispatch.is_recording():
-        return layer.apply(params, state, x, **kwargs)
-    with dispatch.labelled(key):
+    """Apply a combinator's child under `jax.named_scope(key)`: every operation traced inside, and its derivatives,
+    carry the layer's path ("3_Conv", "1_BasicBlock/0_residual/...") in jaxprs, compiled programs and profiles
+    (`funcnn.describe.conv_paths` reads it)."""
+    with jax.named_scope(key):
         return layer.apply(params, state, x, **kwargs)
 
 

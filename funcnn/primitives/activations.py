@@ -1,45 +1,48 @@
 """Activations: relu, sigmoid, tanh (elementwise) and softmax, log_softmax (over one axis).
 
-Gradients (lecture 004, "Backpropagating through the activation": dDiv/dz = dDiv/dy f'(z)); each local derivative
-is written in terms of the output y, which is the residual kept from the forward pass:
+Tangent rules, each linear in dz and written in terms of the output y (the residual kept from the forward pass),
+and the backward rules they transpose to (lecture 004, "Backpropagating through the activation": dDiv/dz =
+dDiv/dy f'(z)):
 
-    relu:        dz = g * (y > 0)                    (0 at z = 0)
-    sigmoid:     dz = g * y (1 - y)
-    tanh:        dz = g * (1 - y^2)
-    softmax:     dz = y * (g - sum_j g_j y_j)
-    log_softmax: dz = g - softmax(z) * sum_j g_j
+    relu:        dy = dz * (y > 0)                    g * (y > 0)           (0 at z = 0)
+    sigmoid:     dy = dz * y (1 - y)                  g * y (1 - y)
+    tanh:        dy = dz * (1 - y^2)                  g * (1 - y^2)
+    softmax:     dy = y * (dz - sum_j y_j dz_j)       y * (g - sum_j g_j y_j)
+    log_softmax: dy = dz - sum_j softmax(z)_j dz_j    g - softmax(z) * sum_j g_j
+
+Each tangent rule is a few multiplications and sums by coefficients computed from y; JAX transposes them into the
+backward rule on the right (the elementwise Jacobians are diagonal, softmax's symmetric, log-softmax's I - 1 s^T
+transposes to I - s 1^T), and nothing else runs in reverse mode.
 """
 
 from __future__ import annotations
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 
+from . import carrier
 from .checks import accumulation_dtype, as_float, reverse_mode_only
 
 
+def _elementwise_batch(op, args, dims):
+    """An elementwise op applies to any shape: a mapped argument is just a larger one."""
+    return op(*args), dims[0]
+
+
 def _elementwise(name: str, forward, local_derivative, doc: str):
-    """An elementwise activation y = f(z) whose derivative f'(z) is a function of y alone."""
+    """An elementwise activation y = f(z) whose derivative f'(z) is a function of y alone: dy = dz * f'(y)."""
 
-    @jax.custom_vjp
-    def prim(z):
-        acc = accumulation_dtype(z.dtype)
-        return forward(z.astype(acc)).astype(z.dtype)
+    def impl(z):
+        return forward(z.astype(accumulation_dtype(z.dtype))).astype(z.dtype)
 
-    def fwd(z):
-        y = prim(z)
-        return y, y
+    def tangent(args, y, tangents):
+        return (tangents[0] * local_derivative(y)).astype(tangents[0].dtype)
 
-    def bwd(y, g):
-        return ((g * local_derivative(y)).astype(y.dtype),)
-
-    prim.defvjp(fwd, bwd)
+    op = carrier.define(name, impl, tangent=tangent, batch=_elementwise_batch)
 
     @reverse_mode_only(name)
     def activation(z):
-        return prim(as_float(name, "z", z))
+        return op(as_float(name, "z", z))
 
     activation.__name__ = activation.__qualname__ = name
     activation.__doc__ = doc
@@ -50,19 +53,20 @@ relu = _elementwise(
     "relu",
     lambda z: jnp.maximum(z, jnp.zeros((), z.dtype)),
     lambda y: y > 0,
-    "max(z, 0) elementwise (NaN propagates). Gradient: g * (z > 0); the derivative at z = 0 is taken as 0.",
+    "max(z, 0) elementwise (NaN propagates). Tangent dz * (z > 0), gradient g * (z > 0); the derivative at z = 0 "
+    "is taken as 0.",
 )
 sigmoid = _elementwise(
     "sigmoid",
     jax.nn.sigmoid,
     lambda y: y * (1 - y),
-    "1 / (1 + exp(-z)) elementwise. Gradient: g * y * (1 - y).",
+    "1 / (1 + exp(-z)) elementwise. Tangent dz * y * (1 - y), gradient g * y * (1 - y).",
 )
 tanh = _elementwise(
     "tanh",
     jnp.tanh,
     lambda y: 1 - y * y,
-    "tanh(z) elementwise. Gradient: g * (1 - y^2).",
+    "tanh(z) elementwise. Tangent dz * (1 - y^2), gradient g * (1 - y^2).",
 )
 
 
@@ -77,28 +81,24 @@ def _log_softmax(z, axis):
     return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=axis, keepdims=True))
 
 
-def _over_axis(forward, backward):
-    """A primitive over one axis, y = forward(z, axis), whose backward(y, g, axis) needs only the output y."""
+def _over_axis(name, forward, tangent):
+    """An op over one axis, y = forward(z, axis), whose tangent(y, dz, axis) needs only the output y."""
 
-    @partial(jax.custom_vjp, nondiff_argnums=(1,))
-    def prim(z, axis):
+    def impl(z, *, axis):
         return forward(z.astype(accumulation_dtype(z.dtype)), axis).astype(z.dtype)
 
-    def fwd(z, axis):
-        y = prim(z, axis)
-        return y, y
+    def batch(op, args, dims, *, axis):  # the mapped axis first, the op's axis one further
+        return op(jnp.moveaxis(args[0], dims[0], 0), axis=axis + 1), 0
 
-    def bwd(axis, y, g):
-        return (backward(y, g, axis),)
-
-    prim.defvjp(fwd, bwd)
-    return prim
+    return carrier.define(name, impl, batch=batch,
+                          tangent=lambda args, y, ts, *, axis: tangent(y, ts[0], axis).astype(ts[0].dtype))
 
 
-# dz_i = y_i (g_i - sum_j g_j y_j)
-_softmax_p = _over_axis(_softmax, lambda y, g, axis: y * (g - jnp.sum(g * y, axis=axis, keepdims=True)))
-# dz_i = g_i - softmax(z)_i sum_j g_j, with softmax(z) = exp(log_softmax(z))
-_log_softmax_p = _over_axis(_log_softmax, lambda y, g, axis: g - jnp.exp(y) * jnp.sum(g, axis=axis, keepdims=True))
+# dy_i = y_i (dz_i - sum_j y_j dz_j)
+_SOFTMAX = _over_axis("softmax", _softmax, lambda y, t, axis: y * (t - jnp.sum(y * t, axis=axis, keepdims=True)))
+# dy_i = dz_i - sum_j softmax(z)_j dz_j, with softmax(z) = exp(log_softmax(z))
+_LOG_SOFTMAX = _over_axis("log_softmax", _log_softmax,
+                          lambda y, t, axis: t - jnp.sum(jnp.exp(y) * t, axis=axis, keepdims=True))
 
 
 def _check_axis(name, z, axis):
@@ -109,16 +109,16 @@ def _check_axis(name, z, axis):
 
 @reverse_mode_only("softmax")
 def softmax(z, axis=-1):
-    """exp(z_i) / sum_j exp(z_j) along `axis`. Gradient: y * (g - sum(g * y))."""
+    """exp(z_i) / sum_j exp(z_j) along `axis`. Tangent y * (dz - sum(y * dz)); gradient y * (g - sum(g * y))."""
     z = as_float("softmax", "z", z)
-    return _softmax_p(z, _check_axis("softmax", z, axis))
+    return _SOFTMAX(z, axis=_check_axis("softmax", z, axis))
 
 
 @reverse_mode_only("log_softmax")
 def log_softmax(z, axis=-1):
-    """z_i - log sum_j exp(z_j) along `axis`. Gradient: g - softmax(z) * sum(g)."""
+    """z_i - log sum_j exp(z_j) along `axis`. Tangent dz - sum(softmax(z) dz); gradient g - softmax(z) * sum(g)."""
     z = as_float("log_softmax", "z", z)
-    return _log_softmax_p(z, _check_axis("log_softmax", z, axis))
+    return _LOG_SOFTMAX(z, axis=_check_axis("log_softmax", z, axis))
 
 
 from ..verify.registry import register_cases  # noqa: E402

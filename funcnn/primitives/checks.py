@@ -66,7 +66,8 @@ def accumulation_dtype(dtype):
 
 
 def reverse_mode_only(name: str) -> Callable:
-    """Re-raise JAX's forward-mode error for a custom_vjp with a message that names the funcnn primitive."""
+    """Where the primitives run in their fallback form (`carrier.MODE == "custom_vjp"`: a JAX outside the tested
+    range), re-raise JAX's forward-mode error with a message that names the funcnn primitive and why."""
 
     def decorate(fun):
         @functools.wraps(fun)
@@ -76,10 +77,12 @@ def reverse_mode_only(name: str) -> Callable:
             except TypeError as err:
                 if "forward-mode" not in str(err):
                     raise
+                from .carrier import FALLBACK_REASON
+
                 raise TypeError(
-                    f"funcnn.{name} has a hand-written reverse-mode rule (jax.custom_vjp) and does not support "
-                    "forward-mode autodiff (jax.jvp, jax.jacfwd, jax.hessian, jax.linearize). Use jax.grad, jax.vjp "
-                    f"or jax.jacrev, or differentiate funcnn.verify.reference.{name} in forward mode."
+                    f"funcnn.{name} runs as a jax.custom_vjp on this JAX ({jax.__version__}: {FALLBACK_REASON}), "
+                    "which has no forward mode (jax.jvp, jax.jacfwd, jax.hessian, jax.linearize). Use jax.grad, "
+                    "jax.vjp or jax.jacrev, or a JAX in the range funcnn is tested with (pyproject.toml)."
                 ) from err
 
         return wrapper

@@ -1,48 +1,64 @@
 """Dense (fully-connected) layer: z = x W + b over the last axis of x.
 
-Gradients (lecture 001 / 004, backprop through the affine map):
+Bilinear in (x, W), so its tangent is the product rule and its transposes are the backward rules (lecture 001 / 004,
+backprop through the affine map):
 
+    dz = dx W + x dW (+ db)
     dX[..., i] = sum_o g[..., o] W[i, o]          (g W^T)
     dW[i, o]   = sum_n x[n, i] g[n, o]            (x^T g, leading axes flattened into n)
-    db[o]      = sum_n g[n, o]
+    db[o]      = sum_n g[n, o]                    (the transpose of the bias's broadcast)
+
+Under vmap over the weights (replicas, ensembles) the op takes a stack of them, w (B, D_in, D_out) against x
+(B, ..., D_in): one batched matmul, with the same two rules batched.
 """
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
+from . import carrier
 from .checks import accumulation_dtype, as_array, float_dtype, reverse_mode_only
 
 
-def _matmul(a, b):
-    return jnp.matmul(a, b, preferred_element_type=accumulation_dtype(a.dtype)).astype(a.dtype)
+def _einsum(spec, a, b):
+    return jnp.einsum(spec, a, b, preferred_element_type=accumulation_dtype(a.dtype)).astype(a.dtype)
 
 
-@jax.custom_vjp
-def _dense_p(x, w, b):
-    z = _matmul(x, w)
-    return z if b is None else z + b
+def _dense_impl(x, w):
+    """z = x W (w (D_in, D_out)), or per stacked weight z[b] = x[b] W[b] (w (B, D_in, D_out))."""
+    return _einsum("...d,df->...f", x, w) if w.ndim == 2 else _einsum("b...d,bdf->b...f", x, w)
 
 
-def _dense_p_fwd(x, w, b):
-    return _dense_p(x, w, b), (x, w, b)
+def _dense_transpose(g, x, w):
+    """dX = g W^T and dW = x^T g (each only where asked for)."""
+    stacked = len(w.shape) == 3
+    dx = dw = None
+    if carrier.undefined(x):
+        dx = _einsum("b...f,bdf->b...d", g, w) if stacked else _einsum("...f,df->...d", g, w)
+    if carrier.undefined(w):
+        dw = _einsum("b...d,b...f->bdf", x, g) if stacked else _einsum("...d,...f->df", x, g)
+    return dx, dw
 
 
-def _dense_p_bwd(res, g):
-    x, w, b = res
-    dx = _matmul(g, w.T)
-    dw = _matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]))
-    db = None if b is None else jnp.sum(g.reshape(-1, g.shape[-1]), axis=0).astype(b.dtype)
-    return dx, dw, db
+def _batch(op, args, dims):
+    """A mapped x alone: the op already takes any leading axes. Mapped weights: the stacked form."""
+    (x, w), (dx, dw) = args, dims
+    if dw is None:
+        return DENSE(jnp.moveaxis(x, dx, 0), w), 0
+    if w.ndim == 3:  # weights stacked twice (nested vmap): a loop over the outer stack
+        return carrier.map_batch(op, args, dims)
+    (x, w), _ = carrier.moved_to_front([x, w], [dx, dw])
+    return DENSE(x, w), 0
 
 
-_dense_p.defvjp(_dense_p_fwd, _dense_p_bwd)
+DENSE = carrier.define("dense", _dense_impl, linear=(0, 1), multilinear=True, transpose=_dense_transpose,
+                       batch=_batch)
 
 
 @reverse_mode_only("dense")
 def dense(x, w, b=None):
-    """z = x W + b: x (..., D_in), w (D_in, D_out), b (D_out,) -> (..., D_out). Gradients: g W^T, x^T g, sum g."""
+    """z = x W + b: x (..., D_in), w (D_in, D_out), b (D_out,) -> (..., D_out). Tangent: dx W + x dW + db;
+    gradients: g W^T, x^T g, sum g."""
     x, w = as_array("dense", "x", x), as_array("dense", "w", w)
     b = None if b is None else as_array("dense", "b", b)
     if x.ndim < 1 or w.ndim != 2:
@@ -53,7 +69,8 @@ def dense(x, w, b=None):
     if b is not None and b.shape != (w.shape[1],):
         raise ValueError(f"dense: b must have shape ({w.shape[1]},) to match w shape {w.shape}, got {b.shape}")
     dtype = float_dtype("dense", x, w, b)
-    return _dense_p(x.astype(dtype), w.astype(dtype), None if b is None else b.astype(dtype))
+    z = DENSE(x.astype(dtype), w.astype(dtype))
+    return z if b is None else z + b.astype(dtype)
 
 
 from ..verify.registry import register_cases  # noqa: E402

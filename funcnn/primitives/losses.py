@@ -2,7 +2,9 @@
 
     L[n] = -log( exp(f[n, y_n]) / sum_j exp(f[n, j]) ) = logsumexp(f[n]) - f[n, y_n]
 
-Gradient (lecture 000, softmax classifier): dL[n]/df[n, j] = softmax(f[n])_j - onehot(y_n)_j.
+Tangent rule dL[n] = sum_j (softmax(f[n])_j - onehot(y_n)_j) df[n, j], which JAX transposes into the gradient
+(lecture 000, softmax classifier): dL[n]/df[n, j] = g[n] (softmax(f[n])_j - onehot(y_n)_j). The labels are integers
+and have no tangent.
 Worked example: f = (-2.85, 0.86, 0.28), true class 3 (index 2) -> probabilities (0.016, 0.631, 0.353), L = 1.04.
 """
 
@@ -12,12 +14,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import carrier
 from .checks import accumulation_dtype, as_array, as_float, reverse_mode_only
 from .activations import _log_softmax
 
 
-@jax.custom_vjp
-def _softmax_cross_entropy_p(logits, labels):
+def _impl(logits, labels):
     acc = accumulation_dtype(logits.dtype)
     log_p = _log_softmax(logits.astype(acc), -1)
     onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=acc)
@@ -26,20 +28,22 @@ def _softmax_cross_entropy_p(logits, labels):
     return jnp.where(valid, loss, jnp.nan).astype(logits.dtype)
 
 
-def _softmax_cross_entropy_p_fwd(logits, labels):
-    return _softmax_cross_entropy_p(logits, labels), (logits, labels)
-
-
-def _softmax_cross_entropy_p_bwd(res, g):
-    """df[n, j] = g[n] * (softmax(f[n])_j - onehot(y_n)_j); labels are integers and get no cotangent."""
-    logits, labels = res
+def _tangent(args, loss, tangents):
+    """dL[n] = sum_j (softmax(f[n])_j - onehot(y_n)_j) df[n, j]."""
+    (logits, labels), df = args, tangents[0]
     acc = accumulation_dtype(logits.dtype)
     p = jnp.exp(_log_softmax(logits.astype(acc), -1))
     onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=acc)
-    return ((g[..., None].astype(acc) * (p - onehot)).astype(logits.dtype), None)
+    return jnp.sum((p - onehot) * df.astype(acc), axis=-1).astype(df.dtype)
 
 
-_softmax_cross_entropy_p.defvjp(_softmax_cross_entropy_p_fwd, _softmax_cross_entropy_p_bwd)
+def _batch(op, args, dims):
+    """Logits (..., K) and labels (...) with any leading axes: the mapped axis first in both."""
+    (logits, labels), _ = carrier.moved_to_front(args, dims)
+    return op(logits, labels), 0
+
+
+SOFTMAX_CROSS_ENTROPY = carrier.define("softmax_cross_entropy", _impl, tangent=_tangent, batch=_batch)
 
 
 @reverse_mode_only("softmax_cross_entropy")
@@ -47,7 +51,7 @@ def softmax_cross_entropy(logits, labels):
     """Per-example cross-entropy of softmax(logits) against integer labels: logits (..., K), labels (...) -> (...).
 
     A label outside [0, K) gives NaN for that example (checked eagerly when the labels are concrete).
-    Gradient: softmax(logits) - onehot(labels), times the incoming g.
+    Tangent: sum_j (softmax(logits) - onehot(labels))_j dlogits_j; gradient: g (softmax(logits) - onehot(labels)).
     """
     logits = as_float("softmax_cross_entropy", "logits", logits)
     labels = as_array("softmax_cross_entropy", "labels", labels)
@@ -62,7 +66,7 @@ def softmax_cross_entropy(logits, labels):
         if bad.any():
             raise ValueError(f"softmax_cross_entropy: labels must lie in [0, {logits.shape[-1]}), got "
                              f"{concrete[bad][:5].tolist()} for logits of shape {logits.shape}")
-    return _softmax_cross_entropy_p(logits, labels)
+    return SOFTMAX_CROSS_ENTROPY(logits, labels)
 
 
 from ..verify.registry import register_cases  # noqa: E402

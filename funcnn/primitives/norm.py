@@ -9,29 +9,33 @@ Layout (N, *spatial, C), the channels split into G groups of C/G. R is, per chan
     mu = mean_R x,  var = mean_R (x - mu)^2,  sigma = sqrt(var + eps),  x_hat = (x - mu) / sigma,
     y = scale * x_hat + bias                                       (scale, bias: one per channel)
 
-Gradients (`shared/notes/derivations.md`, the chain rule through mu and sigma), with g = dL/dy and h = g * scale:
+Tangent rule (`shared/notes/derivations.md`), linear in (dx, dscale, dbias), and the backward rule it transposes
+to (the chain rule through mu and sigma), with g = dL/dy and h = g * scale:
 
+    dmu = mean_R dx,  dvar = 2 mean_R((x - mu)(dx - dmu)),  dx_hat = (dx - dmu - x_hat mean_R(x_hat dx)) / sigma
+    dy  = scale * dx_hat + dscale * x_hat + dbias
     dbias  = sum g,  dscale = sum g * x_hat                        (summed over everything but the channel)
-    dx     = (1 / sigma) * (h - mean_R(h) - x_hat * mean_R(h * x_hat))
+    dx     = (1 / sigma) * (h - mean_R(h) - x_hat * mean_R(h * x_hat))  + g_mu / m + 2 g_var (x - mu) / m
 
-one pass over the activations for the statistics, one for the backward. Numerics: both statistics passes run on x
-minus one of its own entries per set (an exact subtraction; a two-pass variance, never mean(x^2) - mu^2), in float32
-or wider whatever the input's dtype, so they keep float32's relative accuracy at any mean. Under `axis_name` (vmap or
-shard_map over a batch split across devices) batch_norm's means are taken over the global batch, each pass from the
-global result of the one before; its gradient is then JAX's autodiff of the same forward (JAX cannot bind a vmapped
-axis name inside a custom_vjp's backward, where the rule's two means over R would need it).
+(the last two terms are the statistics outputs' cotangents, m = |R|; they are symbolic zeros unless a loss uses the
+returned mean or var). One pass over the activations for the statistics, one for the backward. Numerics: both
+statistics passes run on x minus one of its own entries per set (an exact subtraction; a two-pass variance, never
+mean(x^2) - mu^2), in float32 or wider whatever the input's dtype, so they keep float32's relative accuracy at any
+mean. Under `axis_name` (vmap or shard_map over a batch split across devices) batch_norm's means are taken over the
+global batch, each pass from the global result of the one before, and JAX differentiates that forward (a primitive's
+rules cannot see a vmapped axis name).
 """
 
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from . import carrier
 from .checks import as_float, reverse_mode_only
 
 
@@ -86,32 +90,105 @@ def _forward(x, scale, bias, spec: NormSpec):
     return outputs, (x_hat, rstd)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _normalize_p(x, scale, bias, spec: NormSpec):
-    return _forward(x, scale, bias, spec)[0]
+def _stat_shape(xg, spec: NormSpec):
+    """A statistic (one per normalised set) broadcast against the grouped (N, *S, G, C/G) array."""
+    return lambda v: v.reshape((1,) * (xg.ndim - 2) + (v.shape[-1], 1)) if spec.over_batch else \
+        v.reshape((v.shape[0],) + (1,) * (xg.ndim - 3) + (v.shape[-1], 1))
 
 
-def _normalize_fwd(x, scale, bias, spec):
-    outputs, (x_hat, rstd) = _forward(x, scale, bias, spec)
-    return outputs, (x_hat, rstd, scale)
+def _centred(x, var, spec: NormSpec):
+    """(x - mu, 1 / sigma, the reshape of a statistic), in the accumulation dtype. x - mu is computed as the forward
+    computes it, (x - pivot) - mean_R(x - pivot), never as x minus the stored mean: at x = 300 + 0.1 N(0, 1) the mean
+    rounded to float32 is off by 1.5e-5, 1e-4 of the spread. The variance is the forward's output (relative
+    accuracy is all it needs)."""
+    acc = jnp.promote_types(x.dtype, jnp.float32)
+    xg = _grouped(x.astype(acc), spec)
+    axes = _axes(xg.ndim, spec)
+    shifted = xg - lax.stop_gradient(_first(xg, axes))
+    return (shifted - jnp.mean(shifted, axes, keepdims=True), lax.rsqrt(_stat_shape(xg, spec)(var.astype(acc))
+            + spec.epsilon), _stat_shape(xg, spec))
 
 
-def _normalize_bwd(spec, res, cotangents):
-    """dx = (1/sigma) (h - mean_R h - x_hat mean_R(h x_hat)), h = g * scale; dscale = sum g x_hat, dbias = sum g.
-    The statistics outputs (mean, var) carry no gradient (the public functions stop it)."""
-    x_hat, rstd, scale = res
-    g = cotangents[0]
-    gg = g.astype(x_hat.dtype).reshape(x_hat.shape)
-    axes = _axes(gg.ndim, spec)
-    h = gg * _per_channel(scale.astype(x_hat.dtype), x_hat)
-    dx = rstd * (h - _mean(h, axes, spec) - x_hat * _mean(h * x_hat, axes, spec))
+def _normalize_impl(x, scale, bias, **params):
+    return _forward(x, scale, bias, NormSpec(**params, axis_name=None))[0]
+
+
+def _tangent_impl(x, scale, mean, var, dx, dscale, dbias, **params):
+    """(dy, dmu, dvar): the tangent rule of the module docstring."""
+    spec = NormSpec(**params, axis_name=None)
+    xc, rstd, _ = _centred(x, var, spec)
+    axes = _axes(xc.ndim, spec)
+    x_hat = xc * rstd
+    dxg = _grouped(dx.astype(xc.dtype), spec)
+    dmu = jnp.mean(dxg, axes, keepdims=True)
+    dvar = 2 * jnp.mean(xc * (dxg - dmu), axes, keepdims=True)
+    dx_hat = rstd * (dxg - dmu - x_hat * jnp.mean(x_hat * dxg, axes, keepdims=True))
+    dy = (_per_channel(scale.astype(xc.dtype), xc) * dx_hat + _per_channel(dscale.astype(xc.dtype), xc) * x_hat
+          + _per_channel(dbias.astype(xc.dtype), xc))
+    return (dy.reshape(x.shape).astype(dx.dtype), jnp.squeeze(dmu, axes).astype(mean.dtype),
+            jnp.squeeze(dvar, axes).astype(var.dtype))
+
+
+def _backward_impl(x, scale, mean, var, gy, gmu, gvar, **params):
+    """(dx, dscale, dbias) = the fused rule of the module docstring, plus the statistics' cotangents."""
+    spec = NormSpec(**params, axis_name=None)
+    xc, rstd, expand = _centred(x, var, spec)
+    axes = _axes(xc.ndim, spec)
+    x_hat = xc * rstd
+    gg = _grouped(gy.astype(xc.dtype), spec)
+    h = gg * _per_channel(scale.astype(xc.dtype), xc)
+    m = math.prod(xc.shape[a] for a in axes)
+    dx = rstd * (h - jnp.mean(h, axes, keepdims=True) - x_hat * jnp.mean(h * x_hat, axes, keepdims=True))
+    dx = dx + expand(gmu.astype(xc.dtype)) / m
+    dx = dx + 2 * expand(gvar.astype(xc.dtype)) * (xc - jnp.mean(xc, axes, keepdims=True)) / m
     batch_axes = tuple(range(gg.ndim - 2))
     dscale = jnp.sum(gg * x_hat, batch_axes).reshape(scale.shape)
     dbias = jnp.sum(gg, batch_axes).reshape(scale.shape)
-    return dx.reshape(g.shape).astype(g.dtype), dscale.astype(scale.dtype), dbias.astype(scale.dtype)
+    return dx.reshape(x.shape).astype(gy.dtype), dscale.astype(scale.dtype), dbias.astype(scale.dtype)
 
 
-_normalize_p.defvjp(_normalize_fwd, _normalize_bwd)
+# the roles of each op's arguments and outputs, for vmap: activations (N, *S, C), per-channel vectors (C,), and
+# statistics (G,) or (N, G); a mapped axis folds into the channels (B independent normalisations are one with B times
+# the groups), which keeps each example's and each replica's sets apart for every kind of normalisation
+_ROLES = {"normalize": ("acc", "ass"), "norm_tangent": ("acssacc", "ass"), "norm_backward": ("acssass", "acc")}
+
+
+def _fold(a, role, size, over_batch):
+    if role == "a":
+        return jnp.moveaxis(a, 0, -2).reshape(*a.shape[1:-1], size * a.shape[-1])
+    if role == "c" or over_batch:
+        return a.reshape(size * a.shape[-1])
+    return jnp.moveaxis(a, 0, -2).reshape(a.shape[1], size * a.shape[-1])
+
+
+def _unfold(a, role, size, over_batch):
+    if role == "a" or not (role == "c" or over_batch):
+        return jnp.moveaxis(a.reshape(*a.shape[:-1], size, a.shape[-1] // size), -2, 0)
+    return a.reshape(size, a.shape[-1] // size)
+
+
+def _batch(op, args, dims, **params):
+    ins, outs = _ROLES[op.name]
+    moved, size = carrier.moved_to_front(args, dims)
+    folded = [_fold(a, r, size, params["over_batch"]) for a, r in zip(moved, ins)]
+    out = op(*folded, **{**params, "groups": params["groups"] * size})
+    return [_unfold(o, r, size, params["over_batch"]) for o, r in zip(out, outs)], [0, 0, 0]
+
+
+NORM_TANGENT, NORM_BACKWARD = carrier.define_adjoint_pair(
+    "norm_tangent", _tangent_impl, "norm_backward", _backward_impl, fixed=4, n_linear=3, batch=_batch)
+def _normalize_tangent(args, outs, tangents, **params):
+    """(dy, dmu, dvar) = norm_tangent(x, scale, mu, var; dx, dscale, dbias), a zero for an argument not varied."""
+    ts = [jnp.zeros_like(a) if t is None else t for a, t in zip(args, tangents)]
+    return NORM_TANGENT(*args[:2], *outs[1:], *ts, **params)
+
+
+NORMALIZE = carrier.define("normalize", _normalize_impl, multiple_results=True, tangent=_normalize_tangent,
+                           batch=_batch)
+
+
+def _bind(x, scale, bias, spec: NormSpec):
+    return NORMALIZE(x, scale, bias, groups=spec.groups, over_batch=spec.over_batch, epsilon=spec.epsilon)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -144,7 +221,8 @@ def batch_norm(x, scale=None, bias=None, *, epsilon: float = 1e-5, axis_name=Non
 
     Every channel is normalised over all examples and positions (and over `axis_name`, a mapped axis, when given);
     var is the biased variance the normalisation uses (the running variance of `layers.BatchNorm` is its unbiased
-    m / (m - 1) multiple). mean and var carry no gradient. Gradient: the fused rule of the module docstring.
+    m / (m - 1) multiple). All three outputs are differentiable (mean and var by dmu = mean dx and
+    dvar = 2 mean((x - mu)(dx - dmu))). Tangent and gradient: the rules of the module docstring.
     """
     x = as_float("batch_norm", "x", x)
     _check("batch_norm", x, epsilon)
@@ -154,10 +232,8 @@ def batch_norm(x, scale=None, bias=None, *, epsilon: float = 1e-5, axis_name=Non
     scale, bias = _affine("batch_norm", x, scale, bias)
     spec = NormSpec(x.shape[-1], True, float(epsilon), axis_name)
     if axis_name is None:
-        y, mean, var = _normalize_p(x, scale, bias, spec)
-    else:  # JAX cannot bind a vmap axis name inside a custom_vjp's backward: autodiff of the same forward
-        (y, mean, var), _ = _forward(x, scale, bias, spec)
-    return y, lax.stop_gradient(mean), lax.stop_gradient(var)
+        return _bind(x, scale, bias, spec)
+    return _forward(x, scale, bias, spec)[0]  # a mapped axis name: JAX differentiates the same forward
 
 
 @reverse_mode_only("layer_norm")
@@ -167,7 +243,7 @@ def layer_norm(x, scale=None, bias=None, *, epsilon: float = 1e-5):
     x = as_float("layer_norm", "x", x)
     _check("layer_norm", x, epsilon)
     scale, bias = _affine("layer_norm", x, scale, bias)
-    return _normalize_p(x, scale, bias, NormSpec(1, False, float(epsilon), None))[0]
+    return _bind(x, scale, bias, NormSpec(1, False, float(epsilon), None))[0]
 
 
 @reverse_mode_only("group_norm")
@@ -182,7 +258,7 @@ def group_norm(x, groups: int, scale=None, bias=None, *, epsilon: float = 1e-5):
         raise ValueError(f"group_norm: groups must be an int >= 1 dividing the {x.shape[-1]} channels of x shape "
                          f"{tuple(x.shape)}, got {groups!r}")
     scale, bias = _affine("group_norm", x, scale, bias)
-    return _normalize_p(x, scale, bias, NormSpec(groups, False, float(epsilon), None))[0]
+    return _bind(x, scale, bias, NormSpec(groups, False, float(epsilon), None))[0]
 
 
 # ----------------------------------------------------------------------------------------------------------------

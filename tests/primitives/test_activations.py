@@ -62,6 +62,17 @@ def test_grad_of_grad_and_bfloat16():
         assert getattr(fn, name)(z.astype(jnp.bfloat16)).dtype == jnp.bfloat16
 
 
-def test_forward_mode_error():
-    with pytest.raises(TypeError, match="funcnn.sigmoid .*forward-mode"):
-        jax.jvp(fn.sigmoid, (jnp.ones(3),), (jnp.ones(3),))
+def test_forward_mode_is_the_local_derivative_times_the_tangent():
+    """dy = dz * f'(z), written through the output: relu (z > 0), sigmoid y(1-y), tanh 1-y^2; softmax
+    y (dz - sum(y dz)) and log-softmax dz - sum(softmax(z) dz)."""
+    z = jnp.asarray([[-2.0, -0.5, 0.0, 0.5, 2.0]])
+    dz = jnp.asarray([[1.0, 2.0, 3.0, 4.0, 5.0]])
+    for f, derivative in ((fn.relu, lambda y: y > 0), (fn.sigmoid, lambda y: y * (1 - y)),
+                          (fn.tanh, lambda y: 1 - y * y)):
+        y, dy = jax.jvp(f, (z,), (dz,))
+        np.testing.assert_allclose(dy, dz * derivative(y), rtol=1e-6)
+    s, ds = jax.jvp(fn.softmax, (z,), (dz,))
+    np.testing.assert_allclose(ds, s * (dz - jnp.sum(s * dz, -1, keepdims=True)), rtol=1e-6)
+    _, dl = jax.jvp(fn.log_softmax, (z,), (dz,))
+    np.testing.assert_allclose(dl, dz - jnp.sum(s * dz, -1, keepdims=True), rtol=1e-6)
+    np.testing.assert_allclose(jax.jacfwd(fn.log_softmax)(z[0]), jax.jacrev(fn.log_softmax)(z[0]), rtol=1e-6)

@@ -316,12 +316,18 @@ def test_bfloat16_computes_with_float32_accumulation(prim):
         np.testing.assert_allclose(np.asarray(g, np.float32), g32, rtol=3e-2, atol=0.15)
 
 
-def test_forward_mode_error_names_the_primitive():
-    x, w = jnp.ones((1, 4, 4, 1)), jnp.ones((2, 2, 1, 1))
-    with pytest.raises(TypeError, match="funcnn.conv2d .*forward-mode"):
-        jax.jvp(lambda x: fn.conv2d(x, w), (x,), (x,))
-    with pytest.raises(TypeError, match="funcnn.conv_transpose2d"):
-        jax.jacfwd(lambda w: fn.conv_transpose2d(x, w))(w)
+def test_forward_mode_is_the_product_rule():
+    """conv is bilinear: its tangent is conv(dx, w) + conv(x, dw) + db, and jacfwd of the transposed conv equals its
+    jacrev (the tangent rules and the backward rules are transposes of each other)."""
+    rng = np.random.default_rng(7)
+    x, w, b = normal(rng, 2, 6, 5, 3), normal(rng, 3, 3, 3, 4), normal(rng, 4)
+    dx, dw, db = normal(rng, *x.shape), normal(rng, *w.shape), normal(rng, 4)
+    kw = dict(stride=2, padding=1)
+    _, dz = jax.jvp(lambda x, w, b: fn.conv2d(x, w, b, **kw), (x, w, b), (dx, dw, db))
+    np.testing.assert_allclose(dz, fn.conv2d(dx, w, **kw) + fn.conv2d(x, dw, **kw) + db, rtol=1e-12)
+    y = normal(rng, 2, 3, 3, 4)
+    transpose = lambda w: fn.conv_transpose2d(y, w, stride=2, padding=1)  # noqa: E731
+    np.testing.assert_allclose(jax.jacfwd(transpose)(w), jax.jacrev(transpose)(w), rtol=1e-12)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -409,21 +415,35 @@ def test_algorithm_table_and_override():
             pass
 
 
-def test_force_algorithm_retraces_jitted_functions_and_reaches_the_backward():
-    """A jitted function traced with the table is traced again under force_algorithm (the forced path is part of
-    the compilation cache key), and a backward traced after the forced block still takes the forced path."""
-    from funcnn.primitives.conv import dispatch
+def _conv_paths(closed) -> set:
+    """The `algorithm` parameters of the conv-family equations of a jaxpr (nested ones included)."""
+    from funcnn.describe import _equations
 
+    return {(e.primitive.name, e.params["algorithm"], e.params["forced"]) for e in _equations(closed.jaxpr)
+            if e.primitive.name.startswith("funcnn.conv")}
+
+
+def test_force_algorithm_retraces_jitted_functions_and_reaches_the_backward():
+    """A jitted function traced with the table is traced again under force_algorithm (the pinned path is a static
+    parameter of the ops and part of the compilation cache key), and a backward traced after the forced block still
+    takes the forced path (it travels in the forward's parameters)."""
     x, w = jnp.ones((2, 8, 8, 2)), jnp.ones((3, 3, 2, 4))
-    f = jax.jit(jax.grad(lambda w: jnp.sum(fn.conv2d(x, w) ** 2)))
-    with dispatch.recording() as table:
+    traces = []
+
+    def loss(w):
+        traces.append(1)
+        return jnp.sum(fn.conv2d(x, w) ** 2)
+
+    f = jax.jit(jax.grad(loss))
+    f(w)
+    with force_algorithm("canonical"):
         f(w)
-    with dispatch.recording() as forced, force_algorithm("canonical"):
-        f(w)
-    assert {c.path for c in table} == {"banded"} and {c.path for c in forced} == {"canonical"}
-    with dispatch.recording() as again:
-        f(w)  # back to the first trace: nothing is traced anew
-    assert again == []
+    f(w)  # back to the first trace: nothing is traced anew
+    assert len(traces) == 2
+    assert {p for _, p, _ in _conv_paths(jax.make_jaxpr(jax.grad(loss))(w))} == {"banded"}
+    with force_algorithm("canonical"):
+        assert _conv_paths(jax.make_jaxpr(jax.grad(loss))(w)) == {("funcnn.conv", "canonical", "canonical"),
+                                                                   ("funcnn.conv_dw", "canonical", "canonical")}
     with force_algorithm("tap_matmuls"):
         y, vjp = jax.vjp(lambda w: fn.conv2d(x, w, stride=2), w)
     lowered = jax.jit(vjp).lower(y).as_text()  # the backward, traced outside the block

@@ -261,9 +261,18 @@ def test_pool_bad_input_raises_clear_error(call, error, match):
         call()
 
 
-def test_pool_forward_mode_error_names_the_primitive():
-    with pytest.raises(TypeError, match="funcnn.max_pool2d"):
-        jax.jvp(lambda x: fn.max_pool2d(x, 2), (LECTURE_MAP,), (LECTURE_MAP,))
+def test_max_pool_tangent_is_read_at_each_windows_first_maximum():
+    """Lecture map, 2x2/2: the maxima 6, 8, 3, 4 sit at (1,1), (1,3), (2,0) and (3,3); a tangent numbering the
+    inputs row-major comes out as their indices. Ties: the first in row-major window order, as the backward."""
+    tangent = jnp.arange(16.0).reshape(LECTURE_MAP.shape)
+    y, dy = jax.jvp(lambda x: fn.max_pool2d(x, 2), (LECTURE_MAP,), (tangent,))
+    np.testing.assert_array_equal(y[0, :, :, 0], [[6, 8], [3, 4]])
+    np.testing.assert_array_equal(dy[0, :, :, 0], [[5, 7], [8, 15]])
+    ties = jnp.ones((1, 2, 2, 1))
+    _, dy = jax.jvp(lambda x: fn.max_pool2d(x, 2), (ties,), (jnp.arange(4.0).reshape(1, 2, 2, 1) + 1,))
+    assert float(dy[0, 0, 0, 0]) == 1.0  # the first of four tied inputs
+    _, da = jax.jvp(lambda x: fn.avg_pool2d(x, 2), (LECTURE_MAP,), (tangent,))
+    np.testing.assert_allclose(da, fn.avg_pool2d(tangent, 2))  # mean pooling is linear: its own tangent
 
 
 # ---------------------------------------------------------------------------------------------------------------

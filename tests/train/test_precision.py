@@ -32,8 +32,10 @@ def test_bfloat16_compute_float32_gradients(digits):
     model = models.lenet5()
     _, params, state = model.init(jax.random.PRNGKey(0), (1, 32, 32, 1))
     mixed = precision.mixed_precision(model.apply, precision.Policy.get("bfloat16"))
-    jaxpr = str(jax.make_jaxpr(lambda p: mixed(p, state, x)[0])(params))
-    assert "conv_general_dilated" in jaxpr and "bf16[64,32,32,1]" in jaxpr  # the convolutions see bfloat16
+    closed = jax.make_jaxpr(lambda p: mixed(p, state, x)[0])(params)
+    convs = [e for e in closed.jaxpr.eqns if e.primitive.name == "funcnn.conv"]
+    assert len(convs) == 2 and all(v.aval.dtype == jnp.bfloat16 for e in convs for v in e.invars)  # bf16 convs
+    assert "bf16[64,32,32,1]" in str(closed)
     out = mixed(params, state, x)[0]
     assert out.dtype == jnp.float32
     grad = lambda apply: jax.grad(lambda p: train.classification_loss(apply(p, state, x)[0], y).mean())(params)

@@ -1,5 +1,7 @@
-"""The public convolution functions: argument checks and thin N-d wrappers around `rules.conv_p` /
-`rules.conv_transpose_p`."""
+"""The public convolution functions: argument checks and thin N-d wrappers around the ops of `rules.py`.
+
+The bias is added here, after the op: z = conv(x, w) + b. Its derivative rule, db[f] = sum_{n, i} g[n, i, f], is the
+transpose of that broadcast (JAX's own, a sum over every axis but the channels); its tangent is db broadcast."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from ..checks import as_array, check_rank, float_dtype, reverse_mode_only
 from ..geometry import make_geometry
 from . import dispatch
 from .geometry import ConvSpec, transpose_geometry
-from .rules import conv_p, conv_transpose_p
+from .rules import conv, conv_dx
 
 LAYOUTS = {1: ("NWC", "WIO"), 2: ("NHWC", "HWIO")}
 
@@ -52,7 +54,11 @@ def _conv_nd(x, w, b, *, nd, stride, padding, dilation, groups, name):
     x, w, b = _cast(name, {"x": x, "w": w, "b": b})
     _check_conv_args(name, nd, x, w, b, groups)
     geo = make_geometry(name, x.shape, w.shape[:-2], stride, padding, dilation, window_name="kernel")
-    return conv_p(x, w, b, ConvSpec(geo, groups, dispatch.forced()))
+    return _with_bias(conv(x, w, ConvSpec(geo, groups, dispatch.forced())), b)
+
+
+def _with_bias(z, b):
+    return z if b is None else z + b.astype(z.dtype)
 
 
 @reverse_mode_only("conv2d")
@@ -98,7 +104,7 @@ def _conv_transpose_nd(y, w, b, *, nd, stride, padding, dilation, output_padding
         )
     _check_bias(name, b, w.shape[-2], w.shape)
     out_sizes, geo = transpose_geometry(name, y.shape, w.shape[:-2], stride, padding, dilation, output_padding)
-    return conv_transpose_p(y, w, b, ConvSpec(geo, 1, dispatch.forced()), out_sizes)
+    return _with_bias(conv_dx(y, w, ConvSpec(geo, 1, dispatch.forced()), out_sizes), b)
 
 
 @reverse_mode_only("conv_transpose2d")

@@ -8,14 +8,13 @@ maps to vendor kernels (cuDNN), chosen at lowering time by `lax.platform_depende
 module's docstring (`paths/`), and the measurements are in the README's Performance section.
 
 `force_algorithm(name)` pins one path for every rule it applies to (tests and benchmarks); it is part of the jit
-cache key, so a function traced under one setting is traced again under another. `recording()` collects the
-choices of the convolutions traced inside it, named by the layers (`funcnn summary --paths`).
+cache key, so a function traced under one setting is traced again under another. The chosen path is the `algorithm`
+parameter of each conv-family equation in a jaxpr, which is where `funcnn summary --paths` reads it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import math
 from typing import Callable, NamedTuple
 
@@ -112,97 +111,28 @@ def applies(path: str, rule: str, case: Case) -> bool:
 # force_algorithm: part of the jit cache key
 
 
-def _forced_state():
-    """A JAX configuration state included in the jit cache key (a function traced with one forced path is traced
-    again with another). It uses JAX's private config module; without it, a context variable plus
-    `jax.clear_caches()` on every change does the same, more slowly."""
-    try:
-        from jax._src import config as jax_config
-
-        return jax_config.State("funcnn_conv_algorithm", "", "the conv path funcnn.force_algorithm pins ('' = the "
-                                "table)", include_in_jit_key=True, include_in_trace_context=True)
-    except Exception:  # noqa: BLE001 - any change of JAX's private API: fall back
-        return None
-
-
-_FORCED_STATE = _forced_state()
-_FORCED_VAR: contextvars.ContextVar = contextvars.ContextVar("funcnn_conv_algorithm", default="")
+_FORCED = jax.make_user_context(default_value="")  # JAX retraces a jitted function when this context changes
 
 
 def forced() -> str | None:
     """The path pinned by an enclosing `force_algorithm`, or None."""
-    value = _FORCED_STATE.value if _FORCED_STATE is not None else _FORCED_VAR.get()
-    return value or None
+    return _FORCED.value or None
 
 
 @contextlib.contextmanager
 def force_algorithm(name: str | None):
     """Use one path for every rule it applies to (for tests and benchmarks): one of `ALGORITHMS`, or None for the
-    table. A rule the path cannot compute (see `applies`) falls back to the canonical form."""
+    table. A rule the path cannot compute (see `applies`) falls back to the canonical form. The pinned path is a
+    static parameter of the ops traced inside the block (`forced=...` in their jaxpr equations) and part of JAX's
+    compilation cache key, so a jitted function traced outside the block is traced again inside it."""
     if name is not None and name not in ALGORITHMS:
         raise ValueError(f"force_algorithm: unknown algorithm {name!r}; known: {', '.join(ALGORITHMS)}")
-    if _FORCED_STATE is not None:
-        with _FORCED_STATE(name or ""):
-            yield
-        return
-    token = _FORCED_VAR.set(name or "")
-    jax.clear_caches()
-    try:
+    with _FORCED(name or ""):
         yield
-    finally:
-        _FORCED_VAR.reset(token)
-        jax.clear_caches()
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # choosing and running
-
-
-_RECORDING: contextvars.ContextVar = contextvars.ContextVar("funcnn_conv_recording", default=None)
-_LABEL: contextvars.ContextVar = contextvars.ContextVar("funcnn_conv_label", default="")
-
-
-class Choice(NamedTuple):
-    label: str      # the layer being traced (see `labelled`), "" outside a labelled region
-    role: str       # what the primitive computes with it: "forward", "dX", "dW" (or "dY" for a transposed conv)
-    path: str       # the table's (or the forced) path
-    backend: str    # what runs on the default backend: `path`, or "canonical" for a CPU path elsewhere
-
-
-@contextlib.contextmanager
-def recording():
-    """Collect the `Choice`s of every convolution traced inside the block: each primitive notes the paths of its
-    forward and of both backward rules when its forward is traced (its backward is traced later, outside any layer)."""
-    choices: list = []
-    token = _RECORDING.set(choices)
-    try:
-        yield choices
-    finally:
-        _RECORDING.reset(token)
-
-
-def is_recording() -> bool:
-    return _RECORDING.get() is not None
-
-
-@contextlib.contextmanager
-def labelled(part: str):
-    """Name the convolutions traced inside the block (nested blocks join their names with "/")."""
-    outer = _LABEL.get()
-    token = _LABEL.set(f"{outer}/{part}" if outer else part)
-    try:
-        yield
-    finally:
-        _LABEL.reset(token)
-
-
-def note(role: str, rule: str, spec: ConvSpec, w_shape, in_sizes):
-    """Record, when `recording()` is active, which path computes `rule` in the role `role`."""
-    choices = _RECORDING.get()
-    if choices is not None:
-        path = choose(rule, spec, w_shape, in_sizes)
-        backend = path if path not in CPU_ONLY or spec.forced or jax.default_backend() == "cpu" else "canonical"
-        choices.append(Choice(_LABEL.get(), role, path, backend))
 
 
 def choose(rule: str, spec: ConvSpec, w_shape, in_sizes=None) -> str:
@@ -215,14 +145,13 @@ def choose(rule: str, spec: ConvSpec, w_shape, in_sizes=None) -> str:
     return next(path for condition, path in TABLE[rule] if condition(case))
 
 
-def run(rule: str, spec: ConvSpec, w_shape, in_sizes, a, b):
-    """Compute `rule` with the chosen path: forward conv(x, w), dx(g, w) for an input of `in_sizes`, or dw(x, g)
-    for a filter of `w_shape`. A CPU path is wrapped in `lax.platform_dependent`, which lowers the CPU branch for
-    CPU and the canonical form for every other platform; a forced path runs everywhere."""
-    path = choose(rule, spec, w_shape, in_sizes)
+def run(path: str, rule: str, spec: ConvSpec, w_shape, in_sizes, a, b):
+    """Compute `rule` with `path` (the one `choose` named when the op was applied): forward conv(x, w), dx(g, w)
+    for an input of `in_sizes`, or dw(x, g) for a filter of `w_shape`. A CPU path that was not pinned is wrapped in
+    `lax.platform_dependent`, which lowers it for CPU and the canonical form for every other platform."""
+    module = PATHS[path]
 
-    def with_path(name):
-        module = PATHS[name]
+    def with_path(module):
         if rule == "forward":
             return lambda a, b: module.conv(a, b, spec)
         if rule == "dx":
@@ -230,9 +159,16 @@ def run(rule: str, spec: ConvSpec, w_shape, in_sizes, a, b):
         return lambda a, b: module.dw(a, b, spec, tuple(w_shape))
 
     if path not in CPU_ONLY or spec.forced is not None:
-        return with_path(path)(a, b)
-    return lax.platform_dependent(a, b, cpu=with_path(path), default=with_path("canonical"))
+        return with_path(module)(a, b)
+    return lax.platform_dependent(a, b, cpu=with_path(module), default=with_path(canonical))
 
 
-__all__ = ["ALGORITHMS", "CPU_ONLY", "RULES", "TABLE", "PATHS", "Case", "Choice", "applies", "choose", "run",
-           "force_algorithm", "forced", "recording", "is_recording", "labelled", "note", "table_text"]
+def on_backend(path: str, forced: str | None, backend: str | None = None) -> str:
+    """What runs on `backend` (default: JAX's default backend) for a chosen path: the path, or the canonical form
+    where a CPU path was not pinned and the backend is not the CPU."""
+    backend = backend or jax.default_backend()
+    return path if path not in CPU_ONLY or forced or backend == "cpu" else "canonical"
+
+
+__all__ = ["ALGORITHMS", "CPU_ONLY", "RULES", "TABLE", "PATHS", "Case", "applies", "choose", "run", "on_backend",
+           "force_algorithm", "forced", "table_text"]

@@ -1,109 +1,166 @@
-"""The convolution's rules: forward, residuals and backward of `conv` and `conv_transpose`, as `jax.custom_vjp`s.
+"""The convolution's rules: three bilinear ops, each the transpose of the others, carried as JAX primitives.
 
 Layout: activations (N, *spatial, C), filters (*K, C_in/G, C_out). Correlation form, as in the lecture ("don't flip
 the kernel"), i and u running over the spatial axes:
 
-    z[n, i, f] = sum_{u, c} x_pad[n, S*i + D*u, c] * w[u, c, f] + b[f]
+    conv            z[n, i, f]  = sum_{u, c} x_pad[n, S*i + D*u, c] * w[u, c, f]
+    conv_transpose  dX[n, y, c] = sum_{f, i} g_up[n, i, f] * w[y - i, c, f]    upsample g by S, zero-pad by K_eff-1,
+                                                                               convolve with the flipped,
+                                                                               channel-swapped filter, crop the
+                                                                               forward padding (`steps.py`)
+    conv_dw         dW[u, c, f] = sum_{n, i} g[n, i, f] * x_pad[n, S*i + D*u, c]  correlation of the padded input
+                                                                               with the upsampled g
 
-Gradients, for the incoming cotangent g = dL/dz (lecture 004, "Computing the derivative for Y(l-1,m)", "Overall
-algorithm", "The derivatives for the weights"):
+(lecture 004, "Computing the derivative for Y(l-1,m)", "Overall algorithm", "The derivatives for the weights"; the
+bias's db[f] = sum_{n, i} g[n, i, f] is the transpose of its broadcast, in `api.py`.)
 
-    dX[n, y, c] = sum_{f, i} g_up[n, i, f] * w[y - i, c, f]       upsample g by S, zero-pad by K_eff-1, convolve
-                                                                  with the flipped, channel-swapped filter, crop the
-                                                                  forward padding (`steps.py`, one step each)
-    dW[u, c, f] = sum_{n, i} g[n, i, f] * x_pad[n, S*i + D*u, c]  correlation of the padded input with upsampled g
-    db[f]       = sum_{n, i} g[n, i, f]
+Each is linear in each of its two arguments, so its tangent is the product rule, op(dA, B) + op(A, dB), and its
+transposes are the other two ops (the lecture's backward rules):
 
-The transposed (expanding) convolution is the conv's dX map, so its adjoint is the strided conv itself:
+    conv(x, w)              x-bar = conv_transpose(g, w)     w-bar = conv_dw(x, g)
+    conv_transpose(g, w)    g-bar = conv(y-bar, w)           w-bar = conv_dw(y-bar, g)     (the transposed conv's
+                                                                                          dY and dW)
+    conv_dw(x, g)           x-bar = conv_transpose(g, W-bar) g-bar = conv(x, W-bar)
 
-    y -> dX(y)                                                    (its forward: insert S-1 zeros, convolve)
-    dY[n, i, f] = sum_{u, c} g_pad[n, S*i + D*u, c] * w[u, c, f]  (the forward conv applied to g)
-    dW[u, c, f] = sum_{n, i} y[n, i, f] * g_pad[n, S*i + D*u, c]  (the conv's dW with input and g exchanged)
-
-Which algorithm computes each rule is the table in `dispatch.py`; every path computes these same sums.
+so every derivative of every order is again one of the three, each computed by the path the algorithm table
+(`dispatch.py`) names in the op's `algorithm` parameter. The static parameters (window, stride, padding, dilation,
+groups, a pinned path) are the `ConvSpec` spelled out, so that a jaxpr reads `funcnn.conv[window=(3, 3) ...]`.
 """
 
 from __future__ import annotations
 
-from functools import partial
-
-import jax
 import jax.numpy as jnp
 
+from .. import carrier
+from ..geometry import Geometry
 from . import dispatch
 from .geometry import ConvSpec
 
 
+def spec_params(spec: ConvSpec) -> dict:
+    """The op parameters of a spec (each a hashable static value, printed in jaxprs)."""
+    geo = spec.geo
+    return dict(window=geo.window, stride=geo.stride, padding=geo.padding, dilation=geo.dilation,
+                groups=spec.groups, forced=spec.forced)
+
+
+def spec_of(params: dict) -> ConvSpec:
+    geo = Geometry(params["window"], params["stride"], params["padding"], params["dilation"])
+    return ConvSpec(geo, params["groups"], params["forced"])
+
+
+def _w_shape(spec: ConvSpec, c_in: int, c_out: int):
+    return (*spec.geo.window, c_in // spec.groups, c_out)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the three ops' forward computations: the path named by `algorithm`
+
+
+def _conv_impl(x, w, *, algorithm, **params):
+    return dispatch.run(algorithm, "forward", spec_of(params), w.shape, x.shape[1:-1], x, w)
+
+
+def _conv_transpose_impl(g, w, *, algorithm, sizes, **params):
+    return dispatch.run(algorithm, "dx", spec_of(params), w.shape, sizes, g, w)
+
+
+def _conv_dw_impl(x, g, *, algorithm, **params):
+    spec = spec_of(params)
+    return dispatch.run(algorithm, "dw", spec, _w_shape(spec, x.shape[-1], g.shape[-1]), x.shape[1:-1], x, g)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# applying them: the path is chosen here, from the spec and the shapes, and recorded in the equation
+
+
 def conv(x, w, spec: ConvSpec):
     """z[n, i, f] = sum_{u, c} x_pad[n, S*i + D*u, c] * w[u, c, f] (no bias)."""
-    return dispatch.run("forward", spec, w.shape, x.shape[1:-1], x, w)
+    path = dispatch.choose("forward", spec, w.shape, x.shape[1:-1])
+    return CONV(x, w, **spec_params(spec), algorithm=path)
 
 
 def conv_dx(g, w, spec: ConvSpec, in_sizes):
-    """dX[n, y, c] = sum_{f, i} g_up[n, i, f] * w[y - i, c, f]: the lecture's four dX steps."""
-    return dispatch.run("dx", spec, w.shape, in_sizes, g, w)
+    """dX[n, y, c] = sum_{f, i} g_up[n, i, f] * w[y - i, c, f]: the lecture's four dX steps (the transposed conv)."""
+    in_sizes = tuple(int(s) for s in in_sizes)
+    path = dispatch.choose("dx", spec, w.shape, in_sizes)
+    return CONV_TRANSPOSE(g, w, **spec_params(spec), sizes=in_sizes, algorithm=path)
 
 
-def conv_dw(x, g, spec: ConvSpec, w_shape):
+def conv_dw(x, g, spec: ConvSpec):
     """dW[u, c, f] = sum_{n, i} g[n, i, f] * x_pad[n, S*i + D*u, c]."""
-    return dispatch.run("dw", spec, w_shape, x.shape[1:-1], x, g)
-
-
-def _with_bias(z, b):
-    return z if b is None else z + b.astype(z.dtype)
-
-
-def _bias_grad(g, b):
-    """db[f] = sum over every axis but the channels of g."""
-    return None if b is None else jnp.sum(g, axis=tuple(range(g.ndim - 1))).astype(b.dtype)
+    path = dispatch.choose("dw", spec, _w_shape(spec, x.shape[-1], g.shape[-1]), x.shape[1:-1])
+    return CONV_DW(x, g, **spec_params(spec), algorithm=path)
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# conv
+# transposes (the backward rules) and batching
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(3,))
-def conv_p(x, w, b, spec: ConvSpec):
-    if dispatch.is_recording():
-        for role, rule in (("forward", "forward"), ("dX", "dx"), ("dW", "dw")):
-            dispatch.note(role, rule, spec, w.shape, x.shape[1:-1])
-    return _with_bias(conv(x, w, spec), b)
+def _conv_transpose_rule(ct, x, w, *, algorithm, **params):
+    spec = spec_of(params)
+    return (conv_dx(ct, w, spec, x.shape[1:-1]) if carrier.undefined(x) else None,
+            conv_dw(x, ct, spec) if carrier.undefined(w) else None)
 
 
-def _conv_fwd(x, w, b, spec):
-    return conv_p(x, w, b, spec), (x, w, b)
+def _conv_transpose_transpose_rule(ct, g, w, *, algorithm, sizes, **params):
+    spec = spec_of(params)
+    return (conv(ct, w, spec) if carrier.undefined(g) else None,
+            conv_dw(ct, g, spec) if carrier.undefined(w) else None)
 
 
-def _conv_bwd(spec, res, g):
-    x, w, b = res
-    return conv_dx(g, w, spec, x.shape[1:-1]), conv_dw(x, g, spec, w.shape), _bias_grad(g, b)
+def _conv_dw_transpose_rule(ct, x, g, *, algorithm, **params):
+    spec = spec_of(params)
+    return (conv_dx(g, ct, spec, x.shape[1:-1]) if carrier.undefined(x) else None,
+            conv(x, ct, spec) if carrier.undefined(g) else None)
 
 
-conv_p.defvjp(_conv_fwd, _conv_bwd)
+def _channels_last(a):
+    """(B, N, *S, C) -> (N, *S, B*C): the mapped axis folded into the channels, outermost."""
+    return jnp.moveaxis(a, 0, -2).reshape(*a.shape[1:-1], a.shape[0] * a.shape[-1])
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# conv_transpose
+def _unfold(a, size):
+    """(..., B*C) -> (B, ..., C)."""
+    return jnp.moveaxis(a.reshape(*a.shape[:-1], size, a.shape[-1] // size), -2, 0)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def conv_transpose_p(y, w, b, spec: ConvSpec, out_sizes):
-    if dispatch.is_recording():
-        for role, rule in (("forward", "dx"), ("dY", "forward"), ("dW", "dw")):
-            dispatch.note(role, rule, spec, w.shape, out_sizes)
-    return _with_bias(conv_dx(y, w, spec, out_sizes), b)
+def _batch_rule(kind):
+    """vmap of a conv-family op. An activation mapped alone folds into the batch axis N (per-example work: one op on
+    B*N examples); otherwise both operands are given the mapped axis and it folds into the groups: B independent
+    convolutions are one grouped convolution with B times the groups (replicas, ensembles, per-example dW). The
+    result is again one funcnn op, its path chosen for the folded shapes, so the rules run under any mix of vmap
+    and differentiation."""
+
+    def rule(op, args, dims, *, algorithm, **params):
+        spec = spec_of(params)
+        sizes = params.pop("sizes", None)
+        (a, b), (da, db) = args, dims
+        if kind != "dw" and db is None:  # only the activation is mapped: fold into N
+            a = jnp.moveaxis(a, da, 0)
+            flat = a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])
+            out = conv(flat, b, spec) if kind == "conv" else conv_dx(flat, b, spec, sizes)
+            return out.reshape(a.shape[0], a.shape[1], *out.shape[1:]), 0
+        (a, b), size = carrier.moved_to_front([a, b], [da, db])
+        folded = spec._replace(groups=spec.groups * size)
+        if kind == "dw":
+            out = conv_dw(_channels_last(a), _channels_last(b), folded)
+        else:
+            w = jnp.moveaxis(b, 0, -2).reshape(*b.shape[1:-1], size * b.shape[-1])
+            out = (conv(_channels_last(a), w, folded) if kind == "conv"
+                   else conv_dx(_channels_last(a), w, folded, sizes))
+        return _unfold(out, size), 0
+
+    return rule
 
 
-def _conv_transpose_fwd(y, w, b, spec, out_sizes):
-    return conv_transpose_p(y, w, b, spec, out_sizes), (y, w, b)
+CONV = carrier.define("conv", _conv_impl, linear=(0, 1), multilinear=True, transpose=_conv_transpose_rule,
+                      batch=_batch_rule("conv"))
+CONV_TRANSPOSE = carrier.define("conv_transpose", _conv_transpose_impl, linear=(0, 1), multilinear=True,
+                                transpose=_conv_transpose_transpose_rule, batch=_batch_rule("dx"))
+CONV_DW = carrier.define("conv_dw", _conv_dw_impl, linear=(0, 1), multilinear=True, transpose=_conv_dw_transpose_rule,
+                         batch=_batch_rule("dw"))
 
+ROLES = {CONV.name: "forward", CONV_TRANSPOSE.name: "dx", CONV_DW.name: "dw"}
 
-def _conv_transpose_bwd(spec, out_sizes, res, g):
-    y, w, b = res
-    return conv(g, w, spec), conv_dw(g, y, spec, w.shape), _bias_grad(g, b)
-
-
-conv_transpose_p.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
-
-
-__all__ = ["conv", "conv_dx", "conv_dw", "conv_p", "conv_transpose_p"]
+__all__ = ["conv", "conv_dx", "conv_dw", "spec_params", "spec_of", "CONV", "CONV_TRANSPOSE", "CONV_DW", "ROLES"]

@@ -1,0 +1,85 @@
+"""The carrier: the JAX API it needs is there (a clear failure when JAX moves it), and the fallback form (the same
+rules as jax.custom_vjp, reverse mode only) works and says so once."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import funcnn as fn
+from funcnn.primitives import carrier
+
+from ..helpers import normal
+
+
+def _resolve(dotted: str):
+    module, _, name = dotted.rpartition(".")
+    return getattr(__import__(module, fromlist=[name]), name)
+
+
+def test_the_primitive_api_funcnn_carries_its_rules_on_is_present():
+    """Fails, naming what moved, when a JAX in the pinned range lacks a name the carrier registers rules with."""
+    missing = []
+    for dotted in carrier.REQUIRED_API:
+        try:
+            _resolve(dotted)
+        except (ImportError, AttributeError) as err:
+            missing.append(f"{dotted} ({type(err).__name__}: {err})")
+    assert not missing, (f"jax {jax.__version__} moved the primitive API funcnn's carrier uses: {missing}; "
+                         "see funcnn/primitives/carrier.py and pin or port")
+    assert carrier.MODE == "primitive", f"funcnn fell back to custom_vjp: {carrier.FALLBACK_REASON}"
+    assert all(op.primitive is not None for op in carrier.OPS.values())
+
+
+_FALLBACK = textwrap.dedent("""
+    import json, sys, warnings
+    warnings.simplefilter("always")
+    with warnings.catch_warnings(record=True) as caught:
+        import jax, jax.numpy as jnp
+        jax.config.update("jax_enable_x64", True)
+        import funcnn as fn
+        from funcnn.primitives import carrier
+        fn.conv2d  # every family imported
+    x, w = jnp.asarray(json.loads(sys.argv[1])), jnp.asarray(json.loads(sys.argv[2]))
+    def loss(x, w):
+        z = fn.max_pool2d(fn.relu(fn.conv2d(x, w, padding=1)), 2)
+        y = fn.group_norm(z, 2)
+        return jnp.sum(fn.log_softmax(fn.dense(y.reshape(2, -1), jnp.ones((y.size // 2, 3)))))
+    grads = jax.grad(loss, (0, 1))(x, w)
+    second = jax.grad(lambda w: jnp.sum(jax.grad(loss)(x, w) ** 2))(w)
+    try:
+        jax.jvp(lambda x: fn.conv2d(x, w), (x,), (x,))
+        error = None
+    except TypeError as err:
+        error = str(err)
+    print(json.dumps({"mode": carrier.MODE, "warnings": [str(c.message) for c in caught
+                      if "funcnn" in str(c.message)], "grads": [g.tolist() for g in grads],
+                      "second": second.tolist(), "error": error}))
+""")
+
+
+def test_the_fallback_form_runs_the_same_rules_in_reverse_mode_only():
+    rng = np.random.default_rng(0)
+    x, w = normal(rng, 2, 6, 6, 3), normal(rng, 3, 3, 3, 4)
+    env = {**os.environ, "FUNCNN_CARRIER": "custom_vjp", "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", _FALLBACK, json.dumps(np.asarray(x).tolist()),
+                          json.dumps(np.asarray(w).tolist())], env=env, capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["mode"] == "custom_vjp"
+    assert len(result["warnings"]) == 1 and "reverse mode only" in result["warnings"][0]
+
+    def loss(x, w):
+        z = fn.max_pool2d(fn.relu(fn.conv2d(x, w, padding=1)), 2)
+        y = fn.group_norm(z, 2)
+        return jnp.sum(fn.log_softmax(fn.dense(y.reshape(2, -1), jnp.ones((y.size // 2, 3)))))
+
+    for got, want in zip(result["grads"], jax.grad(loss, (0, 1))(x, w)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(result["second"], jax.grad(lambda w: jnp.sum(jax.grad(loss)(x, w) ** 2))(w),
+                               rtol=1e-10, atol=1e-13)
+    assert "funcnn.conv2d runs as a jax.custom_vjp" in result["error"] and "FUNCNN_CARRIER" in result["error"]
