@@ -7,11 +7,11 @@ funcnn primitive (`python -m funcnn.verify`).
 """
 
 from . import reference
-from .check import CHECKS, DEFAULT_CHECKS, Row, VJPReport, assert_vjp, check_vjp, default_rtol, scatter_ops
-from .primal import has_custom_vjp, primal_of
+from .check import CHECKS, DEFAULT_CHECKS, Row, VJPReport, assert_vjp, check, check_vjp, default_rtol, scatter_ops
+from .primal import has_custom_vjp, has_rules, primal_of
 from .registry import Case, CaseMaker, cases, primitive_names, register_cases
 from .sweep import main, run_sweep
 
 __all__ = ["reference", "CHECKS", "DEFAULT_CHECKS", "Row", "VJPReport", "assert_vjp", "check_vjp", "default_rtol",
-           "scatter_ops", "primal_of", "has_custom_vjp", "Case", "CaseMaker", "cases", "primitive_names",
+           "scatter_ops", "check", "primal_of", "has_custom_vjp", "has_rules", "Case", "CaseMaker", "cases", "primitive_names",
            "register_cases", "run_sweep", "main"]

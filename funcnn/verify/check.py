@@ -1,35 +1,49 @@
-"""check_vjp: every check a hand-written VJP should pass, run at one point, in one report.
+"""check_vjp: every check a hand-written derivative rule should pass, run at one point, in one report.
 
     from funcnn.verify import check_vjp, assert_vjp
-    report = check_vjp(my_op, x, w)                    # my_op a jax.custom_vjp, or a function that calls one
+    report = check_vjp(my_op, x, w)                    # my_op: a jax.custom_vjp, a jax.custom_jvp, a funcnn
+                                                       # primitive, or a function that calls any of them
     print(report)                                      # one table: each check, each argument, the worst entry
     assert_vjp(my_op, x, w)                            # the same, raising AssertionError with the table (pytest)
     check_vjp(my_op, x, w, reference=my_reference)     # against an independent implementation instead
 
-The checks, each a row per differentiated argument (pytree leaf) in the report:
+The checks are the table `CHECKS` below, one small function each, run in its order; each gives a row per
+differentiated argument (pytree leaf), so an error in one argument's rule shows on that argument's rows:
 
-    forward             f(args) against the reference's output
-    vjp                 f's VJP against jax.vjp of the reference, for random cotangents
-    finite_differences  f's VJP against central differences in float64, at a point moved off kinks and ties
-    grad_of_grad        the gradient of <VJP(ct), v> against the reference's (second derivatives)
-    vmap                the VJP under jax.vmap against a loop over the batch
-    jit                 the VJP under jax.jit against eager evaluation
-    determinism         two runs of the compiled VJP: equal within nondet_tol (0: bitwise)
-    no_scatter          (with hlo_platforms=) the VJP lowered for each platform holds no scatter operation, the
-                        operation that is non-deterministic on GPUs
+    forward                 f(args) against the reference's output
+    vjp                     f's VJP against jax.vjp of the reference, for random cotangents
+    jvp                     f's JVP against jax.jvp of the reference, a tangent in one argument at a time
+    finite_differences      f's VJP against central differences in float64, at a point moved off kinks and ties
+    jvp_finite_differences  f's JVP against central differences along random directions, in float64
+    adjoint                 <J u, v> = <u, J^T v>: f's JVP and f's VJP are transposes of each other
+    grad_of_grad            the gradient of <VJP(ct)_i, p> against the reference's (second derivatives)
+    hvp                     Hessian-vector products of <f, ct>: forward-over-reverse against reverse-over-reverse
+    symbolic_zeros          with several outputs, the VJP of each output alone (the others' cotangents symbolic
+                            zeros) against the reference's
+    dtype                   the VJP of each argument and the JVP have the argument's and the output's dtype
+    vmap                    the VJP under jax.vmap over a batch of points and cotangents against a loop
+    vmap_tangents           the JVP under jax.vmap over a stack of tangents against a loop
+    vmap_cotangents         the VJP under jax.vmap over a stack of cotangents against a loop
+    jit                     the VJP under jax.jit against eager evaluation
+    determinism             two runs of the compiled VJP: equal within nondet_tol (0: bitwise)
+    no_scatter              (with hlo_platforms=) the VJP lowered for each platform holds no scatter operation, the
+                            operation that is non-deterministic on GPUs
 
-The reference is `reference` when given; otherwise, when f is a jax.custom_vjp or calls one, f's own primal (the
-undecorated functions the custom_vjps hold, `primal_of`) differentiated by JAX; otherwise there is none, and the
-forward, vjp and grad_of_grad checks are skipped. Errors are normwise: rel = max|a - b| / max|b| over an argument's
-entries (the largest over the cotangents); the worst entry's index and both values are shown.
+The reference is `reference` when given; otherwise, when f holds a hand-written rule (a jax.custom_vjp,
+jax.custom_jvp or funcnn primitive), f's primal (`primal_of`: each rule replaced by the forward computation it
+wraps) differentiated by JAX; otherwise there is none, and the checks against it are skipped. A jax.custom_vjp has
+no forward mode in JAX, so its forward-mode rows are skipped with a note. Errors are normwise: rel = max|a - b| /
+max|b| over an argument's entries (the largest over the cotangents); a row that compared only zeros (or NaN) on both
+sides says so in its pass column instead of "yes". A check that raises is a failing row with the error.
 
 Arguments may be pytrees (a parameter dict, say): every floating leaf is differentiated, integer leaves (labels) are
-held fixed. Only reverse mode is used, so functions defined with jax.custom_vjp can be checked.
+held fixed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from typing import Any, Callable, Sequence
 
@@ -37,166 +51,346 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .primal import primal_of
+from .primal import has_custom_vjp, has_rules, primal_of
+from .result import ArgumentReport, Comparison, Row, VJPReport, compare, default_rtol, worse
 
-CHECKS = ("forward", "vjp", "finite_differences", "grad_of_grad", "vmap", "jit", "determinism", "no_scatter")
-DEFAULT_CHECKS = CHECKS[:-1]
-_NEEDS_REFERENCE = {"forward", "vjp", "grad_of_grad"}
-
-
-def default_rtol(dtype) -> float:
-    """Normwise relative tolerance for comparing two computations of the same quantity in `dtype`."""
-    info = jnp.finfo(dtype)
-    if info.bits >= 64:
-        return 1e-9
-    if info.bits == 32:
-        return 2e-5
-    return 3e-2 if info.nmant < 8 else 5e-3  # bfloat16 (7-bit mantissa), float16 (10-bit)
+# ----------------------------------------------------------------------------------------------------------------
+# the setup every check reads: f and the reference as functions of the differentiated leaves, cotangents, tangents
 
 
-@dataclasses.dataclass
-class Row:
-    """One check of one argument: the worst error, where it is, and both values there."""
-
-    check: str
-    argument: str
-    shape: tuple
-    abs_err: float | None = None
-    rel_err: float | None = None
-    tol: float | None = None
-    index: tuple | None = None
-    got: float | None = None
-    want: float | None = None
-    ok: bool = True
-    note: str = ""
+def _random_like(key, tree, scale=1.0):
+    """Standard normal arrays shaped like the leaves of `tree`, from NumPy's generator seeded by `key` (an int):
+    test vectors need no JAX PRNG, whose threefry program XLA compiles anew for every shape (seconds on a CPU)."""
+    rng = np.random.default_rng(key)
+    return jax.tree_util.tree_map(lambda x: np.asarray(rng.standard_normal(x.shape) * scale, np.float32).astype(
+        np.dtype(x.dtype)), tree)
 
 
-@dataclasses.dataclass
-class ArgumentReport:
-    """Compatibility view (funcnn.gradcheck): the errors of one argument against the reference and the FD."""
+def _salt(key, salt: int) -> int:
+    """A seed derived from `key` for one purpose (the cotangents, the tangents, the probes, ...)."""
+    return int(np.random.SeedSequence([key, salt]).generate_state(1)[0])
 
-    name: str
-    shape: tuple
-    abs_vs_reference: float | None
-    rel_vs_reference: float | None
-    abs_vs_fd: float | None
-    rel_vs_fd: float | None
-    ok: bool
+
+def _fast_jit(fun):
+    """jax.jit for the checker's own comparison programs: compiled without XLA's backend optimisations (the values
+    are compared at float64 or dtype tolerances, and compiling is most of a check's time). The `jit` and
+    `determinism` checks compile as users do (`jax.jit`), since what they test is the optimised program."""
+    return jax.jit(fun, compiler_options={"xla_backend_optimization_level": 0})
+
+
+def _leaves(tree):
+    return jax.tree_util.tree_leaves(tree)
+
+
+def _dot(a, b):
+    """<a, b> summed over every leaf, in float64 (NumPy: on the host, nothing to compile)."""
+    return sum(float(np.vdot(np.asarray(x, np.float64), np.asarray(y, np.float64))) for x, y in
+               zip(_leaves(a), _leaves(b)))
 
 
 @dataclasses.dataclass
-class VJPReport:
-    """The outcome of `check_vjp`: one `Row` per (check, argument); `ok` when every row passed."""
-
-    rows: list
-    reference: str
-    dtype: str
+class Setup:
+    f: Callable                    # f as a function of the differentiated leaves
+    r: Callable | None             # the reference, likewise (None: no reference)
+    diff: list
+    names: list
+    shapes: list
     rtol: float
     fd_rtol: float
-    fd_mode: str
+    options: dict
+    key: int                       # the seed every random test vector derives from
+    cts: list
+    forward_mode: str              # "" when f has a forward mode, else why it has none
+
+    @functools.cached_property
+    def pull(self):
+        def apply(diff, ct):
+            return list(jax.vjp(self.f, *diff)[1](ct))
+        return apply
+
+    @functools.cached_property
+    def pull_jit(self):
+        return jax.jit(self.pull)  # optimised, as users compile it: the jit and determinism checks run it
+
+    @functools.cached_property
+    def tangents(self):
+        """One random tangent per argument (in the argument's dtype)."""
+        return _random_like(_salt(self.key, 1), self.diff)
+
+    def only(self, i, tangent):
+        """A tangent in argument i alone: zeros elsewhere."""
+        return tuple(tangent if j == i else np.zeros(x.shape, np.dtype(x.dtype)) for j, x in enumerate(self.diff))
+
+    @functools.cached_property
+    def _computed(self):
+        """For f and the reference, in one compiled program each: the output, the VJP of every cotangent, and (with
+        a forward mode) J_i u_i, the JVP for each argument's tangent alone."""
+        def run(fun):
+            def apply(diff, cts, ts):
+                out, vjp = jax.vjp(fun, *diff)
+                alone = lambda i, t: tuple(t if j == i else jnp.zeros_like(x) for j, x in enumerate(diff))  # noqa
+                jvps = [] if self.forward_mode else [jax.jvp(fun, tuple(diff), alone(i, t))[1] for i, t in
+                                                     enumerate(ts)]
+                return out, [list(vjp(ct)) for ct in cts], jvps
+            return _fast_jit(apply)(self.diff, self.cts, self.tangents)
+        return {"f": run(self.f), "reference": run(self.r) if self.r is not None else None}
 
     @property
-    def ok(self) -> bool:
-        return all(r.ok for r in self.rows)
+    def values(self):
+        """((f's output, f's VJPs), (the reference's, or None))."""
+        f, r = self._computed["f"], self._computed["reference"]
+        return f[:2], (r[:2] if r is not None else None)
 
-    @property
-    def failures(self) -> list:
-        return [r for r in self.rows if not r.ok]
+    def jvp(self, fun, i):
+        """J_i u_i of `fun` (f or the reference): its JVP for the tangent in argument i alone."""
+        return self._computed["f" if fun is self.f else "reference"][2][i]
 
-    @property
-    def checks(self) -> list:
-        return list(dict.fromkeys(r.check for r in self.rows))
+    def per_argument(self, check, comparisons, tol, note=""):
+        return [Row.of(check, n, s, c, tol, note) for n, s, c in zip(self.names, self.shapes, comparisons)]
 
-    def worst(self, check: str) -> float | None:
-        """The largest relative error of one check over the arguments (None if it did not run)."""
-        values = [r.rel_err for r in self.rows if r.check == check and r.rel_err is not None]
-        return max(values) if values else None
 
-    # -- the funcnn.gradcheck view ------------------------------------------------------------------------------
-    @property
-    def forward_rel(self) -> float | None:
-        return self.worst("forward")
+CHECKS: dict[str, Callable] = {}
+_NEEDS: dict[str, set] = {}
 
-    @property
-    def worst_rel_vs_reference(self) -> float | None:
-        return self.worst("vjp")
 
-    @property
-    def worst_rel_vs_fd(self) -> float | None:
-        return self.worst("finite_differences")
+def check(name: str, *needs: str):
+    """Register a check (a function Setup -> rows) under `name`; `needs`: "reference" and/or "forward_mode"."""
+    def register(fn):
+        CHECKS[name] = fn
+        _NEEDS[name] = set(needs)
+        return fn
+    return register
 
-    @property
-    def arguments(self) -> list:
-        names = list(dict.fromkeys(r.argument for r in self.rows if r.check not in ("forward", "no_scatter")))
-        out = []
-        for name in names:
-            rows = {r.check: r for r in self.rows if r.argument == name}
-            ref, fd = rows.get("vjp"), rows.get("finite_differences")
-            shape = next(iter(rows.values())).shape
-            out.append(ArgumentReport(name, shape, ref and ref.abs_err, ref and ref.rel_err, fd and fd.abs_err,
-                                      fd and fd.rel_err, all(r.ok for r in rows.values())))
-        return out
 
-    def __str__(self) -> str:
-        def num(v):
-            return "-" if v is None else f"{v:.2e}"
-
-        def val(v):
-            return "-" if v is None else f"{v:.6g}"
-
-        header = (f"{'check':<19} {'argument':<20} {'shape':<16} {'abs err':>9} {'rel err':>9} {'tol':>8} "
-                  f"{'worst at':<14} {'got':>12} {'want':>12}  pass")
-        lines = [f"reference: {self.reference}; dtype {self.dtype}; finite differences: {self.fd_mode}", header,
-                 "-" * len(header)]
-        for r in self.rows:
-            where = "-" if r.index is None else str(tuple(int(i) for i in r.index)).replace(" ", "")
-            lines.append(f"{r.check:<19} {r.argument:<20} {str(r.shape).replace(' ', ''):<16} {num(r.abs_err):>9} "
-                         f"{num(r.rel_err):>9} {num(r.tol):>8} {where:<14} {val(r.got):>12} {val(r.want):>12}  "
-                         f"{'yes' if r.ok else 'NO'}" + (f"  ({r.note})" if r.note else ""))
-        failed = sorted({r.check for r in self.failures}, key=CHECKS.index)
-        lines.append("PASS" if self.ok else "FAIL: " + ", ".join(failed))
-        return "\n".join(lines)
-
-    def raise_if_failed(self):
-        if not self.ok:
-            raise AssertionError("VJP check failed:\n" + str(self))
+def _compare_trees(a, b) -> Comparison | None:
+    out = None
+    for x, y in zip(_leaves(a), _leaves(b)):
+        out = worse(out, compare(x, y))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# comparing arrays
+# the checks, one function each, in the order they run
 
 
-def _compare(got, want):
-    """(abs err, normwise rel err, index of the worst entry, got there, want there) of two arrays."""
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    if got.shape != want.shape:
-        raise ValueError(f"shapes differ: {got.shape} vs {want.shape}")
-    if got.size == 0:
-        return 0.0, 0.0, None, None, None
-    diff = np.abs(got - want)
-    diff = np.where(np.isnan(got) != np.isnan(want), np.inf, np.nan_to_num(diff, nan=0.0))
-    index = np.unravel_index(int(np.argmax(diff)), diff.shape)
-    err = float(diff[index])
-    scale = float(np.max(np.abs(np.nan_to_num(want)), initial=0.0))
-    return err, (err / scale if scale > 0 else err), index, float(got[index]), float(want[index])
+@check("forward", "reference")
+def _forward(s: Setup):
+    (out_f, _), (out_r, _) = s.values
+    return [Row.of("forward", "output", tuple(np.shape(_leaves(out_f)[0])), _compare_trees(out_f, out_r), s.rtol)]
 
 
-def _worse(a, b):
-    """The comparison with the larger relative error (None-safe)."""
-    if a is None:
-        return b
-    return b if b[1] > a[1] else a
+@check("vjp", "reference")
+def _vjp(s: Setup):
+    (_, got), (_, want) = s.values
+    worst = [None] * len(s.diff)
+    for mine, theirs in zip(got, want):
+        for i, (a, b) in enumerate(zip(mine, theirs)):
+            worst[i] = worse(worst[i], compare(a, b))
+    return s.per_argument("vjp", worst, s.rtol)
 
 
-def _row(check, name, shape, comparison, tol, note=""):
-    if comparison is None:
-        return Row(check, name, shape, ok=True, note=note or "skipped")
-    err, rel, index, got, want = comparison
-    return Row(check, name, shape, err, rel, tol, index, got, want, ok=bool(rel <= tol), note=note)
+@check("jvp", "reference", "forward_mode")
+def _jvp(s: Setup):
+    return s.per_argument("jvp", [_compare_trees(s.jvp(s.f, i), s.jvp(s.r, i)) for i in range(len(s.diff))], s.rtol)
+
+
+@check("finite_differences")
+def _finite_differences(s: Setup):
+    from .finite import vjp_against_differences
+
+    comparisons, note = vjp_against_differences(s)
+    return s.per_argument("finite_differences", comparisons, s.fd_rtol, note)
+
+
+@check("jvp_finite_differences", "forward_mode")
+def _jvp_finite_differences(s: Setup):
+    from .finite import jvp_against_differences
+
+    comparisons, note = jvp_against_differences(s)
+    return s.per_argument("jvp_finite_differences", comparisons, s.fd_rtol, note)
+
+
+@check("adjoint", "forward_mode")
+def _adjoint(s: Setup):
+    """<J_i u_i, v> against <u_i, (J^T v)_i>, normwise: |a - b| / max(|J_i u_i| |v|, |u_i| |(J^T v)_i|)."""
+    (_, got), _ = s.values
+    rows = []
+    for i, (name, shape) in enumerate(zip(s.names, s.shapes)):
+        ju, u, jtv = s.jvp(s.f, i), s.tangents[i], got[0][i]
+        a, b = _dot(ju, s.cts[0]), _dot(u, jtv)
+        norm = lambda t: np.sqrt(_dot(t, t))  # noqa: E731
+        scale = max(norm(ju) * norm(s.cts[0]), norm(u) * norm(jtv))
+        err = abs(a - b)
+        rel = err / scale if scale > 0 else err
+        rows.append(Row.of("adjoint", name, shape, Comparison(err, rel, None, a, b, "zeros" if scale == 0 else ""),
+                           s.rtol, "<J u, v> vs <u, J^T v>"))
+    return rows
+
+
+def _second_order_tol(rtol: float) -> float:
+    """Second derivatives pass through one more rounded computation: twice the tolerance."""
+    return 2 * rtol
+
+
+@check("grad_of_grad", "reference")
+def _grad_of_grad(s: Setup):
+    probes = _random_like(_salt(s.key, 2), s.diff)
+
+    def second(fun):
+        def phi(d, i):  # <VJP(ct)_i (d), p_i>: the derivative of argument i's backward rule
+            return jnp.sum((jax.vjp(fun, *d)[1](s.cts[0])[i] * probes[i]).astype(jnp.promote_types(
+                s.diff[i].dtype, jnp.float32)))
+        return _fast_jit(lambda d: [jax.grad(phi)(d, i) for i in range(len(d))])(s.diff)
+
+    return s.per_argument("grad_of_grad", [_compare_trees(a, b) for a, b in zip(second(s.f), second(s.r))],
+                          _second_order_tol(s.rtol))
+
+
+@check("hvp", "forward_mode")
+def _hvp(s: Setup):
+    """H u_i of phi = <f, ct> two ways: jvp(grad phi) (forward over reverse) and grad <grad phi, u_i> (reverse over
+    reverse); both run f's rules, so they agree when its tangent rules are the derivatives of its backward ones."""
+    def phi(*d):
+        return _traced_dot(s.f(*d), s.cts[0])
+
+    grad = jax.grad(phi, argnums=tuple(range(len(s.diff))))
+    us = [s.only(i, s.tangents[i]) for i in range(len(s.diff))]
+
+    def both(d, us):
+        return [(jax.jvp(lambda *x: grad(*x), tuple(d), u)[1], jax.grad(lambda d: _traced_dot(grad(*d), u))(d))
+                for u in us]
+
+    pairs = _fast_jit(both)(s.diff, us)
+    return s.per_argument("hvp", [_compare_trees(fwd, rev) for fwd, rev in pairs], _second_order_tol(s.rtol),
+                          "fwd-over-rev vs rev-over-rev")
+
+
+@check("symbolic_zeros", "reference")
+def _symbolic_zeros(s: Setup):
+    (out_f, _), _ = s.values
+    outputs = _leaves(out_f)
+    if len(outputs) < 2:
+        return [Row.skip("symbolic_zeros", "one output: nothing to leave out")]
+    worst = [None] * len(s.diff)
+    for k in range(len(outputs)):
+        ct = _random_like(_salt(s.key, 10 + k), outputs[k])
+
+        def pulled(fun):  # the VJP of output k alone: the other outputs' cotangents are symbolic zeros
+            return _fast_jit(lambda d: jax.vjp(lambda *x: _leaves(fun(*x))[k], *d)[1](ct))(s.diff)
+
+        for i, (a, b) in enumerate(zip(pulled(s.f), pulled(s.r))):
+            worst[i] = worse(worst[i], compare(a, b))
+    return s.per_argument("symbolic_zeros", worst, s.rtol, f"each of {len(outputs)} outputs alone")
+
+
+@check("dtype")
+def _dtype(s: Setup):
+    (out_f, got), _ = s.values
+    rows = []
+    for i, (name, shape, x) in enumerate(zip(s.names, s.shapes, s.diff)):
+        wrong = [] if got[0][i].dtype == x.dtype else [f"VJP {got[0][i].dtype} for input {x.dtype}"]
+        if not s.forward_mode:
+            for t, o in zip(_leaves(s.jvp(s.f, i)), _leaves(out_f)):
+                if t.dtype != o.dtype:
+                    wrong.append(f"JVP {t.dtype} for output {o.dtype}")
+        rows.append(Row("dtype", name, shape, ok=not wrong, note="; ".join(wrong) or str(x.dtype)))
+    return rows
+
+
+def _traced_dot(a, b):
+    """<a, b> over every leaf, traceable, accumulated in float32 or wider."""
+    return sum(jnp.sum((x * y).astype(jnp.promote_types(x.dtype, jnp.float32))) for x, y in
+               zip(_leaves(a), _leaves(b)))
+
+
+def _stacked(*trees):
+    return jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
+
+
+def _unstacked(tree, k):
+    return jax.tree_util.tree_map(lambda x: x[k], tree)
+
+
+@check("vmap")
+def _vmap(s: Setup):
+    shifted = [np.asarray(x) + 0.25 * n.astype(np.dtype(x.dtype)) for x, n in
+               zip(s.diff, _random_like(_salt(s.key, 3), s.diff))]
+    batch = [np.stack([np.asarray(a), b]) for a, b in zip(s.diff, shifted)]
+    ct_batch = _stacked(s.cts[0], _random_like(_salt(s.key, 4), s.cts[0]))
+    mapped = _fast_jit(jax.vmap(s.pull))(batch, ct_batch)
+    looped = [s.pull_jit([b[k] for b in batch], _unstacked(ct_batch, k)) for k in range(2)]
+    return s.per_argument("vmap", [compare(m, np.stack([looped[0][i], looped[1][i]])) for i, m in
+                                   enumerate(mapped)], s.rtol)
+
+
+@check("vmap_tangents", "forward_mode")
+def _vmap_tangents(s: Setup):
+    stacks = [np.stack([np.asarray(t), (2 * np.asarray(t) + 1).astype(np.asarray(t).dtype)]) for t in s.tangents]
+
+    def one(d, t, i):
+        return jax.jvp(s.f, tuple(d), tuple(t if j == i else jnp.zeros_like(x) for j, x in enumerate(d)))[1]
+
+    def both(d, ts):  # mapped and looped, in one compiled program
+        return [(jax.vmap(one, (None, 0, None))(d, t, i), [one(d, t[k], i) for k in range(2)])
+                for i, t in enumerate(ts)]
+
+    pairs = _fast_jit(both)(s.diff, stacks)
+    return s.per_argument("vmap_tangents", [_compare_trees(m, _stacked(*loop)) for m, loop in pairs], s.rtol)
+
+
+@check("vmap_cotangents")
+def _vmap_cotangents(s: Setup):
+    stack = _stacked(s.cts[0], _random_like(_salt(s.key, 7), s.cts[0]))
+
+    def both(d, cts):  # mapped and looped, in one compiled program
+        _, vjp = jax.vjp(s.f, *d)
+        return jax.vmap(vjp)(cts), [vjp(_unstacked(cts, k)) for k in range(2)]
+
+    mapped, looped = _fast_jit(both)(s.diff, stack)
+    return s.per_argument("vmap_cotangents", [compare(m, np.stack([looped[0][i], looped[1][i]])) for i, m in
+                                              enumerate(mapped)], s.rtol)
+
+
+@check("jit")
+def _jit(s: Setup):
+    compiled, eager = s.pull_jit(s.diff, s.cts[0]), s.pull(s.diff, s.cts[0])
+    return s.per_argument("jit", [compare(a, b) for a, b in zip(compiled, eager)], s.rtol)
+
+
+@check("determinism")
+def _determinism(s: Setup):
+    first, second = s.pull_jit(s.diff, s.cts[0]), s.pull_jit(s.diff, s.cts[0])
+    tol = s.options["nondet_tol"]
+    rows = []
+    for name, shape, a, b in zip(s.names, s.shapes, second, first):
+        c = compare(a, b)
+        rows.append(Row("determinism", name, shape, c.abs_err, c.rel_err, tol, c.index, c.got, c.want,
+                        ok=c.abs_err <= tol, note="two runs" + (", bitwise" if tol == 0 else "")))
+    return rows
+
+
+def scatter_ops(fun, args, platform: str) -> list:
+    """The scatter operations in fun(*args) lowered (exported) for `platform`: op names, not source locations."""
+    text = jax.export.export(jax.jit(fun), platforms=[platform])(*args).mlir_module()
+    return sorted(set(re.findall(r"stablehlo\.(?:select_and_)?scatter\b", text)))
+
+
+@check("no_scatter")
+def _no_scatter(s: Setup):
+    rows = []
+    for platform in s.options["hlo_platforms"] or ("cuda",):
+        found = scatter_ops(s.pull, (s.diff, s.cts[0]), platform)
+        rows.append(Row("no_scatter", f"VJP for {platform}", (), ok=not found,
+                        note=("found " + ", ".join(found)) if found else "no scatter op"))
+    return rows
+
+
+DEFAULT_CHECKS = tuple(c for c in CHECKS if c != "no_scatter")
+PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# the arguments
+# the entry point
 
 
 def _split(args):
@@ -204,9 +398,13 @@ def _split(args):
     flat, treedef = jax.tree_util.tree_flatten_with_path(tuple(args))
     names, leaves, mask = [], [], []
     for path, leaf in flat:
+        name = "arg" + jax.tree_util.keystr(path)
+        if isinstance(leaf, (str, bytes)) or leaf is None or (isinstance(leaf, np.ndarray) and leaf.dtype == object):
+            raise TypeError(f"check_vjp: {name} must be an array (or a number), got {type(leaf).__name__} "
+                            f"{leaf!r:.40}")
         leaf = jnp.asarray(leaf)
         leaves.append(leaf)
-        names.append("arg" + jax.tree_util.keystr(path))
+        names.append(name)
         mask.append(bool(jnp.issubdtype(leaf.dtype, jnp.floating)))
     return leaves, names, treedef, mask
 
@@ -223,80 +421,50 @@ def _closure(fun, leaves, treedef, mask):
     return wrapped
 
 
-def _random_like(key, tree, scale=1.0):
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    keys = jax.random.split(key, max(len(leaves), 1))
-    return jax.tree_util.tree_unflatten(
-        treedef, [(jax.random.normal(k, x.shape, jnp.float32) * scale).astype(x.dtype) for k, x in zip(keys, leaves)])
+def _validate(f, reference, checks, rtol, fd_rtol, fd_eps, fd_mode, fd_max_elements, fd_directions, nondet_tol,
+              num_cotangents, hlo_platforms):
+    if not callable(f):
+        raise TypeError(f"check_vjp: f must be a function, got {type(f).__name__} {f!r:.40}")
+    if reference is not None and not callable(reference):
+        raise TypeError(f"check_vjp: reference must be a function or None, got {type(reference).__name__}")
+    if isinstance(checks, str):
+        raise TypeError(f"check_vjp: checks must be a sequence of names, got the string {checks!r} "
+                        f"(write checks=({checks!r},))")
+    unknown = set(checks) - set(CHECKS)
+    if unknown:
+        raise ValueError(f"check_vjp: unknown checks {sorted(unknown)}; known: {', '.join(CHECKS)}")
+    if fd_mode not in ("auto", "full", "directional"):
+        raise ValueError(f'check_vjp: fd_mode must be "auto", "full" or "directional", got {fd_mode!r}')
+    for name, value in (("rtol", rtol), ("fd_rtol", fd_rtol), ("nondet_tol", nondet_tol)):
+        if value is not None and not (isinstance(value, (int, float)) and 0 <= value < np.inf):
+            raise ValueError(f"check_vjp: {name} must be a finite number >= 0, got {value!r}")
+    if not (isinstance(fd_eps, (int, float)) and 0 < fd_eps < 1):
+        raise ValueError(f"check_vjp: fd_eps must be a number in (0, 1), got {fd_eps!r}")
+    for name, value in (("fd_max_elements", fd_max_elements), ("fd_directions", fd_directions),
+                        ("num_cotangents", num_cotangents)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"check_vjp: {name} must be an int >= 1, got {value!r}")
+    if isinstance(hlo_platforms, str):
+        hlo_platforms = (hlo_platforms,)
+    unknown = [p for p in hlo_platforms if p not in PLATFORMS]
+    if unknown:
+        raise ValueError(f"check_vjp: hlo_platforms: unknown platform {unknown[0]!r}; known: {', '.join(PLATFORMS)}")
+    return tuple(hlo_platforms)
 
 
-def _pullback(fun):
-    """(diff, ct) -> the VJP of fun at diff applied to ct (a list, one entry per differentiated leaf)."""
-
-    def apply(diff, ct):
-        _, vjp = jax.vjp(fun, *diff)
-        return list(vjp(ct))
-
-    return apply
-
-
-def _forward_and_pullbacks(fun):
-    """(diff, cts) -> (fun(diff), [VJP(ct) for ct in cts]): one compiled function for the forward and every VJP."""
-
-    def apply(diff, cts):
-        out, vjp = jax.vjp(fun, *diff)
-        return out, [list(vjp(ct)) for ct in cts]
-
-    return jax.jit(apply)
-
-
-def _off_kinks(x, seed: int):
-    """x with every entry that is exactly 0 or tied with another entry moved by a small random amount (float64):
-    where ReLU, |x| or a max-pool window has a kink, central differences straddle it and measure nothing."""
-    a = np.asarray(x, np.float64).ravel()
-    if a.size == 0:
-        return x, 0
-    _, inverse, counts = np.unique(a, return_inverse=True, return_counts=True)
-    at_kink = (counts[inverse] > 1) | (a == 0)
-    moved = int(at_kink.sum())
-    if not moved:
-        return x, 0
-    rng = np.random.default_rng(seed)
-    shift = rng.uniform(0.5, 1.0, a.size) * rng.choice([-1.0, 1.0], a.size) * 1e-3 * max(np.max(np.abs(a)), 1.0)
-    return jnp.asarray(np.where(at_kink, a + shift, a).reshape(np.shape(x))), moved
-
-
-def _central_differences(fun, diff, index, vs, h):
-    """(f(x + h v) - f(x - h v)) / 2h for each direction v of leaf `index`, stacked on axis 0 (traceable)."""
-
-    def one(v):
-        plus, minus = list(diff), list(diff)
-        plus[index], minus[index] = diff[index] + h * v, diff[index] - h * v
-        return jax.tree_util.tree_map(lambda a, b: (a - b) / (2 * h), fun(*plus), fun(*minus))
-
-    return jax.lax.map(one, vs, batch_size=64)
-
-
-def _contract(stacked, tree):
-    """<stacked[k], tree> for every k: the directional derivatives of phi = <cotangent, f>."""
-    return sum(jnp.tensordot(s, t, axes=t.ndim)
-               for s, t in zip(jax.tree_util.tree_leaves(stacked), jax.tree_util.tree_leaves(tree)))
-
-
-def _fd_comparison(exact, fd, vs, mode):
-    """Compare the analytic VJP entry `exact` with the finite differences `fd` (per entry, or per direction)."""
-    if mode == "full":
-        return _compare(exact, np.asarray(fd).reshape(exact.shape))
-    want = np.asarray(jnp.tensordot(vs, exact, axes=exact.ndim))
-    err, _, index, got, wanted = _compare(np.asarray(fd), want)
-    scale = float(jnp.linalg.norm(exact.ravel()) * jnp.max(jnp.linalg.norm(vs.reshape(len(vs), -1), axis=1)))
-    return err, (err / scale if scale > 0 else err), index, got, wanted
-
-
-def scatter_ops(fun, args, platform: str) -> list:
-    """The scatter operations in fun(*args) lowered (exported) for `platform`: op names, not source locations."""
-    text = jax.export.export(jax.jit(fun), platforms=[platform])(*args).mlir_module()
-    return sorted(set(re.findall(r"stablehlo\.(?:select_and_)?scatter\b", text)))
+def _find_reference(f, g, reference, leaves, treedef, mask, diff):
+    if reference is not None:
+        r = _closure(reference, leaves, treedef, mask)
+        out_f, out_r = jax.eval_shape(g, *diff), jax.eval_shape(r, *diff)
+        shapes = lambda t: [(tuple(x.shape), x.dtype) for x in _leaves(t)]  # noqa: E731
+        if jax.tree_util.tree_structure(out_f) != jax.tree_util.tree_structure(out_r) or \
+                [s for s, _ in shapes(out_f)] != [s for s, _ in shapes(out_r)]:
+            raise ValueError(f"check_vjp: the reference's output {[s for s, _ in shapes(out_r)]} does not match f's "
+                             f"{[s for s, _ in shapes(out_f)]}")
+        return r, "given"
+    if has_rules(jax.make_jaxpr(g)(*diff)):
+        return _closure(primal_of(f), leaves, treedef, mask), "f's primal (hand-written rules inlined)"
+    return None, "none (f holds no custom_vjp, custom_jvp or funcnn primitive; pass reference=)"
 
 
 def check_vjp(
@@ -319,194 +487,63 @@ def check_vjp(
     """Run the checks of the module docstring on f at `args`; return one report (see `VJPReport`).
 
     Args:
-      f: the function under test: a jax.custom_vjp, or a function that calls one (directly or nested).
+      f: the function under test: a jax.custom_vjp or jax.custom_jvp, a funcnn primitive, or a function calling one.
       *args: the point to check at; pytrees of arrays. Floating leaves are differentiated, others held fixed.
       reference: an independent implementation of the same map, differentiated by JAX; default: f's primal.
       checks: which checks to run (names from `CHECKS`; "no_scatter" also runs when hlo_platforms is given).
-      seed: PRNG seed of the cotangents, directions and kink offsets.
+      seed: PRNG seed of the cotangents, tangents, directions and kink offsets.
       rtol: normwise tolerance of the comparisons in the arguments' dtype (default by dtype: `default_rtol`).
       fd_rtol, fd_eps: tolerance and relative step of the central differences (always in float64); the step is
         fd_eps times the argument's standard deviation (at least fd_eps).
       fd_mode: "full" (every entry: 2 evaluations each), "directional" (random directions), or "auto" (full for
-        arguments of at most `fd_max_elements` entries).
+        arguments of at most `fd_max_elements` entries). The JVP's differences are always directional.
       kinks: move argument entries that are exactly 0 or tied before the finite differences.
       nondet_tol: largest difference allowed between two runs (as PyTorch's gradcheck; 0 means bitwise equal).
       hlo_platforms: platforms to lower the VJP for and audit for scatter operations (e.g. ("cuda",)); needs no
         device of that platform.
     """
-    unknown = set(checks) - set(CHECKS)
-    if unknown:
-        raise ValueError(f"check_vjp: unknown checks {sorted(unknown)}; known: {', '.join(CHECKS)}")
-    if fd_mode not in ("auto", "full", "directional"):
-        raise ValueError(f'check_vjp: fd_mode must be "auto", "full" or "directional", got {fd_mode!r}')
-    checks = set(checks) | ({"no_scatter"} if hlo_platforms else set())
+    hlo_platforms = _validate(f, reference, checks, rtol, fd_rtol, fd_eps, fd_mode, fd_max_elements, fd_directions,
+                              nondet_tol, num_cotangents, hlo_platforms)
+    wanted = set(checks) | ({"no_scatter"} if hlo_platforms else set())
     leaves, names, treedef, mask = _split(args)
     if not any(mask):
         raise ValueError("check_vjp: no floating-point argument to differentiate")
     diff = [leaf for leaf, m in zip(leaves, mask) if m]
-    diff_names = [n for n, m in zip(names, mask) if m]
-    shapes = [tuple(x.shape) for x in diff]
     g = _closure(f, leaves, treedef, mask)
     dtype = jnp.result_type(*diff)
-    rtol = default_rtol(dtype) if rtol is None else rtol
-
-    if reference is not None:
-        r, described = _closure(reference, leaves, treedef, mask), "given"
-    else:
-        try:
-            jax.eval_shape(primal_of(g), *diff)
-            r, described = _closure(primal_of(f), leaves, treedef, mask), "f's primal (custom_vjp bodies inlined)"
-        except TypeError as err:
-            if "calls no jax.custom_vjp" not in str(err):
-                raise
-            r, described = None, "none (f calls no custom_vjp; pass reference=)"
-
-    key = jax.random.PRNGKey(seed)
+    r, described = _find_reference(f, g, reference, leaves, treedef, mask, diff)
+    key = int(seed)
     out_shape = jax.eval_shape(g, *diff)
-    cts = []
-    for _ in range(num_cotangents):
-        key, sub = jax.random.split(key)
-        cts.append(_random_like(sub, out_shape))
-    pull = _pullback(g)
-    pull_jit = jax.jit(pull)
-    out_f, got = _forward_and_pullbacks(g)(diff, cts)
+    cts = [_random_like(_salt(key, 100 + k), out_shape) for k in range(num_cotangents)]
+    forward_mode = ("f holds a jax.custom_vjp, which JAX gives no forward mode"
+                    if has_custom_vjp(jax.make_jaxpr(g)(*diff)) else "")
+    setup = Setup(g, r, diff, [n for n, m in zip(names, mask) if m], [tuple(x.shape) for x in diff],
+                  default_rtol(dtype) if rtol is None else rtol, fd_rtol,
+                  dict(fd_eps=fd_eps, fd_mode=fd_mode, fd_max_elements=fd_max_elements, fd_directions=fd_directions,
+                       kinks=kinks, nondet_tol=nondet_tol, hlo_platforms=hlo_platforms, seed=seed),
+                  key, cts, forward_mode)
     rows: list[Row] = []
-
-    def per_argument(check, comparisons, tol, note=""):
-        for name, shape, comparison in zip(diff_names, shapes, comparisons):
-            rows.append(_row(check, name, shape, comparison, tol, note))
-
-    if r is not None and checks & {"forward", "vjp"}:
-        out_r, want = _forward_and_pullbacks(r)(diff, cts)
-        if "forward" in checks:
-            comparison = None
-            for a, b in zip(jax.tree_util.tree_leaves(out_f), jax.tree_util.tree_leaves(out_r)):
-                comparison = _worse(comparison, _compare(a, b))
-            rows.append(_row("forward", "output", tuple(np.shape(jax.tree_util.tree_leaves(out_f)[0])),
-                             comparison, rtol))
-        if "vjp" in checks:
-            worst = [None] * len(diff)
-            for mine, theirs in zip(got, want):
-                for i, (a, b) in enumerate(zip(mine, theirs)):
-                    worst[i] = _worse(worst[i], _compare(a, b))
-            per_argument("vjp", worst, rtol)
-
-    if "finite_differences" in checks:
-        comparisons, note = _finite_differences(f, leaves, treedef, mask, diff, cts, key, seed, fd_mode,
-                                                fd_max_elements, fd_directions, fd_eps, kinks)
-        per_argument("finite_differences", comparisons, fd_rtol, note)
-
-    if r is not None and "grad_of_grad" in checks:
-        key, sub = jax.random.split(key)
-        probes = _random_like(sub, diff)
-
-        def second(fun):
-            pull_fun = _pullback(fun)
-            def phi(d):  # <VJP(ct)(d), probes>, accumulated in float32 or wider
-                return sum(jnp.sum((a * p).astype(jnp.promote_types(a.dtype, jnp.float32)))
-                           for a, p in zip(pull_fun(d, cts[0]), probes))
-
-            return jax.jit(jax.grad(phi))(diff)
-
+    for name, run in CHECKS.items():
+        if name not in wanted:
+            continue
+        if "reference" in _NEEDS[name] and r is None:
+            continue
+        if "forward_mode" in _NEEDS[name] and forward_mode:
+            rows.append(Row.skip(name, forward_mode))
+            continue
         try:
-            mine, theirs = second(g), second(r)
-            per_argument("grad_of_grad", [_compare(a, b) for a, b in zip(mine, theirs)], _loosen(rtol))
-        except Exception as err:  # noqa: BLE001 - a rule that cannot be differentiated fails this check
-            rows.append(Row("grad_of_grad", "-", (), ok=False, note=f"{type(err).__name__}: {str(err)[:120]}"))
+            rows.extend(run(setup))
+        except Exception as err:  # noqa: BLE001 - a rule that breaks this check fails its row, with the error
+            rows.append(Row(name, "-", (), ok=False, note=f"{type(err).__name__}: {_first_line(err)}"))
+    from .finite import fd_modes
 
-    if "vmap" in checks:
-        key, sub = jax.random.split(key)
-        shifted = [x + 0.25 * n for x, n in zip(diff, _random_like(sub, diff))]
-        batch = [jnp.stack([a, b]) for a, b in zip(diff, shifted)]
-        key, sub = jax.random.split(key)
-        ct_batch = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), cts[0], _random_like(sub, out_shape))
-        try:
-            mapped = jax.jit(jax.vmap(pull))(batch, ct_batch)
-            looped = [pull_jit([b[k] for b in batch], jax.tree_util.tree_map(lambda c: c[k], ct_batch))
-                      for k in range(2)]
-            per_argument("vmap", [_compare(m, jnp.stack([looped[0][i], looped[1][i]])) for i, m in
-                                  enumerate(mapped)], rtol)
-        except Exception as err:  # noqa: BLE001 - a rule without a batching path fails this check
-            rows.append(Row("vmap", "-", (), ok=False, note=f"{type(err).__name__}: {str(err)[:120]}"))
-
-    if "jit" in checks:
-        eager = pull(diff, cts[0])
-        per_argument("jit", [_compare(a, b) for a, b in zip(got[0], eager)], rtol)
-
-    if "determinism" in checks:
-        again = pull_jit(diff, cts[0])
-        comparisons = [_compare(a, b) for a, b in zip(again, got[0])]
-        for name, shape, (err, rel, index, a, b) in zip(diff_names, shapes, comparisons):
-            rows.append(Row("determinism", name, shape, err, rel, nondet_tol, index, a, b, ok=err <= nondet_tol,
-                            note="two runs" + (", bitwise" if nondet_tol == 0 else "")))
-
-    if "no_scatter" in checks:
-        for platform in hlo_platforms or ("cuda",):
-            found = scatter_ops(pull, (diff, cts[0]), platform)
-            rows.append(Row("no_scatter", f"VJP for {platform}", (), ok=not found,
-                            note=("found " + ", ".join(found)) if found else "no scatter op"))
-
-    order = {c: i for i, c in enumerate(CHECKS)}
-    rows.sort(key=lambda row: order[row.check])
-    modes = _fd_modes(diff, fd_mode, fd_max_elements) if "finite_differences" in checks else "off"
-    return VJPReport(rows, described, str(jnp.dtype(dtype)), rtol, fd_rtol, modes)
+    modes = fd_modes(diff, fd_mode, fd_max_elements) if "finite_differences" in wanted else "off"
+    return VJPReport(rows, described, str(jnp.dtype(dtype)), setup.rtol, fd_rtol, modes, tuple(CHECKS))
 
 
-def _loosen(rtol: float) -> float:
-    """Second derivatives pass through one more rounded computation: twice the tolerance."""
-    return 2 * rtol
-
-
-def _fd_modes(diff, fd_mode, fd_max_elements) -> str:
-    modes = {fd_mode if fd_mode != "auto" else ("full" if x.size <= fd_max_elements else "directional")
-             for x in diff}
-    return "+".join(sorted(modes))
-
-
-def _finite_differences(f, leaves, treedef, mask, diff, cts, key, seed, fd_mode, fd_max_elements, fd_directions,
-                        fd_eps, kinks):
-    """Per differentiated leaf: the comparison of f's float64 VJP with central differences, and a note."""
-    with jax.enable_x64(True):
-        keys = jax.random.split(key, len(diff))
-        diff64, moved = [], 0
-        for i, x in enumerate(diff):
-            x64 = x.astype(jnp.float64)
-            if kinks:
-                x64, n = _off_kinks(x64, seed + i)
-                moved += n
-            diff64.append(x64)
-        g64 = _closure(f, [jnp.asarray(leaf) for leaf in leaves], treedef, mask)
-        modes = [fd_mode if fd_mode != "auto" else ("full" if x.size <= fd_max_elements else "directional")
-                 for x in diff64]
-        # the step follows the spread of the argument, not its magnitude: x = 100 + N(0, 1) varies on the scale 1
-        steps = [fd_eps * max(1.0, float(jnp.std(x)) if x.size > 1 else float(jnp.max(jnp.abs(x), initial=0.0)))
-                 for x in diff64]
-
-        def directions(k, x, mode):
-            if mode == "full":
-                return jnp.eye(x.size, dtype=x.dtype).reshape(x.size, *x.shape)
-            return jax.random.normal(k, (fd_directions, *x.shape), x.dtype)
-
-        vs = [directions(k, x, m) for k, x, m in zip(keys, diff64, modes)]
-
-        @jax.jit
-        def in_float64(diff64, cts, vs):
-            out64, vjp64 = jax.vjp(g64, *diff64)
-            cts = [jax.tree_util.tree_map(lambda t, o: t.astype(o.dtype), ct, out64) for ct in cts]
-            analytic = [vjp64(ct) for ct in cts]
-            fds = [[_contract(_central_differences(g64, diff64, i, v, h), ct) for ct in cts]
-                   for i, (v, h) in enumerate(zip(vs, steps))]
-            return analytic, fds
-
-        analytic, fds = in_float64(diff64, cts, vs)
-        comparisons = []
-        for i, (v, mode) in enumerate(zip(vs, modes)):
-            worst = None
-            for c in range(len(cts)):
-                worst = _worse(worst, _fd_comparison(analytic[c][i], fds[i][c], v, mode))
-            comparisons.append(worst)
-    note = f"{moved} entries moved off kinks/ties" if moved else ""
-    return comparisons, note
+def _first_line(err) -> str:
+    text = str(err).strip().splitlines()
+    return (text[0] if text else "")[:160]
 
 
 def assert_vjp(f: Callable, *args: Any, **options) -> VJPReport:
@@ -517,5 +554,5 @@ def assert_vjp(f: Callable, *args: Any, **options) -> VJPReport:
     return report
 
 
-__all__ = ["CHECKS", "DEFAULT_CHECKS", "scatter_ops", "Row", "ArgumentReport", "VJPReport", "check_vjp", "assert_vjp",
-           "default_rtol"]
+__all__ = ["CHECKS", "DEFAULT_CHECKS", "PLATFORMS", "scatter_ops", "Row", "ArgumentReport", "VJPReport", "check",
+           "check_vjp", "assert_vjp", "default_rtol"]

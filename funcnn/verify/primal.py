@@ -1,12 +1,14 @@
-"""The primal of a function with hand-written rules: every `jax.custom_vjp` replaced by the undecorated function it
-holds, so that JAX differentiates the forward computation itself.
+"""The primal of a function with hand-written rules: every rule carrier replaced by the forward computation it
+holds, so that JAX differentiates that computation itself.
 
-    reference = primal_of(f)        # f may be a custom_vjp, or any function that calls one (funcnn.conv2d, a model)
+    reference = primal_of(f)        # f may be a custom_vjp, a custom_jvp, a funcnn primitive, or any function that
+                                    # calls one (funcnn.conv2d, a model)
     jax.vjp(reference, x)           # JAX's own autodiff of f's forward: an independent check of f's rules
 
-The function is traced to a jaxpr and evaluated equation by equation; a `custom_vjp_call` equation is evaluated as
-its primal jaxpr (the body the decorator wraps), and so are the calls and checkpoints that contain one. Control flow
-that contains one (`cond`, `scan`, `while`, including `lax.platform_dependent`) is rebuilt around primal jaxprs.
+The function is traced to a jaxpr and evaluated equation by equation; a `custom_vjp_call` or `custom_jvp_call`
+equation is evaluated as its primal jaxpr (the body the decorator wraps), a funcnn primitive as its forward `impl`
+(lax operations), and so are the calls and checkpoints that contain one. Control flow that contains one (`cond`,
+`scan`, `while`, including `lax.platform_dependent`) is rebuilt around primal jaxprs.
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ import jax
 from jax.extend import core as jcore
 
 _CUSTOM_VJP = "custom_vjp_call"
-_INLINE = {"jit", "pjit", "closed_call", "core_call", "remat", "checkpoint", "custom_jvp_call", "custom_lin"}
+_CUSTOM_CALLS = {_CUSTOM_VJP, "custom_jvp_call"}
+_INLINE = {"jit", "pjit", "closed_call", "core_call", "remat", "checkpoint", "custom_lin"}
+
+
+def _op(eqn):
+    """The funcnn primitive an equation applies (None for any other operation)."""
+    from ..primitives.carrier import op_of
+
+    return op_of(eqn.primitive)
 
 
 def _sub_jaxprs(params):
@@ -38,6 +48,16 @@ def has_custom_vjp(jaxpr) -> bool:
     """Whether a jaxpr, or one nested in it, calls a custom_vjp."""
     for eqn in _open(jaxpr).eqns:
         if eqn.primitive.name == _CUSTOM_VJP or any(has_custom_vjp(j) for j in _sub_jaxprs(eqn.params)):
+            return True
+    return False
+
+
+def has_rules(jaxpr) -> bool:
+    """Whether a jaxpr, or one nested in it, holds a hand-written rule: a custom_vjp, a custom_jvp or a funcnn
+    primitive."""
+    for eqn in _open(jaxpr).eqns:
+        if eqn.primitive.name in _CUSTOM_CALLS or _op(eqn) is not None or any(
+                has_rules(j) for j in _sub_jaxprs(eqn.params)):
             return True
     return False
 
@@ -101,9 +121,13 @@ def _control_flow(name, params, invals):
 
 def _equation(eqn, invals):
     name = eqn.primitive.name
-    if name == _CUSTOM_VJP:
+    if name in _CUSTOM_CALLS:
         return _evaluate_closed(eqn.params["call_jaxpr"], invals)
-    if not any(has_custom_vjp(j) for j in _sub_jaxprs(eqn.params)):
+    op = _op(eqn)
+    if op is not None:
+        out = op.impl(*invals, **eqn.params)
+        return list(out) if op.multiple_results else out
+    if not any(has_rules(j) for j in _sub_jaxprs(eqn.params)):
         return eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
     if name in _INLINE:
         return _evaluate_closed(next(_sub_jaxprs(eqn.params)), invals)
@@ -111,17 +135,18 @@ def _equation(eqn, invals):
 
 
 def primal_of(f: Callable) -> Callable:
-    """f with every custom_vjp it calls (directly or nested) replaced by its undecorated primal function.
+    """f with every rule carrier it calls (directly or nested: custom_vjp, custom_jvp, funcnn primitives) replaced by
+    the forward computation it holds.
 
-    Raises TypeError when f calls no custom_vjp at all: its own autodiff would then be compared with itself."""
+    Raises TypeError when f holds no such rule: its own autodiff would then be compared with itself."""
 
     @functools.wraps(f)
     def primal(*args):
         closed, out_shape = jax.make_jaxpr(f, return_shape=True)(*args)
-        if not has_custom_vjp(closed):
-            raise TypeError(f"funcnn.verify: {getattr(f, '__name__', f)!r} calls no jax.custom_vjp, so there is no "
-                            "hand-written rule to check against its primal; pass reference= (an independent "
-                            "implementation) instead")
+        if not has_rules(closed):
+            raise TypeError(f"funcnn.verify: {getattr(f, '__name__', f)!r} holds no hand-written rule (a "
+                            "jax.custom_vjp, jax.custom_jvp or funcnn primitive) to check against its primal; pass "
+                            "reference= (an independent implementation) instead")
         flat = jax.tree_util.tree_leaves(args)
         outs = _evaluate(closed.jaxpr, closed.consts, flat)
         return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(out_shape), outs)
@@ -129,4 +154,4 @@ def primal_of(f: Callable) -> Callable:
     return primal
 
 
-__all__ = ["primal_of", "has_custom_vjp"]
+__all__ = ["primal_of", "has_custom_vjp", "has_rules"]

@@ -9,7 +9,10 @@ from typing import Sequence
 
 from .registry import cases, primitive_names
 
-CORE_CHECKS = ("forward", "vjp", "finite_differences")
+CORE_CHECKS = ("forward", "vjp", "jvp", "finite_differences", "adjoint")          # every case
+PRIMITIVE_CHECKS = CORE_CHECKS + ("jvp_finite_differences", "hvp", "symbolic_zeros", "dtype", "vmap_tangents",
+                                  "vmap_cotangents")                             # each primitive's first case
+STRUCTURAL = ("symbolic_zeros", "dtype", "vmap", "vmap_tangents", "vmap_cotangents", "jit", "determinism")
 
 
 def run_sweep(only: Sequence[str] | None = None, *, full: bool = False, verbose: bool = False, seed: int = 0,
@@ -17,9 +20,11 @@ def run_sweep(only: Sequence[str] | None = None, *, full: bool = False, verbose:
     """Check every registered case (of the primitives in `only`), in float64; print a table per primitive and the
     report of every failure; return True when all passed.
 
-    The default set is bounded (about 1.5 minutes on two cores): every case runs the forward, VJP and finite-difference
-    checks, and the first case of each family (conv, pool, dense, activations, losses) also grad-of-grad, vmap, jit
-    and determinism. `full=True` runs every registered configuration with every check."""
+    The default set is bounded (about 1.5 minutes on two cores): every case runs the forward, VJP, JVP, finite-
+    difference and adjoint checks; the first case of each primitive also the JVP's finite differences, the Hessian-
+    vector products, symbolic-zero cotangents, dtypes and vmap over tangents and cotangents; and the first case of
+    each family (conv, pool, norm, dense, activations, losses) every check. `full=True` runs every registered
+    configuration with every check."""
     import jax
     from tqdm.auto import tqdm
 
@@ -32,7 +37,7 @@ def run_sweep(only: Sequence[str] | None = None, *, full: bool = False, verbose:
         if unknown:
             raise ValueError(f"unknown primitive {', '.join(map(repr, unknown))}; known: {', '.join(known)}")
     rows: dict[str, list] = {}
-    failures, families = [], set()
+    failures, families, primitives = [], set(), set()
     with jax.enable_x64(True):
         todo = cases(only, full=full, seed=seed)
         worst = 0.0
@@ -40,10 +45,12 @@ def run_sweep(only: Sequence[str] | None = None, *, full: bool = False, verbose:
                    dynamic_ncols=True)
         for case in bar:
             bar.set_postfix_str(f"{case.primitive} {case.label[:30]} | worst rel err {worst:.1e}")
-            first = case.family not in families
+            checks = (DEFAULT_CHECKS if full or case.family not in families else
+                      PRIMITIVE_CHECKS if case.primitive not in primitives else CORE_CHECKS)
             families.add(case.family)
-            report = check_vjp(case.f, *case.args, reference=case.reference, seed=seed,
-                               checks=DEFAULT_CHECKS if full or first else CORE_CHECKS, **case.options)
+            primitives.add(case.primitive)
+            report = check_vjp(case.f, *case.args, reference=case.reference, seed=seed, checks=checks,
+                               **case.options)
             worst = max([worst] + [r.rel_err for r in report.rows if r.rel_err is not None
                                    and r.check != "determinism"])
             rows.setdefault(case.primitive, []).append(report)
@@ -52,8 +59,8 @@ def run_sweep(only: Sequence[str] | None = None, *, full: bool = False, verbose:
             if not report.ok:
                 failures.append((case, report))
         bar.close()
-    header = (f"{'primitive':<22} {'configs':>7} {'vs reference':>13} {'vs FD (f64)':>12} {'grad of grad':>13} "
-              f"{'vmap/jit/determinism':>21}  pass")
+    header = (f"{'primitive':<22} {'configs':>7} {'vjp vs ref':>11} {'jvp vs ref':>11} {'vs FD (f64)':>12} "
+              f"{'adjoint':>9} {'grad of grad':>13} {'hvp':>9} {'vmap/jit/determinism':>21}  pass")
     print(header, file=out)
     print("-" * len(header), file=out)
     for name, reports in rows.items():
@@ -61,9 +68,12 @@ def run_sweep(only: Sequence[str] | None = None, *, full: bool = False, verbose:
             values = [r.worst(check) for r in reports if r.worst(check) is not None]
             return f"{max(values):.2e}" if values else "-"
 
-        structural = all(row.ok for r in reports for row in r.rows if row.check in ("vmap", "jit", "determinism"))
-        print(f"{name:<22} {len(reports):>7} {worst_of('vjp'):>13} {worst_of('finite_differences'):>12} "
-              f"{worst_of('grad_of_grad'):>13} {'ok' if structural else 'FAILED':>21}  "
+        structural = all(row.ok for r in reports for row in r.rows if row.check in STRUCTURAL)
+        fd = max([float(v) for v in (worst_of("finite_differences"), worst_of("jvp_finite_differences"))
+                  if v != "-"], default=None)
+        print(f"{name:<22} {len(reports):>7} {worst_of('vjp'):>11} {worst_of('jvp'):>11} "
+              f"{'-' if fd is None else f'{fd:.2e}':>12} {worst_of('adjoint'):>9} {worst_of('grad_of_grad'):>13} "
+              f"{worst_of('hvp'):>9} {'ok' if structural else 'FAILED':>21}  "
               f"{'yes' if all(r.ok for r in reports) else 'NO'}", file=out)
     for case, report in failures:
         print(f"\nFAILED {case.primitive} {case.label}\n{report}", file=out)

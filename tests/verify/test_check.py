@@ -55,8 +55,8 @@ def test_a_missing_flip_fails_and_the_report_says_where():
     assert not bad.ok
     failed = {(r.check, r.argument) for r in bad.failures}
     assert ("vjp", "arg[0]") in failed and ("finite_differences", "arg[0]") in failed
-    assert not any(arg == "arg[1]" for check, arg in failed if check != "grad_of_grad")  # dW is right (its
-    # second derivatives go through the wrong dX, so grad_of_grad fails for both)
+    assert ("grad_of_grad", "arg[0]") in failed
+    assert not any(arg == "arg[1]" for check, arg in failed)  # dW's rule is right: no row of arg[1] fails
     row = next(r for r in bad.failures if r.check == "vjp")
     assert row.rel_err > 0.1 and len(row.index) == 4 and row.got != row.want
     text = str(bad)
@@ -219,7 +219,7 @@ def test_primal_of_inlines_custom_vjps_under_jit_cond_and_scan():
     np.testing.assert_allclose(primal(x), wrapped(x), rtol=1e-12)
     expected = jax.grad(lambda x: jnp.sum(jnp.sin(jnp.sin(x)) + jnp.sin(x)))(x)
     np.testing.assert_allclose(jax.grad(primal)(x), expected, rtol=1e-12)
-    with pytest.raises(TypeError, match="calls no jax.custom_vjp"):
+    with pytest.raises(TypeError, match="holds no hand-written rule"):
         primal_of(jnp.sin)(x)
 
 
@@ -241,3 +241,118 @@ def test_gradcheck_alias_keeps_the_old_signature():
     assert not bad.arguments[0].ok and bad.arguments[1].ok
     assert bad.arguments[0].rel_vs_reference > 0.1 and bad.arguments[0].rel_vs_fd > 0.1
     assert old_check(_conv_with_rule(flip=True), ref.conv2d, x, w, fd=False).worst_rel_vs_fd is None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# forward mode and the newer rows: each catches a rule that is wrong in its own way
+
+
+def test_a_wrong_custom_jvp_fails_the_forward_and_reverse_rows():
+    @jax.custom_jvp
+    def cube(x):
+        return x**3
+
+    cube.defjvp(lambda primals, tangents: (cube(primals[0]), 2 * primals[0] ** 2 * tangents[0]))  # 3x^2, not 2x^2
+    report = check_vjp(cube, normal(np.random.default_rng(12), 5))
+    assert report.reference.startswith("f's primal")
+    assert {"jvp", "vjp", "finite_differences", "jvp_finite_differences"} <= {r.check for r in report.failures}
+    assert all(r.ok for r in report.rows if r.check == "adjoint")  # JAX transposes the same (wrong) linear map
+
+
+def _toy_op(name, transpose_scale=1.0, dtype=None, batch=None, outputs=1):
+    """A linear carrier op y = 2 x (and, with outputs=2, a second output 3 x) with a deliberately mistaken rule. The
+    one-output op is its own transpose (the backward applies the op), so its batching rule is met in reverse mode
+    too."""
+    from funcnn.primitives import carrier
+
+    def impl(x):
+        return (2 * x, 3 * x) if outputs == 2 else 2 * x
+
+    def transpose(cts, x):
+        if outputs == 2:
+            g2, g3 = cts
+            return (2 * g2 + 3 * g3,)  # a symbolic-zero cotangent (None) breaks this sum
+        out = op(cts) * transpose_scale
+        return (out.astype(dtype) if dtype else out,)
+
+    op = carrier.define(f"test_{name}", impl, linear=(0,), transpose=transpose, batch=batch,
+                        multiple_results=outputs == 2)
+    return op
+
+
+def test_the_adjoint_row_catches_a_tangent_and_a_backward_that_disagree():
+    op = _toy_op("adjoint", transpose_scale=1.5)
+    report = check_vjp(lambda x: op(x), normal(np.random.default_rng(13), 4), reference=lambda x: 2 * x)
+    failed = {r.check for r in report.failures}
+    assert "adjoint" in failed and "vjp" in failed and "jvp" not in failed
+
+
+def test_the_symbolic_zeros_row_catches_a_backward_that_mishandles_a_missing_cotangent():
+    op = _toy_op("zeros", outputs=2)
+    report = check_vjp(lambda x: op(x), normal(np.random.default_rng(14), 4), reference=lambda x: (2 * x, 3 * x))
+    row = next(r for r in report.rows if r.check == "symbolic_zeros")
+    assert not row.ok and "TypeError" in row.note
+    assert all(r.ok for r in report.rows if r.check == "vjp")  # with both cotangents given, the rule is right
+
+
+def test_the_dtype_row_catches_a_gradient_of_another_dtype():
+    op = _toy_op("dtype", dtype=jnp.float64)
+    report = check_vjp(lambda x: op(x), normal(np.random.default_rng(15), 4, dtype=jnp.float32),
+                       reference=lambda x: 2 * x)
+    row = next(r for r in report.rows if r.check == "dtype")
+    assert not row.ok and "VJP float64 for input float32" in row.note
+
+
+def test_the_vmap_rows_catch_a_wrong_batching_rule():
+    def batch(op, args, dims):  # forgets to move the mapped axis: claims it at axis 1
+        return op(*args), 1
+
+    op = _toy_op("batch", batch=batch)
+    report = check_vjp(lambda x: op(x), normal(np.random.default_rng(16), 2, 3), reference=lambda x: 2 * x)
+    failed = {r.check for r in report.failures}
+    assert {"vmap", "vmap_tangents", "vmap_cotangents"} <= failed and "vjp" not in failed
+
+
+def test_a_row_that_compared_only_zeros_says_so():
+    x = normal(np.random.default_rng(17), 1, 6, 6, 2)
+    report = check_vjp(lambda x: fn.max_pool2d(x, 2), x, checks=("grad_of_grad", "hvp"))
+    assert report.ok and {r.check for r in report.vacuous} == {"grad_of_grad", "hvp"}
+    assert all(r.verdict == "zeros" for r in report.vacuous) and "zeros" in str(report)
+    nan = check_vjp(lambda x: fn.relu(x) * jnp.nan, jnp.ones(3), checks=("jit",))
+    assert nan.ok and nan.rows[0].verdict == "NaN"
+
+
+def test_forward_mode_rows_are_skipped_for_a_custom_vjp_with_a_note():
+    report = check_vjp(_conv_with_rule(flip=True), normal(np.random.default_rng(18), 1, 5, 5, 1),
+                       normal(np.random.default_rng(19), 3, 3, 1, 1))
+    skipped = [r for r in report.rows if r.skipped]
+    assert {r.check for r in skipped} == {"jvp", "jvp_finite_differences", "adjoint", "hvp", "vmap_tangents"}
+    assert report.ok and all("custom_vjp" in r.note and r.verdict == "skip" for r in skipped)
+
+
+def test_a_check_that_raises_is_a_failing_row_naming_the_error():
+    @jax.custom_vjp
+    def f(x):
+        return 2 * x
+
+    f.defvjp(lambda x: (2 * x, None), lambda _, g: (2 * g, 2 * g))  # one cotangent too many
+    report = check_vjp(f, jnp.ones(3), checks=("vjp",))
+    assert not report.ok and report.rows[0].argument == "-" and "Error" in report.rows[0].note
+
+
+def test_the_checkers_own_arguments_are_checked():
+    x = jnp.ones(3)
+    for kwargs, message in [(dict(rtol=-1), "rtol must be a finite number >= 0"),
+                            (dict(fd_rtol=float("nan")), "fd_rtol must be a finite number"),
+                            (dict(hlo_platforms=("banana",)), "hlo_platforms: unknown platform 'banana'"),
+                            (dict(fd_eps=0), "fd_eps must be a number in"),
+                            (dict(fd_directions=0), "fd_directions must be an int >= 1"),
+                            (dict(checks="vjp"), "checks must be a sequence of names")]:
+        with pytest.raises((ValueError, TypeError), match=message):
+            check_vjp(fn.relu, x, **kwargs)
+    with pytest.raises(TypeError, match="f must be a function, got str"):
+        check_vjp("relu", x)
+    with pytest.raises(TypeError, match=r"arg\[0\] must be an array \(or a number\), got str"):
+        check_vjp(fn.relu, "abc")
+    with pytest.raises(ValueError, match=r"the reference's output \[\(4,\)\] does not match f's \[\(3,\)\]"):
+        check_vjp(fn.relu, x, reference=lambda x: jnp.ones(4))
