@@ -22,10 +22,11 @@ _PRIMITIVES = ("adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool1
 _NAMES = {**{name: "primitives" for name in _PRIMITIVES}, "CorruptFileError": "io", "load": "io", "save": "io",
           "count_params": "describe", "summary": "describe", "export": "deploy"}
 _SUBMODULES = ("data", "deploy", "describe", "detection", "init", "interop", "io", "layers", "models", "primitives",
-               "reference", "train", "verify", "viz", "gradcheck", "report", "catalog")
+               "reference", "train", "verify", "viz", "gradcheck", "report", "catalog", "curvature")
 
-__all__ = [*_PRIMITIVES, "CorruptFileError", "load", "save", "count_params", "summary", "export", "data", "deploy",
-           "detection", "init", "interop", "layers", "models", "primitives", "train", "verify", "viz", "__version__"]
+__all__ = [*_PRIMITIVES, "CorruptFileError", "load", "save", "count_params", "summary", "export", "curvature", "data",
+           "deploy", "detection", "init", "interop", "layers", "models", "primitives", "train", "verify", "viz",
+           "__version__"]
 
 
 def __getattr__(name):
