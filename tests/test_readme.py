@@ -27,22 +27,30 @@ def test_readme_example_runs():
     assert namespace["grads"].shape == (5, 5, 1, 6)
 
 
-def test_readme_verify_example_prints_its_table():
-    """The second example (a custom_vjp with a deliberate mistake) prints the table shown under it: the same rows,
-    the same pass/fail column and the same FAIL line (the error columns may move in the last digits)."""
+def _check_examples():
+    """(code, the table shown under it) for every python block of the README followed by a check_vjp table."""
+    fenced = re.findall(r"```(\w*)\n(.*?)```", README, re.S)  # (language, body), in order
+    return [(body, fenced[i + 1][1]) for i, (lang, body) in enumerate(fenced[:-1])
+            if lang == "python" and "check_vjp" in body and fenced[i + 1][0] == "text"]
+
+
+def test_readme_verify_examples_print_their_tables():
+    """The checker's examples (a custom_vjp and a custom_jvp, each with a deliberate mistake) print the tables shown
+    under them: the same rows, the same pass column and the same FAIL line (the error columns may move in the last
+    digits)."""
     import subprocess
     import sys
 
-    fenced = re.findall(r"```(\w*)\n(.*?)```", README, re.S)  # (language, body), in order
-    code, shown = next((body, fenced[i + 1][1]) for i, (lang, body) in enumerate(fenced[:-1])
-                       if lang == "python" and "check_vjp" in body and fenced[i + 1][0] == "text")
-    # a fresh process: a user's defaults (the suite's conftest turns on float64)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    got, want = done.stdout.strip().splitlines(), shown.strip().splitlines()
-    assert len(got) == len(want), done.stdout
-    assert got[0] == want[0] and got[-1] == want[-1] == "FAIL: vjp, finite_differences, grad_of_grad"
-    for line_got, line_want in zip(got[3:-1], want[3:-1]):
-        check_got, *_, pass_got = line_got.split("  (")[0].split()
-        check_want, *_, pass_want = line_want.split("  (")[0].split()
-        assert (check_got, pass_got) == (check_want, pass_want), (line_got, line_want)
+    examples = _check_examples()
+    assert len(examples) == 2
+    for code, shown in examples:
+        # a fresh process: a user's defaults (the suite's conftest turns on float64)
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        got, want = done.stdout.strip().splitlines(), shown.strip().splitlines()
+        assert len(got) == len(want), done.stdout
+        assert got[0] == want[0] and got[-1] == want[-1] and want[-1].startswith("FAIL: ")
+        for line_got, line_want in zip(got[3:-1], want[3:-1]):
+            check_got, *_, pass_got = line_got.split("  (")[0].split()
+            check_want, *_, pass_want = line_want.split("  (")[0].split()
+            assert (check_got, pass_got) == (check_want, pass_want), (line_got, line_want)
