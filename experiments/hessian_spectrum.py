@@ -90,7 +90,7 @@ def main(argv=None):
               "2 / lr (edge of stability)": (epochs, [threshold] * len(rows))}
     for i in range(2, args.k + 1):
         series[f"eigenvalue {i}"] = (epochs, [r[f"eigenvalue {i}"] for r in rows])
-    viz.plot_series(series, f"{args.out}/sharpness.png", xlabel="epoch", ylabel="Hessian eigenvalue",
+    viz.plot_series(series, f"{args.out}/sharpness.png", xlabel="epoch", ylabel="Hessian eigenvalue", logy=True,
                     title=f"LeNet-5 on digits, SGD lr {args.lr}: sharpness over training")
     peak = max(rows, key=lambda r: r["top eigenvalue"])
     report.write_results(
