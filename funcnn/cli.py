@@ -2,7 +2,7 @@
 
     funcnn train                      # LeNet-5 on the digits scikit-learn ships, 10 epochs, into runs/lenet5-digits
     funcnn train --model resnet20 --dataset cifar10 --data-dir ~/data/cifar --epochs 30 --optimizer resnet
-    funcnn gradcheck                  # every primitive's VJP: autodiff, finite differences, vmap, jit, determinism
+    funcnn gradcheck                  # every primitive's rules: both modes, finite differences, vmap, jit, ...
     funcnn summary --model vgg16      # the layer table and parameter count (--paths: which conv algorithm runs)
     funcnn export --model lenet5 --params runs/lenet5-digits/params.npz --out lenet5.jaxexport
 
@@ -98,17 +98,10 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"funcnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{train,gradcheck,summary,export}")
     _train_parser(sub)
-    g = sub.add_parser("gradcheck", help="check every primitive's VJP (python -m funcnn.verify)",
-                       description="Check every funcnn primitive's hand-written VJP against autodiff of the literal "
-                                   "reference, float64 finite differences, grad-of-grad, vmap, jit and determinism. "
-                                   "Exit status 1 on a failure.", formatter_class=_Formatter)
-    g.add_argument("--primitive", action="append", metavar="NAME", help="check only this primitive (repeatable)")
-    g.add_argument("--full", action="store_true", help="every registered configuration (minutes), not the bounded "
-                                                       "default set (about 1.5 minutes on 2 cores)")
-    g.add_argument("--verbose", action="store_true", help="print the report of every configuration")
-    g.add_argument("--seed", type=int, default=0, help="seed of the inputs and cotangents")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
-    g.add_argument("--list", action="store_true", help="list the primitives and exit")
+    from .verify import sweep  # the standard library only: --help stays fast
+
+    sweep.add_options(sub.add_parser("gradcheck", help="check every primitive's rules (python -m funcnn.verify)",
+                                     description=sweep.DESCRIPTION, formatter_class=_Formatter))
     s = sub.add_parser("summary", help="print a model's layer table and parameter count",
                        description="The layer table of a zoo model (no parameter is allocated).",
                        formatter_class=_Formatter)

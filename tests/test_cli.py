@@ -144,7 +144,7 @@ def test_summary_and_gradcheck_subcommands(capsys, monkeypatch):
     # a failing rule exits 1
     import jax
 
-    from funcnn.verify import registry
+    from funcnn.primitives import cases as registry
 
     @jax.custom_vjp
     def double(x):
@@ -152,8 +152,8 @@ def test_summary_and_gradcheck_subcommands(capsys, monkeypatch):
 
     double.defvjp(lambda x: (2 * x, None), lambda _, g: (3 * g,))
     monkeypatch.setattr(registry, "_GENERATORS", list(registry._GENERATORS))
-    registry.register_cases("double")(lambda make: iter([make.case("double", "wrong", double, lambda x: 2 * x,
-                                                                   make.normal(3))]))
+    registry.register_cases("double")(lambda make, ref: iter([make.case("double", "wrong", double, lambda x: 2 * x,
+                                                                        make.normal(3))]))
     assert cli.main(["gradcheck", "--primitive", "double", "--no-progress"]) == 1
     assert "FAILED double wrong" in capsys.readouterr().out
 

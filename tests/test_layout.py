@@ -1,10 +1,15 @@
-"""The package's layering, checked from the source: nothing imports a layer above its own.
+"""The package's layering: nothing imports a layer above its own, checked two ways.
 
-primitives -> layers -> models -> train/data -> cli. The one sanctioned crossing: a primitive module registers its
-verify cases (``funcnn.verify.registry``) and builds them from the loop-level reference, so both are allowed there.
+primitives -> layers -> models -> train/data -> cli, with verify above the primitives (it checks them; they register
+their cases in ``funcnn.primitives.cases`` and receive the reference from the checker). From the source: every
+import statement, lazy ones included. At run time: what a fresh interpreter holds in ``sys.modules`` after importing
+each layer, which also catches an import made indirectly (a package's ``__init__``).
 """
 import ast
+import json
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -14,7 +19,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "funcnn"
 FORBIDDEN = {
     "funcnn.primitives": ["funcnn.layers", "funcnn.models", "funcnn.train", "funcnn.data", "funcnn.cli",
                           "funcnn.describe", "funcnn.interop", "funcnn.deploy", "funcnn.viz", "funcnn.io",
-                          "funcnn.verify.check", "funcnn.verify.sweep", "funcnn.verify.primal"],
+                          "funcnn.verify", "funcnn.curvature"],
     "funcnn.verify.reference": ["funcnn.primitives", "funcnn.layers", "funcnn.models", "funcnn.train"],
     "funcnn.layers": ["funcnn.models", "funcnn.train", "funcnn.data", "funcnn.cli", "funcnn.verify"],
     "funcnn.models": ["funcnn.train", "funcnn.data", "funcnn.cli", "funcnn.verify"],
@@ -62,11 +67,38 @@ def test_the_parser_resolves_relative_imports():
     assert any(name.startswith("funcnn.primitives") for name in imports), imports
 
 
+def _rules(module: str) -> list:
+    """The modules `module` must never import (from every FORBIDDEN prefix it falls under)."""
+    return [bad for prefix, forbidden in FORBIDDEN.items()
+            if module == prefix or module.startswith(prefix + ".") for bad in forbidden]
+
+
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: _module_name(p))
 def test_no_module_imports_a_layer_above_it(path):
     module = _module_name(path)
-    rules = [bad for prefix, forbidden in FORBIDDEN.items()
-             if module == prefix or module.startswith(prefix + ".") for bad in forbidden]
-    offending = sorted(name for name in _imports(path) for bad in rules
+    offending = sorted(name for name in _imports(path) for bad in _rules(module)
                        if name == bad or name.startswith(bad + "."))
     assert not offending, f"{module} imports {offending}, which sit above it in the layering"
+
+
+LAYERS = ["funcnn.primitives", "funcnn.layers", "funcnn.models", "funcnn.data", "funcnn.train", "funcnn.verify.check"]
+
+
+def test_importing_a_layer_loads_nothing_above_it():
+    """In a fresh interpreter: `import funcnn.primitives` loads no module of verify, layers, models, ...; and so on
+    up the layering."""
+    probe = ("import importlib, json, sys; importlib.import_module(sys.argv[1]); "
+             "print(json.dumps(sorted(m for m in sys.modules if m == 'funcnn' or m.startswith('funcnn.'))))")
+    for layer in LAYERS:
+        done = subprocess.run([sys.executable, "-c", probe, layer], capture_output=True, text=True, check=True)
+        loaded = json.loads(done.stdout.strip().splitlines()[-1])
+        above = sorted(m for m in loaded for bad in _rules(layer) if m == bad or m.startswith(bad + "."))
+        assert not above, f"import {layer} loaded {above}, which sit above it"
+
+
+def test_the_command_line_parser_loads_no_jax():
+    """`funcnn --help` answers before JAX is imported: building the parser (the verifier's options included) loads
+    the standard library and funcnn's name tables only."""
+    probe = "import sys, funcnn.cli; funcnn.cli.build_parser(); print(sorted(m for m in sys.modules if m == 'jax' or m.startswith('jax.')))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

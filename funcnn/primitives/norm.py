@@ -36,6 +36,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from . import carrier
+from .cases import register_cases
 from .checks import as_float, reverse_mode_only
 
 
@@ -264,12 +265,10 @@ def group_norm(x, groups: int, scale=None, bias=None, *, epsilon: float = 1e-5):
 # ----------------------------------------------------------------------------------------------------------------
 # the configurations `python -m funcnn.verify` checks: large means, groups, 1-D and 2-D
 
-from ..verify.registry import register_cases  # noqa: E402
 
 
 @register_cases("batch_norm", "layer_norm", "group_norm")
-def _verify_cases(make):
-    from ..verify import reference as ref
+def _verify_cases(make, ref):
 
     x, s, b = make.normal(4, 3, 5, 6) + 30.0, make.normal(6), make.normal(6)
     yield make.case("layer_norm", "(4, 3, 5, 6), mean 30", layer_norm, ref.layer_norm, x, s, b)

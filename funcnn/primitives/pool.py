@@ -32,6 +32,7 @@ import numpy as np
 from jax import lax
 
 from . import carrier
+from .cases import register_cases
 from .checks import accumulation_dtype, as_float, check_nonempty_spatial, check_rank, reverse_mode_only
 from .geometry import Geometry, as_tuple, make_geometry
 from .windows import pad_spatial, place_windows, spread_windows, window_offsets, window_slice
@@ -483,14 +484,12 @@ adaptive_max_pool1d, adaptive_max_pool2d = (_ranked("adaptive_max_pool", adaptiv
 # ----------------------------------------------------------------------------------------------------------------
 # the configurations `python -m funcnn.verify` checks: tiling and overlapping windows, paddings, ties
 
-from ..verify.registry import register_cases  # noqa: E402
 
 
 @register_cases("max_pool2d", "avg_pool2d", "lp_pool2d", "global_avg_pool2d", "max_pool1d", "avg_pool1d",
                 "lp_pool1d", "global_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "adaptive_avg_pool1d",
                 "adaptive_max_pool1d")
-def _verify_cases(make):
-    from ..verify import reference as ref
+def _verify_cases(make, ref):
 
     def case(name, shape, *args, quick=False, x=None, **kw):
         prim, refn = globals()[name], getattr(ref, name)

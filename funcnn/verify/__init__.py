@@ -1,17 +1,39 @@
-"""Verification of hand-written VJPs: `check_vjp` / `assert_vjp`, the literal `reference`, and the sweep over every
-funcnn primitive (`python -m funcnn.verify`).
+"""Verification of hand-written derivative rules: `check_vjp` / `assert_vjp`, the literal `reference`, and the sweep
+over every funcnn primitive (`python -m funcnn.verify`).
 
     from funcnn.verify import check_vjp, assert_vjp
     print(check_vjp(my_custom_vjp_op, x, w))          # reference: the op's own primal, differentiated by JAX
     assert_vjp(my_op, x, w, reference=my_reference)   # in a test suite: AssertionError with the report's table
+
+Submodules and names load on first use (PEP 562): importing one piece (the case registry, the command's parser)
+does not import the checker, and importing the primitives imports nothing of this package.
 """
 
-from . import reference
-from .check import CHECKS, DEFAULT_CHECKS, Row, VJPReport, assert_vjp, check, check_vjp, default_rtol, scatter_ops
-from .primal import has_custom_vjp, has_rules, primal_of
-from .registry import Case, CaseMaker, cases, primitive_names, register_cases
-from .sweep import main, run_sweep
+from __future__ import annotations
 
-__all__ = ["reference", "CHECKS", "DEFAULT_CHECKS", "Row", "VJPReport", "assert_vjp", "check_vjp", "default_rtol",
-           "scatter_ops", "check", "primal_of", "has_custom_vjp", "has_rules", "Case", "CaseMaker", "cases", "primitive_names",
-           "register_cases", "run_sweep", "main"]
+import importlib
+
+_NAMES = {
+    **dict.fromkeys(("CHECKS", "DEFAULT_CHECKS", "Row", "VJPReport", "assert_vjp", "check", "check_vjp",
+                     "default_rtol", "scatter_ops"), "check"),
+    **dict.fromkeys(("has_custom_vjp", "has_rules", "primal_of"), "primal"),
+    **dict.fromkeys(("Case", "CaseMaker", "cases", "primitive_names", "register_cases"), "registry"),
+    **dict.fromkeys(("main", "run_sweep"), "sweep"),
+}
+_SUBMODULES = ("check", "finite", "primal", "reference", "registry", "result", "sweep")
+
+__all__ = ["reference", *_NAMES]
+
+
+def __getattr__(name):
+    if name in _NAMES:
+        value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'funcnn.verify' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))

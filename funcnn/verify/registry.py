@@ -1,100 +1,25 @@
-"""Where each primitive registers the configurations `python -m funcnn.verify` checks it at.
+"""The checker's view of the cases the primitives register beside their rules (`funcnn.primitives.cases`): the
+same registry, with every generator handed the literal oracle `funcnn.verify.reference` to build its references
+from.
 
-A primitive family registers its cases next to its definition, not in a central list:
-
-    from ..verify.registry import register_cases
-
-    @register_cases("max_pool2d", "avg_pool2d")
-    def _verify_cases(make):                 # make: a CaseMaker (random inputs, Case construction)
-        from ..verify import reference as ref
-        x = make.normal(2, 7, 8, 3)
-        yield make.case("max_pool2d", "3x3/2", lambda x: max_pool2d(x, 3, 2), lambda x: ref.max_pool2d(x, 3, 2), x)
-
-This module imports nothing from funcnn, so every layer may register.
+    from funcnn.verify.registry import cases
+    for case in cases(["conv2d"], full=True):
+        check_vjp(case.f, *case.args, reference=case.reference)
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Callable, Iterable
+from typing import Iterable
 
-import numpy as np
-
-
-@dataclasses.dataclass(frozen=True)
-class Case:
-    """One configuration of one primitive: f and its reference at the point `args`."""
-
-    primitive: str
-    label: str
-    f: Callable
-    reference: Callable | None
-    args: tuple
-    quick: bool = True                       # part of the default (bounded) sweep; every case runs with --full
-    options: dict = dataclasses.field(default_factory=dict)   # extra check_vjp options (tolerances, fd_mode)
-    family: str = ""                         # the primitives registered together (set by `cases`)
-
-
-class CaseMaker:
-    """Random inputs from one seeded generator, and `case(...)` to build a Case."""
-
-    def __init__(self, seed: int = 0):
-        self.rng = np.random.default_rng(seed)
-
-    def normal(self, *shape, dtype=np.float64):
-        import jax.numpy as jnp
-
-        return jnp.asarray(self.rng.normal(size=shape).astype(dtype))
-
-    def integers(self, low, high, *shape):
-        import jax.numpy as jnp
-
-        return jnp.asarray(self.rng.integers(low, high, size=shape))
-
-    def case(self, primitive: str, label: str, f: Callable, reference: Callable | None, *args: Any,
-             quick: bool = True, **options) -> Case:
-        return Case(primitive, label, f, reference, tuple(args), quick, options)
-
-
-_GENERATORS: list[tuple[tuple[str, ...], Callable[[CaseMaker], Iterable[Case]]]] = []
-
-
-def register_cases(*primitives: str):
-    """Register a generator of Cases for these primitive names (a family registers its members together)."""
-    if not primitives:
-        raise ValueError("register_cases: name the primitives the generator covers")
-
-    def decorate(generator):
-        _GENERATORS.append((primitives, generator))
-        return generator
-
-    return decorate
-
-
-def _load_families():
-    """Import every primitive family, so that each has registered."""
-    import funcnn.primitives  # noqa: F401
-
-
-def primitive_names() -> list[str]:
-    _load_families()
-    return sorted({name for names, _ in _GENERATORS for name in names})
+from ..primitives.cases import Case, CaseMaker, primitive_names, register_cases
+from ..primitives.cases import cases as _registered
 
 
 def cases(only: Iterable[str] | None = None, *, full: bool = False, seed: int = 0) -> list[Case]:
     """The registered cases (of the primitives in `only`, when given); the bounded set unless `full`."""
-    _load_families()
-    wanted = None if only is None else set(only)
-    found = []
-    for names, generator in _GENERATORS:
-        if wanted is not None and not wanted & set(names):
-            continue
-        for case in generator(CaseMaker(seed)):
-            if case.primitive not in names:
-                raise ValueError(f"register_cases: a generator for {names} made a case of {case.primitive!r}")
-            if (wanted is None or case.primitive in wanted) and (full or case.quick):
-                found.append(dataclasses.replace(case, family=" ".join(names)))
-    return found
+    from . import reference
+
+    return _registered(reference, only, full=full, seed=seed)
 
 
-__all__ = ["Case", "CaseMaker", "register_cases", "primitive_names", "cases"]
+__all__ = ["Case", "CaseMaker", "cases", "primitive_names", "register_cases"]

@@ -1,13 +1,14 @@
 """The sweep behind `python -m funcnn.verify` (and `funcnn gradcheck`): every registered case of every primitive
-through `check_vjp`, with a progress bar, one summary row per primitive, and exit status 1 on any failure."""
+through `check_vjp`, with a progress bar, one summary row per primitive, and exit status 1 on any failure.
+
+The module imports nothing but the standard library at load time, so that `funcnn gradcheck --help` (whose
+options are `add_options` below) answers before JAX is imported."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from typing import Sequence
-
-from .registry import cases, primitive_names
 
 CORE_CHECKS = ("forward", "vjp", "jvp", "finite_differences", "adjoint")          # every case
 PRIMITIVE_CHECKS = CORE_CHECKS + ("jvp_finite_differences", "hvp", "symbolic_zeros", "dtype", "vmap_tangents",
@@ -29,6 +30,7 @@ def run_sweep(only: Sequence[str] | None = None, *, full: bool = False, verbose:
     from tqdm.auto import tqdm
 
     from .check import DEFAULT_CHECKS, check_vjp
+    from .registry import cases, primitive_names
 
     out = sys.stdout if out is None else out
     if only:
@@ -86,15 +88,18 @@ def run_sweep(only: Sequence[str] | None = None, *, full: bool = False, verbose:
     return not failures
 
 
-def build_parser(prog: str = "python -m funcnn.verify") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Check every funcnn primitive's hand-written VJP: against autodiff of the literal reference, "
-                    "float64 finite differences, grad-of-grad, vmap, jit and determinism. Exit status 1 on a failure.")
+DESCRIPTION = ("Check every funcnn primitive's hand-written rules: the VJP and the JVP against autodiff of the literal "
+               "reference, float64 finite differences, the adjoint identity, second derivatives both ways, vmap, jit "
+               "and determinism. Exit status 1 on a failure.")
+
+
+def add_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The sweep's options, on `python -m funcnn.verify` and on `funcnn gradcheck` alike."""
     parser.add_argument("--primitive", action="append", metavar="NAME",
                         help="check only this primitive (repeatable; --list shows the names)")
-    parser.add_argument("--full", action="store_true", help="every registered configuration (minutes), not the "
-                                                            "bounded default set")
+    parser.add_argument("--full", action="store_true", help="every registered configuration with every check "
+                                                            "(minutes), not the bounded default set (about 75 s on "
+                                                            "2 cores)")
     parser.add_argument("--verbose", action="store_true", help="print the report of every configuration")
     parser.add_argument("--seed", type=int, default=0, help="seed of the inputs and cotangents")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -102,10 +107,17 @@ def build_parser(prog: str = "python -m funcnn.verify") -> argparse.ArgumentPars
     return parser
 
 
+def build_parser(prog: str = "python -m funcnn.verify") -> argparse.ArgumentParser:
+    return add_options(argparse.ArgumentParser(prog=prog, description=DESCRIPTION,
+                                               formatter_class=argparse.ArgumentDefaultsHelpFormatter))
+
+
 def run_args(args) -> int:
     """What the parsed options ask for (`--list`, or the sweep): the exit status, 0 or 1 (1: a check failed).
     ValueError for an unknown primitive. Shared by `python -m funcnn.verify` and `funcnn gradcheck`."""
     if args.list:
+        from .registry import primitive_names
+
         print("\n".join(primitive_names()))
         return 0
     ok = run_sweep(args.primitive, full=args.full, verbose=args.verbose, seed=args.seed,
@@ -122,4 +134,4 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m funcnn.verify
         return 2
 
 
-__all__ = ["run_sweep", "build_parser", "main"]
+__all__ = ["run_sweep", "add_options", "build_parser", "run_args", "main", "DESCRIPTION"]

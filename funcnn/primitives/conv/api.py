@@ -5,6 +5,7 @@ transpose of that broadcast (JAX's own, a sum over every axis but the channels);
 
 from __future__ import annotations
 
+from ..cases import register_cases
 from ..checks import as_array, check_rank, float_dtype, reverse_mode_only
 from ..geometry import make_geometry
 from . import dispatch
@@ -144,12 +145,10 @@ __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d"]
 # the configurations `python -m funcnn.verify` checks (strides 1-3, paddings 0 / symmetric / asymmetric / SAME,
 # dilation, groups, depth-wise, odd sizes)
 
-from ...verify.registry import register_cases  # noqa: E402
 
 
 @register_cases("conv2d", "conv1d", "conv_transpose2d", "conv_transpose1d")
-def _verify_cases(make):
-    from ...verify import reference as ref
+def _verify_cases(make, ref):
 
     def conv_case(nd, n, size, cin, cout, k, quick=False, **kw):
         prim, refn = (conv2d, ref.conv2d) if nd == 2 else (conv1d, ref.conv1d)
