@@ -14,11 +14,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-_PRIMITIVES = ("adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d",
-               "avg_pool1d", "avg_pool2d", "batch_norm", "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d",
-               "dense", "global_avg_pool1d", "global_avg_pool2d", "group_norm", "layer_norm", "log_softmax",
-               "lp_pool1d", "lp_pool2d", "max_pool1d", "max_pool2d", "relu", "sigmoid", "softmax",
-               "softmax_cross_entropy", "tanh")
+from .catalog import PRIMITIVES as _PRIMITIVES  # the standard library only
 _NAMES = {**{name: "primitives" for name in _PRIMITIVES}, "CorruptFileError": "io", "load": "io", "save": "io",
           "count_params": "describe", "summary": "describe", "export": "deploy"}
 _SUBMODULES = ("data", "deploy", "describe", "detection", "init", "interop", "io", "layers", "models", "primitives",

@@ -17,21 +17,11 @@ import sys
 
 from . import __version__, catalog
 
-OUTPUTS = """\
-The output directory holds:
-  config.json        the command's settings
-  metrics.jsonl      one JSON line per epoch: losses, accuracies, learning rate, epoch time, images/s
-  checkpoint.npz     the last complete checkpoint (parameters, state, optimiser state, step, data position)
-  best.npz           parameters and state of the epoch with the best validation accuracy
-  params.npz         the final parameters and state (load with funcnn.load)
-  results.json       test loss and accuracy, training time
-  curves.png         loss and accuracy per epoch
-  filters.png        the first convolution layer's filters
-  feature_maps.png   the maps of the first two convolution layers for one test image
-  confusion.png      the test confusion matrix
-
+OUTPUTS = "The output directory holds:\n" + "".join(
+    f"  {name:<18} {what}\n" for name, what in catalog.RUN_FILES.items()) + """
 Without --out each run gets a new directory: runs/MODEL-DATASET, then runs/MODEL-DATASET-2, -3, ...
-An --out that already holds a run is refused unless --overwrite (replace it) or --resume (continue it).
+An --out that already holds a run is refused unless --overwrite (replace it) or --resume (continue it, with the
+settings it was started with).
 """
 
 
@@ -45,7 +35,8 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 
 def _train_parser(sub):
     p = sub.add_parser("train", help="train a model and write metrics, checkpoints and plots",
-                       description="Train a model of the zoo on a data set.", epilog=OUTPUTS, formatter_class=_Formatter)
+                       description="Train a model of the zoo on a data set.", epilog=OUTPUTS,
+                       formatter_class=_Formatter)
     p.add_argument("--model", default="lenet5", help=f"one of: {', '.join(catalog.MODELS)}")
     p.add_argument("--dataset", default="digits", help=f"one of: {', '.join(catalog.DATASETS)}")
     p.add_argument("--data-dir", help="folder holding the data files (MNIST / Fashion-MNIST IDX files, CIFAR-10 "
@@ -66,7 +57,7 @@ def _train_parser(sub):
     p.add_argument("--plateau", type=int, default=None, help="divide the learning rate by 10 after N epochs "
                                                              "without val improvement")
     p.add_argument("--augment", type=float, default=0.0, help="scale of the lecture's augmentations (0 = off)")
-    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16", "float16"],
+    p.add_argument("--precision", default="float32", choices=list(catalog.PRECISIONS),
                    help="compute dtype; parameters stay float32 (float16 adds dynamic loss scaling)")
     p.add_argument("--replicas", type=int, default=None,
                    help="train N independent models in one compiled step (vmap); replica r uses seed --seed + r")
@@ -144,16 +135,12 @@ def export_command(args) -> int:
         raise CliError(f"{err} (export takes the params.npz or best.npz of a run, not its checkpoint.npz)") from None
     if not isinstance(saved, dict) or set(saved) != {"params", "state"}:
         raise CliError(f"{args.params} does not hold {{'params', 'state'}} as funcnn train writes them")
-    from .interop import _dense_weights
-
-    dense = list(_dense_weights(saved["params"]))
-    if not dense:
-        raise CliError(f"{args.params}: the parameters have no dense layer; they are not a zoo classifier")
-    classes = saved["params"]
-    for key in dense[-1]:
-        classes = classes[key]
+    try:
+        classes = models.num_classes(saved["params"])
+    except (TypeError, ValueError) as err:
+        raise CliError(f"{args.params}: {err}") from None
     shape = tuple(args.input_shape) if args.input_shape else models.INPUT_SHAPES[args.model]
-    model = constructor(int(classes.shape[-1]))
+    model = constructor(classes)
     import jax
 
     _, params_like, state_like = jax.eval_shape(lambda r: model.init(r, (1, *shape)), jax.random.PRNGKey(0))
@@ -205,7 +192,7 @@ def _launch(args, options) -> int:
 
 def train_command(args) -> int:
     from .train import distributed, pipeline
-    from .train.fit import TrainingDiverged
+    from .train.loop import TrainingDiverged
 
     options = {k: v for k, v in vars(args).items()
                if k not in ("command", "no_progress", "no_plots", "raw_argv", *CLUSTER_OPTIONS)}

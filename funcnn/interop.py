@@ -18,7 +18,10 @@ with other names but the same tensors in the same order is matched by position. 
 
 Reading never unpickles anything but tensors: `.safetensors` through the safetensors package (no PyTorch needed),
 `.pth` / `.pt` only through torch.load(..., weights_only=True). A state dict that does not fit the model raises
-StateDictMismatch listing the missing, unexpected and mis-shaped keys.
+StateDictMismatch listing the missing, unexpected and mis-shaped keys; so does `to_torch` for parameters that are
+not the model's. The layers are read from funcnn's parameter tree (`layers.walk`) and named by each model's key
+function, which sits beside the model (`models.classic.sequential_keys`, `torchvision_keys`,
+`models.resnet.torchvision_keys`) and is named in the one table of models, `funcnn.catalog.MODELS`.
 """
 
 from __future__ import annotations
@@ -29,7 +32,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-MODELS = ("alexnet", "vgg16", "resnet18", "resnet20", "lenet5")
+from . import catalog
+
+MODELS = tuple(name for name, spec in catalog.MODELS.items() if spec.torch_keys)  # the zoo models with a layout
+WEIGHTED = ("Conv", "DepthwiseConv", "Dense", "BatchNorm")
 
 
 class StateDictMismatch(ValueError):
@@ -46,35 +52,23 @@ class _Entry(NamedTuple):
     flatten: tuple    # (H, W, C) before a flatten, for "dense_after_flatten"
 
 
-def _torch_model(name, num_classes):
-    from . import models
-
+def _spec(name):
     if name not in MODELS:
         raise ValueError(f"interop: no PyTorch layout for model {name!r}; supported: {', '.join(MODELS)}")
-    if name == "alexnet":
-        return models.alexnet(num_classes, variant="torchvision"), (1, 224, 224, 3)
-    return models.get(name)(num_classes), (1, *models.INPUT_SHAPES[name])
+    return catalog.MODELS[name]
 
 
-def _layers(model, input_shape):
-    """The leaf layers with parameters or state, in forward order: (path, name, input shape, output shape)."""
+def _template(name, num_classes):
+    """(params, state) shapes of funcnn's `name` in its PyTorch layout, without allocating anything."""
     import jax
 
-    from .layers.base import recording
+    from . import models
 
-    with recording() as rows:
-        _, params, state = jax.eval_shape(lambda r: model.init(r, tuple(input_shape)), jax.random.PRNGKey(0))
-    keys, children, previous, leaves = [], {1: 0}, tuple(input_shape), []
-    for row in rows[1:]:  # rows[0] is the model itself
-        del keys[row.depth - 1:]
-        children = {d: n for d, n in children.items() if d <= row.depth}
-        index = children.get(row.depth, 0)
-        children[row.depth], children[row.depth + 1] = index + 1, 0
-        keys.append(f"{index}_{row.name}")  # the key serial / parallel give the child ("3_Conv")
-        if not row.container:
-            leaves.append((tuple(keys), row.name, previous, row.out_shape))
-            previous = row.out_shape
-    return leaves, params, state
+    spec = _spec(name)
+    model = models.MODELS[name](num_classes, **dict(spec.torch_options))
+    shape = (1, *(spec.torch_input or spec.input_shape))
+    _, params, state = jax.eval_shape(lambda r: model.init(r, shape), jax.random.PRNGKey(0))
+    return params, state
 
 
 def _get(tree, path):
@@ -83,50 +77,30 @@ def _get(tree, path):
     return tree
 
 
-def _names(name, leaves):
-    """PyTorch key prefixes of the parameterised layers, in order."""
-    kinds = [leaf[1] for leaf in leaves if leaf[1] in ("Conv", "Dense", "BatchNorm", "DepthwiseConv")]
-    if name == "lenet5":  # an nn.Sequential of the same layers: the index of each layer
-        return [str(i) for i, leaf in enumerate(leaves) if leaf[1] in ("Conv", "Dense")]
-    if name in ("alexnet", "vgg16"):
-        feature_end = next(i for i, leaf in enumerate(leaves) if leaf[1] == "AdaptiveAvgPool")
-        names = [f"features.{i}" for i, leaf in enumerate(leaves[:feature_end]) if leaf[1] == "Conv"]
-        classifier = leaves[feature_end + 2:]  # after the pool and the flatten, as torchvision's classifier indexes
-        return names + [f"classifier.{i}" for i, leaf in enumerate(classifier) if leaf[1] == "Dense"]
-    # ResNets: conv1, bn1, layer{s}.{b}.conv1 / bn1 / conv2 / bn2 / downsample.0 / downsample.1, fc
-    names = ["conv1", "bn1"]
-    blocks = {"resnet18": [2, 2, 2, 2], "resnet20": [3, 3, 3]}[name]
-    for stage, count in enumerate(blocks, start=1):
-        for b in range(count):
-            prefix = f"layer{stage}.{b}"
-            names += [f"{prefix}.conv1", f"{prefix}.bn1", f"{prefix}.conv2", f"{prefix}.bn2"]
-            if b == 0 and (stage > 1):
-                names += [f"{prefix}.downsample.0", f"{prefix}.downsample.1"]
-    names.append("fc")
-    assert len(names) == len(kinds), (len(names), len(kinds))
-    return names
+def _entries(name, params, state):
+    """Every tensor of `name`'s PyTorch state dict, in its order: where it lives in funcnn's trees and how it
+    converts. The layers come from the parameter tree itself (`layers.walk`), their PyTorch names from the model's
+    key function (beside the model, named in funcnn.catalog)."""
+    from . import layers, models
 
-
-def _entries(name, num_classes):
-    model, input_shape = _torch_model(name, num_classes)
-    leaves, params, state = _layers(model, input_shape)
-    prefixes = iter(_names(name, leaves))
-    entries, after_flatten = [], None
-    for path, layer, in_shape, out_shape in leaves:
-        if layer == "Flatten":
-            after_flatten = tuple(in_shape[1:])
-            continue
-        if layer not in ("Conv", "Dense", "BatchNorm", "DepthwiseConv"):
+    walked = list(layers.walk(params))
+    prefixes = iter(models.resolve(_spec(name).torch_keys)(name, walked))
+    entries, channels, flattened = [], None, False
+    for path, kind in walked:
+        if kind == "Flatten":
+            flattened = True
+        if kind not in WEIGHTED:
             continue
         prefix, p = next(prefixes), _get(params, path)
-        if layer in ("Conv", "DepthwiseConv"):
+        if kind in ("Conv", "DepthwiseConv"):
             entries.append(_Entry(f"{prefix}.weight", path + ("w",), "params", "conv", p["w"].shape, ()))
-        elif layer == "Dense":
-            kind = "dense_after_flatten" if after_flatten and len(after_flatten) == 3 else "dense"
-            entries.append(_Entry(f"{prefix}.weight", path + ("w",), "params", kind, p["w"].shape,
-                                  after_flatten or ()))
-            after_flatten = None
-        if layer == "BatchNorm":
+            channels = p["w"].shape[-1]
+        elif kind == "Dense":
+            flatten = _flattened_maps(name, p["w"].shape[0], channels) if flattened else ()
+            entries.append(_Entry(f"{prefix}.weight", path + ("w",), "params",
+                                  "dense_after_flatten" if flatten else "dense", p["w"].shape, flatten))
+            flattened = False
+        if kind == "BatchNorm":
             s = _get(state, path)
             entries += [_Entry(f"{prefix}.weight", path + ("scale",), "params", "vector", p["scale"].shape, ()),
                         _Entry(f"{prefix}.bias", path + ("bias",), "params", "vector", p["bias"].shape, ()),
@@ -134,7 +108,16 @@ def _entries(name, num_classes):
                         _Entry(f"{prefix}.running_var", path + ("var",), "state", "vector", s["var"].shape, ())]
         elif "b" in p:
             entries.append(_Entry(f"{prefix}.bias", path + ("b",), "params", "vector", p["b"].shape, ()))
-    return model, input_shape, entries, params, state
+    return entries
+
+
+def _flattened_maps(name, features, channels):
+    """(H, W, C) of the square maps a flatten turned into `features` inputs of the first dense layer after it."""
+    side = math.isqrt(features // channels) if channels else 0
+    if not channels or side * side * channels != features:
+        raise ValueError(f"interop: {name}: a dense layer of {features} inputs after a flatten of {channels} "
+                         "channels is not a flattened square map")
+    return (side, side, channels)
 
 
 def _torch_shape(entry):
@@ -201,21 +184,60 @@ def _match(name, entries, state_dict):
 
 
 def _classes(name, state_dict):
-    """The number of classes: the rows of the last linear layer's weight (the last 2-D tensor)."""
-    weights = [v for v in state_dict.values() if np.ndim(v) == 2]
-    if not weights:
-        raise StateDictMismatch(f"interop: the state dict has no linear layer, so it cannot be funcnn's {name}")
-    return int(np.shape(weights[-1])[0])
+    """The number of classes: the rows of the classifier's weight, found by its key (not by dict order: a
+    .safetensors file sorts its keys as strings), or, for a state dict under other names that matches by position,
+    the tensor at the classifier's position. (Keys do not depend on the class count: a model of one class names
+    them.)"""
+    entries = _entries(name, *_template(name, 1))
+    index = max(i for i, e in enumerate(entries) if e.kind.startswith("dense"))
+    if entries[index].key in state_dict:
+        return int(np.shape(state_dict[entries[index].key])[0])
+    tensors = [v for k, v in state_dict.items() if not k.endswith("num_batches_tracked")]
+    if len(tensors) == len(entries) and np.ndim(tensors[index]) == 2:
+        return int(np.shape(tensors[index])[0])
+    raise StateDictMismatch(f"interop: the state dict has no {entries[index].key!r}, the classifier of funcnn's "
+                            f"{name}, and its {len(tensors)} tensors cannot match the model's {len(entries)} by "
+                            "position; pass num_classes=")
+
+
+_WRAPPERS = ("state_dict", "model_state_dict", "model", "net", "module")  # common checkpoint layouts
+
+
+def as_state_dict(state_dict, what="state_dict") -> dict:
+    """{key: NumPy array} from a state dict, or from a checkpoint dict holding one under a usual name
+    ({"model": sd, "epoch": 3}, {"state_dict": sd}); TypeError naming what was given otherwise."""
+    if hasattr(state_dict, "state_dict") and callable(state_dict.state_dict):
+        raise TypeError(f"interop: {what} is a {type(state_dict).__name__} (a model), not a state dict: pass "
+                        "model.state_dict()")
+    if not isinstance(state_dict, dict) and not (hasattr(state_dict, "keys") and hasattr(state_dict, "items")):
+        raise TypeError(f"interop: {what} must be a dict of tensors (a state dict), got {type(state_dict).__name__}")
+    state_dict = dict(state_dict)
+    if state_dict and not any(hasattr(v, "shape") for v in state_dict.values()):
+        inner = [k for k in _WRAPPERS if isinstance(state_dict.get(k), dict)]
+        if inner:
+            return as_state_dict(state_dict[inner[0]], f"{what}[{inner[0]!r}]")
+        raise TypeError(f"interop: {what} holds no tensor (keys {', '.join(map(str, list(state_dict)[:6]))}); a "
+                        f"checkpoint's state dict is usually under one of {', '.join(_WRAPPERS)}")
+    bad = [k for k, v in state_dict.items() if not hasattr(v, "shape") and not isinstance(v, (int, float))]
+    if bad:
+        raise TypeError(f"interop: {what}[{bad[0]!r}] is a {type(state_dict[bad[0]]).__name__}, not a tensor")
+    return {str(k): _numpy(v) for k, v in state_dict.items()}
 
 
 def from_torch(name: str, state_dict, num_classes: int | None = None):
     """(params, state) of funcnn's `name` holding a PyTorch state dict's weights (values: torch tensors or NumPy
-    arrays); num_classes defaults to the last linear layer's. StateDictMismatch when keys or shapes do not fit."""
+    arrays; a checkpoint dict holding the state dict under "state_dict", "model", ... is unwrapped); num_classes
+    defaults to the rows of the classifier's weight. StateDictMismatch when keys or shapes do not fit."""
     import jax.numpy as jnp
 
-    state_dict = {k: _numpy(v) for k, v in dict(state_dict).items()}
-    num_classes = _classes(name, state_dict) if num_classes is None else num_classes
-    _, _, entries, params, state = _entries(name, num_classes)
+    _spec(name)
+    state_dict = as_state_dict(state_dict)
+    if num_classes is None:
+        num_classes = _classes(name, state_dict)
+    elif isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"interop: num_classes must be an int >= 1, got {num_classes!r}")
+    params, state = _template(name, num_classes)
+    entries = _entries(name, params, state)
     matched = _match(name, entries, state_dict)
     trees = {"params": _empty(params), "state": _empty(state)}
     for e in entries:
@@ -238,37 +260,49 @@ def _set(tree, path, value):
     tree[path[-1]] = value
 
 
+def _tree_mismatch(name, what, given, template) -> str | None:
+    """Why `given` does not have `template`'s structure and shapes (None when it does)."""
+    import jax
+
+    if not isinstance(given, dict):
+        return f"{what} must be the dict funcnn's {name} init returns, got {type(given).__name__}"
+    flat_given = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_flatten_with_path(given)[0]}
+    flat_want = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_flatten_with_path(template)[0]}
+    missing = [k for k in flat_want if k not in flat_given]
+    unexpected = [k for k in flat_given if k not in flat_want]
+    shapes = [f"{k}: {tuple(np.shape(flat_given[k]))} given, {tuple(flat_want[k].shape)} expected"
+              for k in flat_want if k in flat_given and tuple(np.shape(flat_given[k])) != tuple(flat_want[k].shape)]
+    parts = [f"{label} {', '.join(items[:4])}" + (" ..." if len(items) > 4 else "")
+             for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes)) if items]
+    return f"{what} do not fit funcnn's {name}: " + "; ".join(parts) if parts else None
+
+
 def to_torch(name: str, params, state=None) -> dict:
     """A PyTorch state dict (key -> NumPy float32 array, in PyTorch's layout and key order) of funcnn's `name`;
-    `torch.from_numpy` each value, or save it with `save_safetensors`. BatchNorm's num_batches_tracked is 0."""
-    dense = list(_dense_weights(params))
-    if not dense:
-        raise StateDictMismatch(f"interop: the parameters have no dense layer, so they are not funcnn's {name}")
-    num_classes = int(np.shape(_get(params, dense[-1]))[-1])
-    _, _, entries, _, _ = _entries(name, num_classes)
+    `torch.from_numpy` each value, or save it with `save_safetensors`. BatchNorm's num_batches_tracked is 0.
+    StateDictMismatch when params (or state) do not have the model's structure and shapes."""
+    from .models import num_classes
+
+    _spec(name)
+    try:
+        classes = num_classes(params)
+    except (TypeError, ValueError) as err:
+        raise StateDictMismatch(f"interop: params are not funcnn's {name}: {err}") from None
+    params_like, state_like = _template(name, classes)
+    if state is None and state_like:
+        raise StateDictMismatch(f"interop: funcnn's {name} keeps BatchNorm statistics in its state: pass "
+                                "to_torch(name, params, state)")
+    for what, given, template in (("params", params, params_like), ("state", state or {}, state_like)):
+        problem = _tree_mismatch(name, what, given, template)
+        if problem:
+            raise StateDictMismatch(f"interop: {problem}")
     trees = {"params": params, "state": state if state is not None else {}}
     out = {}
-    for e in entries:
+    for e in _entries(name, params_like, state_like):
         out[e.key] = np.ascontiguousarray(_to_torch(e, np.asarray(_get(trees[e.tree], e.path))), np.float32)
         if e.key.endswith(".running_var"):
             out[e.key[: -len("running_var")] + "num_batches_tracked"] = np.zeros((), np.int64)
     return out
-
-
-def _layer_order(item):
-    """Sort key of a combinator's child key "<index>_<Name>" by its index (JAX rebuilds dicts with sorted keys, and
-    "10_Dense" sorts before "9_Dense" as a string)."""
-    head = item[0].split("_", 1)[0]
-    return (int(head), item[0]) if head.isdigit() else (float("inf"), item[0])
-
-
-def _dense_weights(tree, path=()):
-    """The paths of every dense layer's "w" in a tree of dicts, in layer order."""
-    for key, value in sorted(tree.items(), key=_layer_order):
-        if isinstance(value, dict):
-            if key.endswith("_Dense") and "w" in value:
-                yield path + (key, "w")
-            yield from _dense_weights(value, path + (key,))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -298,11 +332,12 @@ def read_state_dict(path) -> dict:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - weights_only refuses anything but tensors and containers
             raise ValueError(f"interop: {path} could not be read with torch.load(weights_only=True): {err}") from err
-        if isinstance(loaded, dict) and "state_dict" in loaded and isinstance(loaded["state_dict"], dict):
-            loaded = loaded["state_dict"]
         if not isinstance(loaded, dict):
             raise ValueError(f"interop: {path} holds a {type(loaded).__name__}, not a state dict")
-        return {k: _numpy(v) for k, v in loaded.items()}
+        try:
+            return as_state_dict(loaded, path)
+        except TypeError as err:
+            raise ValueError(str(err)) from None
     raise ValueError(f"interop: {path}: unknown weights format (expected .safetensors, .pth or .pt)")
 
 
@@ -313,4 +348,5 @@ def save_safetensors(path, state_dict) -> None:
     save_file({k: np.ascontiguousarray(_numpy(v)) for k, v in state_dict.items()}, os.fspath(path))
 
 
-__all__ = ["MODELS", "StateDictMismatch", "from_torch", "to_torch", "read_state_dict", "save_safetensors"]
+__all__ = ["MODELS", "StateDictMismatch", "as_state_dict", "from_torch", "to_torch", "read_state_dict",
+           "save_safetensors"]

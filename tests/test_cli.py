@@ -125,12 +125,29 @@ def test_help_is_fast_complete_and_shows_defaults():
         assert sub.returncode == 0 and option in sub.stdout and "(default:" in sub.stdout
 
 
-def test_catalog_names_equal_the_registries():
-    from funcnn import data, models, train
+def test_every_registry_is_the_catalogs_table():
+    """One table per kind of name (funcnn.catalog), every registry derived from it: the same names, each resolving
+    to a real function (a constructor whose model builds at its input shape, a loader, a recipe, ...)."""
+    import jax
 
-    assert catalog.MODELS == tuple(sorted(models.MODELS))
-    assert catalog.DATASETS == tuple(sorted(data.LOADERS))
-    assert catalog.OPTIMIZERS == tuple(sorted(train.RECIPES))
+    import funcnn.primitives as P
+    from funcnn import data, interop, layers, models, train
+    from funcnn.train import pipeline, precision
+
+    assert list(models.MODELS) == list(catalog.MODELS) and list(models.INPUT_SHAPES) == list(catalog.MODELS)
+    for name, spec in catalog.MODELS.items():
+        init, _ = models.MODELS[name](**({"num_classes": 3} if name != "localizer" else {}))
+        jax.eval_shape(lambda r: init(r, (1, *spec.input_shape)), jax.random.PRNGKey(0))
+        if spec.torch_keys:
+            assert name in interop.MODELS and callable(models.resolve(spec.torch_keys))
+    assert set(interop.MODELS) == {"lenet5", "alexnet", "vgg16", "resnet18", "resnet20"}
+    assert list(data.LOADERS) == list(catalog.DATASETS) and list(train.RECIPES) == list(catalog.OPTIMIZERS)
+    assert precision.Policy.PRESETS is catalog.PRECISIONS and pipeline.PRECISIONS == tuple(catalog.PRECISIONS)
+    assert pipeline.RUN_FILES == tuple(catalog.RUN_FILES) and set(catalog.RUN_MARKERS) <= set(catalog.RUN_FILES)
+    assert P.__all__ == list(catalog.PRIMITIVES) and all(callable(getattr(P, n)) for n in catalog.PRIMITIVES)
+    for name in catalog.RUN_FILES:
+        assert name in cli.OUTPUTS
+    assert callable(layers.walk)
 
 
 def test_summary_and_gradcheck_subcommands(capsys, monkeypatch):

@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import catalog
 from .files import DataError, cache_dir, fetch, read_cifar10_archive, read_idx
 
 
@@ -105,7 +106,8 @@ def _idx_dataset(name, url, data_dir, download, val_fraction, seed, class_names)
     directory = Path(data_dir) if local else cache_dir() / name
     if local and not directory.is_dir():
         raise DataError(f"data directory does not exist: {directory}")
-    paths = [next((p for p in (directory / (stem + ".gz"), directory / stem) if p.exists()), None) for stem in IDX_FILES]
+    paths = [next((p for p in (directory / (stem + ".gz"), directory / stem) if p.exists()), None)
+             for stem in IDX_FILES]
     missing = [stem + ".gz" for stem, path in zip(IDX_FILES, paths) if path is None]
     if missing and not download:
         raise DataError(f"{name}: missing data files in {directory}: {', '.join(missing)} (or the same names without "
@@ -209,8 +211,7 @@ def spiral(points_per_class: int = 100, classes: int = 3, *, noise: float = 0.2,
     return x, label.astype(np.int32)
 
 
-LOADERS = {"digits": digits, "mnist": mnist, "fashion_mnist": fashion_mnist, "cifar10": cifar10,
-           "patterns3x3": patterns3x3}
+LOADERS = {name: globals()[loader] for name, loader in catalog.DATASETS.items()}  # the table: funcnn.catalog
 
 
 def takes(name: str, option: str) -> bool:

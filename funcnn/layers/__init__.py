@@ -5,7 +5,7 @@
 """
 
 from .base import Layer, named, parameterless, stateless
-from .combinators import fan_in_concat, fan_in_sum, fan_out, parallel, remat, residual, serial, truncate
+from .combinators import fan_in_concat, fan_in_sum, fan_out, parallel, remat, residual, serial, truncate, walk
 from .conv import Conv, ConvTranspose, DepthwiseConv, SeparableConv, TransformInvariantConv, transform_filter
 from .core import (BatchNorm, Dense, Dropout, Flatten, GroupNorm, Identity, LayerNorm, LogSoftmax, Relu, Sigmoid,
                    Softmax, Tanh)
@@ -13,8 +13,9 @@ from .pool import AdaptiveAvgPool, AdaptiveMaxPool, AvgPool, GlobalAvgPool, LpPo
 
 __all__ = [
     "Layer", "named", "stateless", "parameterless",
-    "serial", "parallel", "remat", "truncate", "fan_out", "fan_in_sum", "fan_in_concat", "residual",
+    "serial", "parallel", "remat", "truncate", "fan_out", "fan_in_sum", "fan_in_concat", "residual", "walk",
     "Conv", "DepthwiseConv", "SeparableConv", "ConvTranspose", "TransformInvariantConv", "transform_filter",
-    "Dense", "Flatten", "Identity", "Relu", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Dropout", "BatchNorm", "LayerNorm", "GroupNorm",
+    "Dense", "Flatten", "Identity", "Relu", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Dropout", "BatchNorm",
+    "LayerNorm", "GroupNorm",
     "MaxPool", "AvgPool", "LpPool", "AdaptiveAvgPool", "AdaptiveMaxPool", "GlobalAvgPool",
 ]

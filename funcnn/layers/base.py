@@ -11,7 +11,7 @@ return it unchanged, so a model without BatchNorm can ignore state. `train` swit
 turns Dropout on; `rng` is the explicit PRNG key that Dropout needs in training (combinators split it per layer).
 `init` computes output shapes without running the layer.
 
-Stateless layers are written stax-style with `stateless(init, apply)`: `init(rng, shape) -> (shape, params)` and
+Stateless layers are written stax-style with `stateless(name, init, apply)`: `init(rng, shape) -> (shape, params)` and
 `apply(params, x, *, train, rng) -> y`.
 """
 

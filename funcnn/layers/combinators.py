@@ -19,6 +19,29 @@ def _keys(layers):
     return [f"{i}_{getattr(layer.init, 'layer_name', 'Layer')}" for i, layer in enumerate(layers)]
 
 
+def _index(key) -> int | None:
+    """The index of a child key "<index>_<LayerName>" (None for any other key)."""
+    head, sep, _ = str(key).partition("_")
+    return int(head) if sep and head.isdigit() else None
+
+
+def walk(tree, path: tuple = ()):
+    """(path, layer name) of every leaf layer of a params (or state) tree that combinators built, in the order the
+    model applies them: children are visited by their index (JAX sorts dict keys as strings, so "10_Dense" would
+    come before "9_Dense"), a dict whose keys are all child keys is a combinator, anything else (a layer's
+    {"w", "b"}, or {} for a layer without parameters) is a leaf layer."""
+    children = sorted(tree, key=lambda k: (_index(k) is None, _index(k) or 0, str(k)))
+    for key in children:
+        value = tree[key]
+        if _index(key) is None:
+            raise ValueError(f"walk: {'/'.join(map(str, path + (key,)))} is not a layer key '<index>_<Name>' of a "
+                             "combinator's tree")
+        if isinstance(value, dict) and value and all(_index(k) is not None for k in value):
+            yield from walk(value, path + (key,))
+        else:
+            yield path + (key,), str(key).partition("_")[2]
+
+
 def _split(rng, n):
     return [None] * n if rng is None else list(jax.random.split(rng, n))
 

@@ -10,6 +10,7 @@ from jax import lax
 
 from .. import init as initializers
 from .. import primitives as P
+from ..primitives.norm import moments
 from .base import Layer, elementwise, named, parameterless, stateless
 
 
@@ -124,21 +125,10 @@ def BatchNorm(*, momentum: float = 0.9, epsilon: float = 1e-5, axis_name=None):
             if count == 0:
                 raise ValueError(f"BatchNorm: train=True needs at least one example to take statistics over, got an "
                                  f"input of shape {tuple(x.shape)}")
-            # shifted two-pass statistics: subtracting a value taken from the data (exact for values within a factor
-            # of 2 of it) keeps the sums small, so mean and variance keep float32's relative accuracy at any mean
-            pivot = lax.stop_gradient(xf[(0,) * (x.ndim - 1)])
+            mean, var, centred = moments(xf, axes, axis_name)  # shifted two-pass statistics (see norm.moments)
+            mean, var = mean.reshape(-1), var.reshape(-1)
             if axis_name is not None:
-                pivot = lax.pmean(pivot, axis_name)
-            shifted = xf - pivot
-            offset = jnp.mean(shifted, axes)
-            if axis_name is not None:
-                offset = lax.pmean(offset, axis_name)
                 count = count * lax.psum(1, axis_name)
-            centred = shifted - offset
-            var = jnp.mean(jnp.square(centred), axes)  # the second pass, from the (global) mean
-            if axis_name is not None:
-                var = lax.pmean(var, axis_name)
-            mean = pivot + offset
             unbiased = var * count / jnp.maximum(count - 1, 1)
             new_state = {
                 "mean": (momentum * state["mean"] + (1 - momentum) * lax.stop_gradient(mean)).astype(

@@ -12,26 +12,42 @@
 | localizer | 64x64x1 | 549,518 (10) |
 """
 
+import importlib
+
+from .. import catalog
 from .classic import alexnet, all_conv, lenet5, vgg16
 from .localizer import localizer
 from .mobile import mobilenet_v1
 from .resnet import basic_block, resnet18, resnet20
 
-INPUT_SHAPES = {
-    "lenet5": (32, 32, 1),
-    "alexnet": (227, 227, 3),
-    "vgg16": (224, 224, 3),
-    "resnet18": (224, 224, 3),
-    "resnet20": (32, 32, 3),
-    "mobilenet_v1": (224, 224, 3),
-    "all_conv": (32, 32, 3),
-    "localizer": (64, 64, 1),
-}
 
-MODELS = {
-    "lenet5": lenet5, "alexnet": alexnet, "vgg16": vgg16, "resnet18": resnet18, "resnet20": resnet20,
-    "mobilenet_v1": mobilenet_v1, "all_conv": all_conv, "localizer": localizer,
-}
+def resolve(reference: str):
+    """The function a catalog entry names ("module:function" under funcnn.models)."""
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+# derived from the one table of models, funcnn.catalog.MODELS
+MODELS = {name: resolve(spec.constructor) for name, spec in catalog.MODELS.items()}
+INPUT_SHAPES = {name: spec.input_shape for name, spec in catalog.MODELS.items()}
+
+
+def num_classes(params) -> int:
+    """The classes of a zoo classifier's parameters: the width of its last dense layer (`layers.walk` order).
+    ValueError when the tree has no dense layer (it is not a classifier of the zoo)."""
+    from ..layers import walk
+
+    if not isinstance(params, dict):
+        raise TypeError(f"num_classes: params must be the dict a model's init returns, got {type(params).__name__}")
+    dense = [path for path, kind in walk(params) if kind == "Dense"]
+    if not dense:
+        raise ValueError("num_classes: the parameters hold no dense layer, so they are not a zoo classifier's")
+    leaf = params
+    for key in dense[-1]:
+        leaf = leaf[key]
+    if not isinstance(leaf, dict) or "w" not in leaf:
+        raise ValueError(f"num_classes: the dense layer at {'/'.join(dense[-1])} has no weight 'w'")
+    return int(leaf["w"].shape[-1])
 
 
 def get(name: str):
@@ -43,4 +59,4 @@ def get(name: str):
 
 
 __all__ = ["lenet5", "alexnet", "vgg16", "resnet18", "resnet20", "mobilenet_v1", "all_conv", "localizer",
-           "basic_block", "get", "MODELS", "INPUT_SHAPES"]
+           "basic_block", "get", "resolve", "num_classes", "MODELS", "INPUT_SHAPES"]

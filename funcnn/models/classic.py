@@ -93,3 +93,28 @@ def all_conv(num_classes: int = 10):
         L.GlobalAvgPool(),
         name="all_conv",
     )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the PyTorch key names of these models' layers (funcnn.interop): one prefix per layer with parameters, in the order
+# `layers.walk` gives them; "<prefix>.weight", ".bias" (and BatchNorm's running statistics) follow
+
+WEIGHTED = ("Conv", "DepthwiseConv", "Dense", "BatchNorm")
+
+
+def sequential_keys(name: str, layers) -> list:
+    """An nn.Sequential of the same layers in the same order (LeNet-5): each layer's index."""
+    return [str(i) for i, (_, kind) in enumerate(layers) if kind in WEIGHTED]
+
+
+def torchvision_keys(name: str, layers) -> list:
+    """torchvision's AlexNet and VGG: `features.<i>` for the layers before the adaptive pool, `classifier.<j>`
+    after the flatten (both counted as torchvision's nn.Sequentials count them: every layer, with or without
+    parameters, in funcnn's order)."""
+    kinds = [kind for _, kind in layers]
+    if "AdaptiveAvgPool" not in kinds or "Flatten" not in kinds:
+        raise ValueError(f"{name}: torchvision's layout has an adaptive pool and a flatten; these layers have "
+                         f"{', '.join(kinds)}")
+    pool, start = kinds.index("AdaptiveAvgPool"), kinds.index("Flatten") + 1
+    return [f"features.{i}" if i < pool else f"classifier.{i - start}" for i, kind in enumerate(kinds)
+            if kind in WEIGHTED]

@@ -7,6 +7,9 @@ from .. import layers as L
 
 
 NORMS = ("batch", "group")
+# stages of (channels, stride of the first block, blocks): the constructors and the PyTorch key names both read them
+STAGES = {"resnet18": ((64, 1, 2), (128, 2, 2), (256, 2, 2), (512, 2, 2)),
+          "resnet20": ((16, 1, 3), (32, 2, 3), (64, 2, 3))}
 
 
 def normalisation(channels: int, norm: str = "batch"):
@@ -36,20 +39,26 @@ def basic_block(channels: int, stride: int = 1, in_channels: int | None = None, 
     return L.serial(unit, L.Relu(), name="BasicBlock")
 
 
+def _stages(name, in_channels, remat, norm):
+    """The basic blocks of a ResNet's stages (STAGES): the first of a stage strided, each with a projection where
+    the shape changes."""
+    blocks = []
+    for channels, stride, count in STAGES[name]:
+        for i in range(count):
+            blocks.append(basic_block(channels, stride if i == 0 else 1, in_channels, remat, norm))
+            in_channels = channels
+    return blocks
+
+
 def resnet18(num_classes: int = 1000, remat: bool = False, norm: str = "batch"):
     """ResNet-18 on 224x224x3 (He et al. 2016): conv 7x7/2 64, BN, ReLU, max pool 3x3/2, four stages of two basic
     blocks (64, 128, 256, 512 channels; the later stages start with stride 2 and a projection shortcut), global
     average pool, FC. 11,689,512 parameters for 1000 classes (torchvision's count; running statistics are state).
     norm="group" puts GroupNorm where the paper has BatchNorm (the same parameter count, no state)."""
     normalisation(64, norm)
-    stages, in_channels = [], 64
-    for channels, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
-        stages += [basic_block(channels, stride, in_channels, remat, norm),
-                   basic_block(channels, 1, channels, remat, norm)]
-        in_channels = channels
     return L.serial(
         *_conv_bn(64, 7, 2, padding=3, norm=norm), L.Relu(), L.MaxPool(3, 2, padding=1),
-        *stages,
+        *_stages("resnet18", 64, remat, norm),
         L.GlobalAvgPool(), L.Dense(num_classes),
         name="resnet18",
     )
@@ -61,10 +70,31 @@ def resnet20(num_classes: int = 10, remat: bool = False, norm: str = "batch"):
     FC. 272,474 parameters for 10 classes with funcnn's projection shortcuts (the paper's parameter-free
     zero-padding shortcuts give 269,722). norm="group": GroupNorm instead of BatchNorm."""
     normalisation(16, norm)
-    stages, in_channels = [], 16
-    for channels, stride in [(16, 1), (32, 2), (64, 2)]:
-        for i in range(3):
-            stages.append(basic_block(channels, stride if i == 0 else 1, in_channels, remat, norm))
-            in_channels = channels
-    return L.serial(*_conv_bn(16, 3, norm=norm), L.Relu(), *stages, L.GlobalAvgPool(), L.Dense(num_classes),
-                    name="resnet20")
+    return L.serial(*_conv_bn(16, 3, norm=norm), L.Relu(), *_stages("resnet20", 16, remat, norm), L.GlobalAvgPool(),
+                    L.Dense(num_classes), name="resnet20")
+
+
+def torchvision_keys(name: str, layers) -> list:
+    """torchvision's ResNet key names (funcnn.interop), one per layer with parameters in `layers.walk` order: conv1,
+    bn1, then layer<s>.<b>.conv1 / bn1 / conv2 / bn2 (and .downsample.0 / .1 for a projection shortcut) for block
+    b of stage s, then fc."""
+    blocks = iter(f"layer{s}.{b}" for s, (_, _, count) in enumerate(STAGES[name], 1) for b in range(count))
+    keys, current, seen = [], {}, {}
+    for path, kind in layers:
+        if kind not in ("Conv", "BatchNorm", "Dense"):
+            continue
+        if len(path) == 1:  # the stem and the classifier
+            keys.append({"Conv": "conv1", "BatchNorm": "bn1", "Dense": "fc"}[kind])
+            continue
+        block = path[0]
+        if block not in current:
+            current[block] = next(blocks, None)
+            if current[block] is None:
+                raise ValueError(f"{name}: more residual blocks than torchvision's {STAGES[name]} stages hold")
+            seen = {}
+        branch = "downsample" if any(part.endswith("_projection") for part in path) else "main"
+        n = seen[(branch, kind)] = seen.get((branch, kind), 0) + 1
+        suffix = (f"downsample.{0 if kind == 'Conv' else 1}" if branch == "downsample"
+                  else f"{'conv' if kind == 'Conv' else 'bn'}{n}")
+        keys.append(f"{current[block]}.{suffix}")
+    return keys

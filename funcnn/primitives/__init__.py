@@ -1,11 +1,13 @@
-"""funcnn's primitives: each a jax.custom_vjp whose backward rule is written by hand from lecture 004.
+"""funcnn's primitives: JAX primitives carrying the tangent and backward rules written by hand from lecture 004.
 
-One module per family: `conv/` (a package: rules, paths and the algorithm table), `pool`, `norm`, `dense`,
-`activations`, `losses`. Each holds the forward, the forward-with-residuals and the backward next to each other, followed by
-`defvjp`. Shared: `geometry` (window sizes and padding), `windows` (window slices and their adjoint), `checks`
-(argument checks and dtype rules).
+One module per family: `conv/` (a package: rules, paths and the algorithm table), `pool/` (windowed, adaptive),
+`norm`, `dense`, `activations`, `losses`. Each holds an op's forward, tangent and backward rules next to each other
+and registers them with `carrier` (the one module that talks to JAX's primitive API). Shared: `geometry` (window
+sizes and padding), `windows` (window slices and their adjoint), `checks` (argument checks and dtype rules),
+`cases` (the configurations the verifier sweeps).
 """
 
+from ..catalog import PRIMITIVES
 from .activations import log_softmax, relu, sigmoid, softmax, tanh
 from .conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d
 from .dense import dense
@@ -14,9 +16,7 @@ from .norm import batch_norm, group_norm, layer_norm
 from .pool import (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_max_pool1d, adaptive_max_pool2d, avg_pool1d,
                    avg_pool2d, global_avg_pool1d, global_avg_pool2d, lp_pool1d, lp_pool2d, max_pool1d, max_pool2d)
 
-__all__ = [
-    "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d",
-    "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "lp_pool1d", "lp_pool2d", "adaptive_avg_pool1d",
-    "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d", "global_avg_pool1d",
-    "global_avg_pool2d", "batch_norm", "layer_norm", "group_norm", "dense", "relu", "sigmoid", "tanh", "softmax", "log_softmax", "softmax_cross_entropy",
-]
+__all__ = list(PRIMITIVES)  # the one list of public primitives: funcnn.catalog.PRIMITIVES
+_missing = [name for name in __all__ if name not in globals()]
+if _missing:
+    raise ImportError(f"funcnn.catalog.PRIMITIVES names {_missing}, which no primitive family defines")

@@ -77,7 +77,8 @@ def _softmax(z, axis):
     return e / jnp.sum(e, axis=axis, keepdims=True)
 
 
-def _log_softmax(z, axis):
+def stable_log_softmax(z, axis):
+    """z - log sum exp(z) along `axis`, shifted by the max (log-sum-exp): no overflow for large logits."""
     shifted = z - jax.lax.stop_gradient(jnp.max(z, axis=axis, keepdims=True))
     return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=axis, keepdims=True))
 
@@ -98,7 +99,7 @@ def _over_axis(name, forward, tangent):
 # dy_i = y_i (dz_i - sum_j y_j dz_j)
 _SOFTMAX = _over_axis("softmax", _softmax, lambda y, t, axis: y * (t - jnp.sum(y * t, axis=axis, keepdims=True)))
 # dy_i = dz_i - sum_j softmax(z)_j dz_j, with softmax(z) = exp(log_softmax(z))
-_LOG_SOFTMAX = _over_axis("log_softmax", _log_softmax,
+_LOG_SOFTMAX = _over_axis("log_softmax", stable_log_softmax,
                           lambda y, t, axis: t - jnp.sum(jnp.exp(y) * t, axis=axis, keepdims=True))
 
 

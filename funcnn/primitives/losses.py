@@ -17,12 +17,12 @@ import numpy as np
 from . import carrier
 from .cases import register_cases
 from .checks import accumulation_dtype, as_array, as_float, reverse_mode_only
-from .activations import _log_softmax
+from .activations import stable_log_softmax
 
 
 def _impl(logits, labels):
     acc = accumulation_dtype(logits.dtype)
-    log_p = _log_softmax(logits.astype(acc), -1)
+    log_p = stable_log_softmax(logits.astype(acc), -1)
     onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=acc)
     valid = (labels >= 0) & (labels < logits.shape[-1])
     loss = -jnp.sum(onehot * log_p, axis=-1)
@@ -33,7 +33,7 @@ def _tangent(args, loss, tangents):
     """dL[n] = sum_j (softmax(f[n])_j - onehot(y_n)_j) df[n, j]."""
     (logits, labels), df = args, tangents[0]
     acc = accumulation_dtype(logits.dtype)
-    p = jnp.exp(_log_softmax(logits.astype(acc), -1))
+    p = jnp.exp(stable_log_softmax(logits.astype(acc), -1))
     onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=acc)
     return jnp.sum((p - onehot) * df.astype(acc), axis=-1).astype(df.dtype)
 

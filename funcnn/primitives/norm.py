@@ -31,7 +31,6 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -57,37 +56,41 @@ def _grouped(x, spec: NormSpec):
     return x.reshape(*x.shape[:-1], spec.groups, x.shape[-1] // spec.groups)
 
 
-def _mean(v, axes, spec: NormSpec):
-    m = jnp.mean(v, axes, keepdims=True)
-    return m if spec.axis_name is None else lax.pmean(m, spec.axis_name)
-
-
 def _per_channel(v, xg):
     """A (C,) parameter shaped to broadcast against the grouped (N, *S, G, C/G) array."""
     return v.reshape(xg.shape[-2:])
 
 
-def _first(xg, axes):
-    """The entry at index 0 of every axis in `axes` (kept as size-1 axes): one pivot per normalised set."""
-    return xg[tuple(slice(0, 1) if a in axes else slice(None) for a in range(xg.ndim))]
+def moments(x, axes: tuple, axis_name=None):
+    """(mean, var, x - mean) of x over `axes` (and over the mapped axis `axis_name`, when given), kept as size-1
+    axes, in x's dtype (pass float32 or wider): the shifted two-pass form. Both passes run on x minus one of its own
+    entries per set (an exact subtraction for values within a factor of 2 of it), so the sums stay small and the
+    statistics keep the dtype's relative accuracy at any mean; the variance is mean((x - mean)^2), never
+    mean(x^2) - mean^2. Under `axis_name` each pass starts from the global result of the one before. The one
+    statistics function of the norm primitives and of `layers.BatchNorm`."""
+    def mean(v):
+        m = jnp.mean(v, axes, keepdims=True)
+        return m if axis_name is None else lax.pmean(m, axis_name)
+
+    pivot = lax.stop_gradient(x[tuple(slice(0, 1) if a in axes else slice(None) for a in range(x.ndim))])
+    if axis_name is not None:
+        pivot = lax.pmean(pivot, axis_name)
+    shifted = x - pivot
+    offset = mean(shifted)
+    centred = shifted - offset
+    return pivot + offset, mean(jnp.square(centred)), centred
 
 
 def _forward(x, scale, bias, spec: NormSpec):
-    """(y, mean, var) and the residuals (x_hat, 1/sigma). The statistics by the shifted two-pass form."""
+    """(y, mean, var) and the residuals (x_hat, 1/sigma)."""
     acc = jnp.promote_types(x.dtype, jnp.float32)
     xg = _grouped(x.astype(acc), spec)
     axes = _axes(xg.ndim, spec)
-    pivot = lax.stop_gradient(_first(xg, axes))
-    if spec.axis_name is not None:
-        pivot = lax.pmean(pivot, spec.axis_name)
-    shifted = xg - pivot
-    offset = _mean(shifted, axes, spec)
-    centred = shifted - offset
-    var = _mean(jnp.square(centred), axes, spec)
+    mean, var, centred = moments(xg, axes, spec.axis_name)
     rstd = lax.rsqrt(var + spec.epsilon)
     x_hat = centred * rstd
     y = x_hat * _per_channel(scale.astype(acc), xg) + _per_channel(bias.astype(acc), xg)
-    outputs = y.reshape(x.shape).astype(x.dtype), jnp.squeeze(pivot + offset, axes), jnp.squeeze(var, axes)
+    outputs = y.reshape(x.shape).astype(x.dtype), jnp.squeeze(mean, axes), jnp.squeeze(var, axes)
     return outputs, (x_hat, rstd)
 
 
@@ -104,10 +107,8 @@ def _centred(x, var, spec: NormSpec):
     accuracy is all it needs)."""
     acc = jnp.promote_types(x.dtype, jnp.float32)
     xg = _grouped(x.astype(acc), spec)
-    axes = _axes(xg.ndim, spec)
-    shifted = xg - lax.stop_gradient(_first(xg, axes))
-    return (shifted - jnp.mean(shifted, axes, keepdims=True), lax.rsqrt(_stat_shape(xg, spec)(var.astype(acc))
-            + spec.epsilon), _stat_shape(xg, spec))
+    _, _, centred = moments(xg, _axes(xg.ndim, spec))
+    return centred, lax.rsqrt(_stat_shape(xg, spec)(var.astype(acc)) + spec.epsilon), _stat_shape(xg, spec)
 
 
 def _normalize_impl(x, scale, bias, **params):
@@ -282,4 +283,4 @@ def _verify_cases(make, ref):
     yield make.case("batch_norm", "1-D", lambda x: batch_norm(x)[0], lambda x: ref.batch_norm(x), x1, quick=False)
 
 
-__all__ = ["batch_norm", "layer_norm", "group_norm", "NormSpec"]
+__all__ = ["batch_norm", "layer_norm", "group_norm", "moments", "NormSpec"]

@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from .. import catalog
+
 
 def _cast_floating(tree, dtype):
     return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(jnp.result_type(a), jnp.floating) else a, tree)
@@ -37,8 +39,7 @@ class Policy:
     compute_dtype: jnp.dtype = jnp.float32
     output_dtype: jnp.dtype = jnp.float32
 
-    PRESETS = {"float32": ("float32", "float32", "float32"), "bfloat16": ("float32", "bfloat16", "float32"),
-               "float16": ("float32", "float16", "float32")}
+    PRESETS = catalog.PRECISIONS  # name -> (parameter, compute, output) dtypes
 
     @classmethod
     def get(cls, name: str) -> "Policy":

@@ -12,6 +12,8 @@ import numbers
 
 import optax
 
+from .. import catalog
+
 
 def _sgd_chain(learning_rate, momentum, weight_decay, nesterov=False):
     return optax.chain(optax.add_decayed_weights(weight_decay),
@@ -58,7 +60,7 @@ def resnet_recipe(learning_rate: float = 0.1):
     return sgd(learning_rate, momentum=0.9, weight_decay=1e-4)
 
 
-RECIPES = {"adam": adam, "sgd": sgd, "alexnet": alexnet_recipe, "resnet": resnet_recipe}
+RECIPES = {name: globals()[recipe] for name, recipe in catalog.OPTIMIZERS.items()}  # the table: funcnn.catalog
 
 
 def get_learning_rate(opt_state) -> float:

@@ -492,7 +492,7 @@ def test_banded_every_block_size_matches_reference(monkeypatch, block, x_shape, 
                   fd=False).raise_if_failed()
 
 
-@pytest.mark.parametrize("batch", [1, 5, 20])  # fewer images than chunks, and 20 in 16 uneven chunks
+@pytest.mark.parametrize("batch", [1, 5, 20])  # fewer images than chunks, and 20 in 8 uneven chunks
 def test_batch_chunks_dw_matches_reference(batch):
     rng = np.random.default_rng(5)
     x, w = normal(rng, batch, 7, 6, 4), normal(rng, 3, 3, 4, 5)
