@@ -39,7 +39,6 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 NAMESPACE = "funcnn."
@@ -196,9 +195,20 @@ def _linear_tangent(op: Op, args, tangents, params):
 
 
 def _register(op: Op):
-    ad, batching, mlir = API["ad"], API["batching"], API["mlir"]
+    """A JAX primitive for `op`: evaluation, the tangent rule, the transpose (linear ops) and the batching rule."""
     prim = API["Primitive"](NAMESPACE + op.name)
     prim.multiple_results = op.multiple_results
+    _define_evaluation(prim, op)
+    _define_jvp(prim, op)
+    if op.is_linear:
+        _define_transpose(prim, op)
+    _define_batching(prim, op)
+    return prim
+
+
+def _define_evaluation(prim, op: Op) -> None:
+    """Eager evaluation (the impl, compiled once per parameter set), shapes, and lowering (the impl inlined)."""
+    mlir = API["mlir"]
 
     @functools.lru_cache(maxsize=None)
     def compiled(frozen):
@@ -225,6 +235,11 @@ def _register(op: Op):
     prim.def_abstract_eval(abstract_eval)
     mlir.register_lowering(prim, mlir.lower_fun(lowering, multiple_results=op.multiple_results))
 
+
+def _define_jvp(prim, op: Op) -> None:
+    """The tangent: for a linear op the op applied to the tangents, else op.tangent; symbolic zeros stay zeros."""
+    ad = API["ad"]
+
     def zero_like(out):
         return ad.Zero(API["ShapedArray"](out.shape, out.dtype))
 
@@ -248,23 +263,31 @@ def _register(op: Op):
 
     ad.primitive_jvps[prim] = jvp
 
-    if op.is_linear:
-        def transpose(cts, *args, **params):
-            undefined = [ad.is_undefined_primal(a) for a in args]
-            cts = list(cts) if op.multiple_results else [cts]
-            cts = [None if type(c) is ad.Zero else c for c in cts]
-            if all(c is None for c in cts):
-                return [None] * len(args)
-            given = [jax.ShapeDtypeStruct(a.aval.shape, a.aval.dtype) if u else a for a, u in zip(args, undefined)]
-            bad = [i for i, u in enumerate(undefined) if u and i not in op.linear]
-            if bad:
-                raise ValueError(f"funcnn.{op.name} is not linear in argument {bad[0]}")
-            out = op.transpose(cts if op.multiple_results else cts[0], *given, **params)
-            return [o if u else None for o, u in zip(out, undefined)]
 
-        ad.primitive_transposes[prim] = transpose
+def _define_transpose(prim, op: Op) -> None:
+    """Reverse mode of a linear op: op.transpose for the arguments being transposed (the undefined primals)."""
+    ad = API["ad"]
 
-    rule = functools.partial(_batch, op)
+    def transpose(cts, *args, **params):
+        undefined = [ad.is_undefined_primal(a) for a in args]
+        cts = list(cts) if op.multiple_results else [cts]
+        cts = [None if type(c) is ad.Zero else c for c in cts]
+        if all(c is None for c in cts):
+            return [None] * len(args)
+        given = [jax.ShapeDtypeStruct(a.aval.shape, a.aval.dtype) if u else a for a, u in zip(args, undefined)]
+        bad = [i for i, u in enumerate(undefined) if u and i not in op.linear]
+        if bad:
+            raise ValueError(f"funcnn.{op.name} is not linear in argument {bad[0]}")
+        out = op.transpose(cts if op.multiple_results else cts[0], *given, **params)
+        return [o if u else None for o, u in zip(out, undefined)]
+
+    ad.primitive_transposes[prim] = transpose
+
+
+def _define_batching(prim, op: Op) -> None:
+    """vmap: op.batch (or a loop over the mapped axis); an unmapped call binds the op unchanged."""
+    batching = API["batching"]
+    rule = functools.partial(op.batch or map_batch, op)
     if hasattr(batching, "fancy_primitive_batchers"):  # the registry itself (primitive_batchers is a shim over it)
         def fancy(axis_data, args, dims, **params):
             if all(d is None for d in dims):
@@ -275,11 +298,6 @@ def _register(op: Op):
         batching.fancy_primitive_batchers[prim] = fancy
     else:
         batching.primitive_batchers[prim] = rule
-    return prim
-
-
-def _batch(op: Op, args, dims, **params):
-    return (op.batch or map_batch)(op, args, dims, **params)
 
 
 def map_batch(op: Op, args, dims, **params):
@@ -425,5 +443,5 @@ def _custom_vjp_form(op: Op, frozen):
     return f
 
 
-__all__ = ["Op", "OPS", "define", "undefined", "define_adjoint_pair", "op_of", "map_batch", "moved_to_front", "fold_into_batch",
-           "MODE", "FALLBACK_REASON", "REQUIRED_API", "NAMESPACE"]
+__all__ = ["Op", "OPS", "define", "undefined", "define_adjoint_pair", "op_of", "map_batch", "moved_to_front",
+           "fold_into_batch", "MODE", "FALLBACK_REASON", "REQUIRED_API", "NAMESPACE"]

@@ -39,12 +39,16 @@ def window_unslice(v, offset, geo: Geometry, padded_sizes):
     Lecture "upsample": S-1 zeros inserted between entries (interior padding), then shifted to the window offset.
     No scatter is involved, so the result is deterministic on every backend.
     """
+    return lax.pad(v, jnp.zeros((), v.dtype), unslice_config(offset, geo, v.shape[1:-1], padded_sizes))
+
+
+def unslice_config(offset, geo: Geometry, out_sizes, padded_sizes):
+    """lax.pad's config that places an (N, *out_sizes, C) array at [n, S*i + D*u, c] of the padded size."""
     config = [(0, 0, 0)]
-    for u, d, s, o, p in zip(offset, geo.dilation, geo.stride, v.shape[1:-1], padded_sizes):
+    for u, d, s, o, p in zip(offset, geo.dilation, geo.stride, out_sizes, padded_sizes):
         lo = d * u
         config.append((lo, p - lo - (s * (o - 1) + 1), s - 1))
-    config.append((0, 0, 0))
-    return lax.pad(v, jnp.zeros((), v.dtype), config)
+    return config + [(0, 0, 0)]
 
 
 def pad_spatial(x, pads: Pads, value=0.0):
@@ -55,7 +59,8 @@ def pad_spatial(x, pads: Pads, value=0.0):
 
 
 def crop_spatial(xp, pads: Pads):
-    """Remove the forward padding again (lecture: "the zero padding regions must be deleted before further backprop")."""
+    """Remove the forward padding again (lecture: "the zero padding regions must be deleted before further
+    backprop")."""
     if all(lo == 0 and hi == 0 for lo, hi in pads):
         return xp
     starts = [0] + [lo for lo, _ in pads] + [0]
@@ -69,6 +74,35 @@ def tiles_exactly(geo: Geometry) -> bool:
             and all(lo == 0 and hi == 0 for lo, hi in geo.padding))
 
 
+def first_max(candidates):
+    """(best, winner): the elementwise maximum over a sequence of equally shaped arrays and the index of the first
+    one holding it.
+
+    Lecture: "keep track of which position had the highest value". One pass keeps the running maximum and its
+    index, replacing them only on a strictly greater value, so ties keep the first; only comparisons among these
+    values decide, never an equality test against a forward output that XLA may have computed with other rounding.
+    NaN never compares greater, so a NaN candidate never wins (after the first)."""
+    candidates = iter(candidates)
+    best = next(candidates)
+    winner = jnp.zeros(best.shape, jnp.int32)
+    for t, candidate in enumerate(candidates, start=1):
+        better = candidate > best
+        best, winner = jnp.where(better, candidate, best), jnp.where(better, t, winner)
+    return best, winner
+
+
+def padded_sum(terms):
+    """sum over (v, config) of lax.pad(v, 0, config): values placed into one zero array, "+=" where they overlap.
+
+    The lecture's backward loops accumulate into dx; padding (with interior padding for a stride) places each term
+    without an index array or a scatter, so the result is deterministic on every backend."""
+    total = None
+    for v, config in terms:
+        placed = lax.pad(v, jnp.zeros((), v.dtype), config)
+        total = placed if total is None else total + placed
+    return total
+
+
 def place_windows(per_offset, geo: Geometry, in_sizes):
     """The adjoint of taking every window slice: sum over window offsets u of per_offset(t, u) (t the offset's
     row-major index) placed at S*i + D*u, then the forward padding cropped away.
@@ -76,11 +110,9 @@ def place_windows(per_offset, geo: Geometry, in_sizes):
     This is the "+=" of the lecture's backward loops: overlapping windows accumulate without a scatter.
     """
     padded = geo.padded_sizes(in_sizes)
-    total = None
-    for t, u in enumerate(window_offsets(geo.window)):
-        term = window_unslice(per_offset(t, u), u, geo, padded)
-        total = term if total is None else total + term
-    return crop_spatial(total, geo.padding)
+    terms = (per_offset(t, u) for t, u in enumerate(window_offsets(geo.window)))
+    return crop_spatial(padded_sum((v, unslice_config(u, geo, v.shape[1:-1], padded))
+                                   for v, u in zip(terms, window_offsets(geo.window))), geo.padding)
 
 
 def spread_windows(h, geo: Geometry, in_sizes):
@@ -100,5 +132,5 @@ def spread_windows(h, geo: Geometry, in_sizes):
     return place_windows(lambda t, u: h, geo, in_sizes)
 
 
-__all__ = ["window_offsets", "window_slice", "window_unslice", "pad_spatial", "crop_spatial", "tiles_exactly",
-           "place_windows", "spread_windows"]
+__all__ = ["window_offsets", "window_slice", "window_unslice", "unslice_config", "pad_spatial", "crop_spatial",
+           "tiles_exactly", "first_max", "padded_sum", "place_windows", "spread_windows"]

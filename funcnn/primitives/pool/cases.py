@@ -1,0 +1,50 @@
+"""The pooling configurations `python -m funcnn.verify` checks: tiling and overlapping windows, paddings, ceil mode,
+adaptive sizes and ties."""
+
+from __future__ import annotations
+
+from ..cases import register_cases
+
+
+@register_cases("max_pool2d", "avg_pool2d", "lp_pool2d", "global_avg_pool2d", "max_pool1d", "avg_pool1d",
+                "lp_pool1d", "global_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "adaptive_avg_pool1d",
+                "adaptive_max_pool1d")
+def _verify_cases(make, ref):
+    from .. import pool
+
+    def case(name, shape, *args, quick=False, x=None, **kw):
+        prim, refn = getattr(pool, name), getattr(ref, name)
+        x = make.normal(*shape) if x is None else x
+        return make.case(name, f"{shape} {args} {kw}", lambda x: prim(x, *args, **kw),
+                         lambda x: refn(x, *args, **kw), x, quick=quick)
+
+    yield case("max_pool1d", (2, 9, 3), 3, 2, quick=True)  # first: the family's structural checks run on it
+    configs = [((3, 2), dict(padding=1)), (((2, 3), (1, 2)), dict(padding=((1, 0), (0, 2)))), ((2,), {}),
+               ((3, 2), {}), ((3, 1), {}), ((3, 3), dict(padding="SAME"))]
+    for i, (args, kw) in enumerate(configs):
+        quick = i == 0
+        yield case("max_pool2d", (2, 7, 8, 3), *args, quick=quick, **kw)
+        yield case("avg_pool2d", (2, 7, 8, 3), *args, quick=quick, **kw)
+        if "padding" in kw:
+            yield case("avg_pool2d", (2, 7, 8, 3), *args, quick=quick, count_include_pad=False, **kw)
+        for p in (1.0, 2.0, 5.0):
+            yield case("lp_pool2d", (2, 7, 8, 3), p, *args, quick=quick and p == 2.0, **kw)
+    ties = make.integers(0, 3, 2, 6, 6, 2).astype(float)  # ties everywhere: the first maximum takes g
+    yield case("max_pool2d", (2, 6, 6, 2), 3, 1, quick=True, x=ties)
+    yield case("avg_pool1d", (2, 9, 3), 3, 2, quick=True, padding=1)
+    yield case("lp_pool1d", (2, 9, 3), 3.0, 3, 2, quick=True)
+    yield case("global_avg_pool2d", (3, 5, 4, 2), quick=True)
+    yield case("global_avg_pool1d", (3, 5, 2), quick=True)
+    for i, (args, kw) in enumerate([((3, 2), dict(padding=1)), ((2, 3), {})]):  # ceil mode: overhanging windows
+        yield case("max_pool2d", (2, 7, 8, 3), *args, quick=i == 0, ceil_mode=True, **kw)
+        yield case("avg_pool2d", (2, 7, 8, 3), *args, quick=i == 0, ceil_mode=True, **kw)
+        yield case("avg_pool2d", (2, 7, 8, 3), *args, ceil_mode=True, count_include_pad=False, **kw)
+        yield case("lp_pool2d", (2, 7, 8, 3), 3.0, *args, quick=i == 0, ceil_mode=True, **kw)
+    for i, size in enumerate([(3, 4), (1, 1), (7, 8), (9, 5)]):  # overlapping, global, identity, larger than x
+        yield case("adaptive_avg_pool2d", (2, 7, 8, 3), size, quick=i == 0)
+        yield case("adaptive_max_pool2d", (2, 7, 8, 3), size, quick=i == 0)
+    yield case("adaptive_max_pool2d", (2, 6, 6, 2), (4, 4), x=make.integers(0, 3, 2, 6, 6, 2).astype(float))  # ties
+    yield case("adaptive_avg_pool1d", (2, 9, 3), 4, quick=True)
+    yield case("adaptive_max_pool1d", (2, 9, 3), 4, quick=True)
+
+
