@@ -12,7 +12,7 @@ import numpy as np
 
 from .result import compare, worse
 
-_OPTIONS = {"xla_backend_optimization_level": 0}  # see check._jit: compiling is most of a check's time
+_OPTIONS = {"xla_backend_optimization_level": 0}  # see checks.fast_jit: compiling is most of a check's time
 
 
 def fd_modes(diff, fd_mode, fd_max_elements) -> str:
