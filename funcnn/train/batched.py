@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -28,6 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..data.batching import batch_indices, batches, num_batches
+from ..io import save
+from .loop import Loop, Progress, positive, train as train_loop
 from .steps import classification_loss, make_eval_step, make_train_step
 
 
@@ -143,81 +145,97 @@ def fit_replicas(apply: Callable, params, state, optimizer, train, val=None, *, 
     parameters and state, replaced atomically after every epoch); summary.json lists every replica's
     hyperparameters and final metrics. strategy: how the replicas share the compiled step (`map_replicas`).
     """
-    from ..data.batching import epoch_order, num_batches
-    from ..io import save
-
+    positive("fit_replicas", epochs=epochs, batch_size=batch_size, eval_batch_size=eval_batch_size)
     keys = jnp.asarray(keys)
     replicas = len(keys)
     leading = {a.shape[0] for a in jax.tree.leaves((params, state))}
     if leading != {replicas}:
         raise ValueError(f"fit_replicas: {replicas} keys but stacked params / state with leading axes {leading}")
-    if batch_size < 1 or epochs < 0:
-        raise ValueError(f"fit_replicas: need batch_size >= 1 and epochs >= 0, got {batch_size}, {epochs}")
-    x_train, y_train = train
-    n = len(x_train)
+    n = len(train[0])
     if n < batch_size:
         raise ValueError(f"fit_replicas: {n} training examples, fewer than batch_size={batch_size}")
     hyperparams = {k: np.broadcast_to(np.asarray(v, np.float64), (replicas,)) for k, v in (hyperparams or {}).items()}
     params, state = jax.tree.map(jnp.copy, (params, state))
-    opt_state = init_replica_optimizer(optimizer, params, **hyperparams)
-    step_fn = make_replica_train_step(apply, optimizer, loss, shared_batch=False, augment=augment, strategy=strategy)
-    eval_fn = jax.jit(map_replicas(make_eval_step(apply, loss, jit=False), (0, 0, None), strategy))
-    data_keys = [jax.random.fold_in(k, 0) for k in keys]
-    step_keys = [jax.random.fold_in(k, 1) for k in keys]
+    trees = (params, state, init_replica_optimizer(optimizer, params, **hyperparams))
     out = Path(out_dir) if out_dir is not None else None
-    histories: list = [[] for _ in range(replicas)]
-    per_epoch = num_batches(n, batch_size, drop_last=True)
-    from tqdm.auto import tqdm
-
-    started, step = time.perf_counter(), 0
-    for epoch in range(epochs):
-        orders = np.stack([epoch_order(n, jax.random.fold_in(k, epoch)) for k in data_keys])
-        sums: dict = {}
-        epoch_start = time.perf_counter()
-        for b in tqdm(range(per_epoch), desc=f"epoch {epoch + 1}/{epochs} ({replicas} replicas)",
-                      disable=None if progress else True, leave=False):
-            index = orders[:, b * batch_size:(b + 1) * batch_size]
-            batch = jax.tree.map(lambda a: jnp.asarray(a[index]), (x_train, y_train))
-            rngs = jnp.stack([jax.random.fold_in(k, step) for k in step_keys])
-            params, state, opt_state, metrics = step_fn(params, state, opt_state, batch, rngs)
-            for k, v in metrics.items():
-                sums[k] = sums.get(k, 0.0) + np.asarray(v, np.float64)
-            step += 1
-        elapsed = time.perf_counter() - epoch_start
-        if not np.all(np.isfinite(sums["loss_sum"])):
-            bad = [r for r in range(replicas) if not math.isfinite(sums["loss_sum"][r])]
-            print(f"fit_replicas: replicas {bad} diverged (loss not finite) in epoch {epoch + 1}; the others go on")
-        val_sums: dict = {}
-        if val is not None:
-            from ..data.batching import batches
-
-            for xb, yb in batches(val[0], val[1], eval_batch_size):
-                for k, v in eval_fn(params, state, (xb, yb)).items():
-                    val_sums[k] = val_sums.get(k, 0.0) + np.asarray(v, np.float64)
-        for r in range(replicas):
-            row = {"epoch": epoch + 1, "step": step, "train_loss": float(sums["loss_sum"][r] / sums["count"][r])}
-            if "correct" in sums:
-                row["train_accuracy"] = float(sums["correct"][r] / sums["count"][r])
-            if val_sums:
-                row["val_loss"] = float(val_sums["loss_sum"][r] / val_sums["count"][r])
-                if "correct" in val_sums:
-                    row["val_accuracy"] = float(val_sums["correct"][r] / val_sums["count"][r])
-            row["epoch_time_s"] = elapsed
-            histories[r].append(row)
-            if out is not None:
-                folder = out / f"replica_{r}"
-                folder.mkdir(parents=True, exist_ok=True)
-                with open(folder / "metrics.jsonl", "a" if epoch else "w") as f:
-                    f.write(json.dumps(row) + "\n")
-                save(folder / "params.npz", {"params": replica(params, r), "state": replica(state, r)})
-        if progress:
-            best = max(range(replicas), key=lambda r: histories[r][-1].get("val_accuracy",
-                                                                           -histories[r][-1].get("val_loss", 0.0)))
-            print(f"epoch {epoch + 1}/{epochs}: {replicas} replicas, {elapsed:.1f} s; best replica {best}: "
-                  + " ".join(f"{k}={v:.4f}" for k, v in histories[best][-1].items() if isinstance(v, float)))
+    progress_bar, progress = progress, Progress(models=replicas)
+    loop = Loop(epochs=epochs, per_epoch=num_batches(n, batch_size, drop_last=True),
+                batches=_replica_batches(train, keys, batch_size),
+                step=_replica_step(apply, optimizer, loss, augment, strategy, keys),
+                validate=None if val is None else _replica_validation(apply, loss, val, eval_batch_size, strategy),
+                record=_ReplicaFiles(out, replicas).record if out is not None else Loop.record,
+                kept=lambda: "each replica's params.npz holds its last finished epoch" if out else
+                "no checkpoint was written", show=progress_bar, label=f" ({replicas} replicas)")
+    started = time.perf_counter()
+    trees = train_loop(loop, trees, progress)
     seconds = time.perf_counter() - started
     if out is not None:
         summary = [{"replica": r, **{k: float(v[r]) for k, v in hyperparams.items()},
-                    **(histories[r][-1] if histories[r] else {})} for r in range(replicas)]
+                    **(progress.history[r][-1] if progress.history[r] else {})} for r in range(replicas)]
         (out / "summary.json").write_text(json.dumps({"seconds": seconds, "replicas": summary}, indent=2) + "\n")
-    return ReplicaResult(params, state, opt_state, histories, seconds)
+    return ReplicaResult(*trees, progress.history, seconds)
+
+
+def _replica_batches(train, keys, batch_size: int):
+    """(epoch, first batch) -> that epoch's batches, replica r's rows in its own order (what fit with keys[r]
+    would draw), stacked on a leading replica axis."""
+    x, y = train
+    data_keys = [jax.random.fold_in(k, 0) for k in keys]
+
+    def epoch(e, start):
+        orders = [batch_indices(len(x), batch_size, key=jax.random.fold_in(k, e), drop_last=True, start=start)
+                  for k in data_keys]
+        for rows in zip(*orders):
+            index = np.stack(rows)
+            yield jax.tree.map(lambda a: jnp.asarray(np.asarray(a)[index]), (x, y))
+
+    return epoch
+
+
+def _replica_step(apply, optimizer, loss, augment, strategy, keys):
+    """(trees, batch, global step) -> (trees, per-replica metrics on the host)."""
+    step_fn = make_replica_train_step(apply, optimizer, loss, shared_batch=False, augment=augment, strategy=strategy)
+    step_keys = [jax.random.fold_in(k, 1) for k in keys]
+
+    def step(trees, batch, t):
+        rngs = jnp.stack([jax.random.fold_in(k, t) for k in step_keys])
+        *trees, metrics = step_fn(*trees, batch, rngs)
+        return tuple(trees), {k: np.asarray(v, np.float64) for k, v in metrics.items()}
+
+    return step
+
+
+def _replica_validation(apply, loss, val, eval_batch_size: int, strategy):
+    eval_fn = jax.jit(map_replicas(make_eval_step(apply, loss, jit=False), (0, 0, None), strategy))
+
+    def validate(trees):
+        sums: dict = {}
+        for batch in batches(val[0], val[1], eval_batch_size):
+            for k, v in eval_fn(trees[0], trees[1], batch).items():
+                sums[k] = sums.get(k, 0.0) + np.asarray(v, np.float64)
+        result = {"loss": sums["loss_sum"] / sums["count"]}
+        if "correct" in sums:
+            result["accuracy"] = sums["correct"] / sums["count"]
+        return result
+
+    return validate
+
+
+@dataclasses.dataclass(frozen=True)
+class _ReplicaFiles:
+    """replica_R/metrics.jsonl (a row per epoch) and replica_R/params.npz (replaced after every epoch)."""
+    out: Path
+    replicas: int
+
+    def __post_init__(self):
+        for r in range(self.replicas):  # a new run: the folders' old rows go
+            folder = self.out / f"replica_{r}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "metrics.jsonl").write_text("")
+
+    def record(self, trees, rows, progress) -> None:
+        for r, row in enumerate(rows):
+            folder = self.out / f"replica_{r}"
+            with open(folder / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+            save(folder / "params.npz", {"params": replica(trees[0], r), "state": replica(trees[1], r)})

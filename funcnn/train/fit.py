@@ -16,25 +16,19 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..data.batching import batches, epoch_order, num_batches
+from ..catalog import BEST, CHECKPOINT, METRICS
+from ..data.batching import batch_indices, batches, num_batches
 from ..io import atomic_path, load, save
-from .recipes import Plateau, get_learning_rate, set_learning_rate
+from .loop import Loop, Progress, log, positive, train as train_loop
 from .parallel import data_mesh, local_copy, make_data_parallel_train_step, replicate, shard_batch
+from .recipes import Plateau, get_learning_rate
 from .steps import classification_loss, evaluate, make_eval_step, make_train_step
-
-CHECKPOINT = "checkpoint.npz"
-METRICS = "metrics.jsonl"
-BEST = "best.npz"
-
-
-class TrainingDiverged(FloatingPointError):
-    """The loss became NaN or infinite; the message names the step and the checkpoint that was kept."""
 
 
 @dataclasses.dataclass
@@ -49,13 +43,15 @@ class FitResult:
     best_val_loss: float | None = None
 
 
-def _result(params, state, opt_state, history, step, stopped_early, best) -> FitResult:
-    """best is the best validation score: an accuracy for classifiers, minus the loss otherwise."""
+def _result(trees, progress: Progress) -> FitResult:
+    """progress.best is the best validation score: an accuracy for classifiers, minus the loss otherwise."""
+    history = progress.history[0]
     validated = [r for r in history if "val_loss" in r]
     classifier = any("val_accuracy" in r for r in validated)
     best_loss = min((r["val_loss"] for r in validated), default=None)
+    best = float(progress.best)
     accuracy = best if classifier and best != -math.inf else None
-    return FitResult(params, state, opt_state, history, step, stopped_early, accuracy, best_loss)
+    return FitResult(*trees, history, progress.step, progress.stopped == "early", accuracy, best_loss)
 
 
 def _raw_key(key):
@@ -71,11 +67,26 @@ COUNTERS = {"step": np.int64, "epoch": np.int64, "batch": np.int64, "batch_size"
             "correct": np.float64, "count": np.float64, "epoch_seconds": np.float64}
 
 
-def _counters(**values):
-    """The checkpoint's counters as 0-d arrays of their declared types; every field of COUNTERS must be given."""
-    if set(values) != set(COUNTERS):
-        raise ValueError(f"checkpoint counters {sorted(values)} differ from {sorted(COUNTERS)}")
+def _counters(progress: Progress, batch_size: int, plateau: Plateau | None) -> dict:
+    """The checkpoint's counters (COUNTERS) for `progress`, as 0-d arrays of their declared types."""
+    sums = {k: float(progress.sums.get(k, 0.0)) for k in ("loss_sum", "count")}
+    values = dict(step=progress.step, epoch=progress.epoch, batch=progress.batch, batch_size=batch_size,
+                  stale=int(progress.stale), best=float(progress.best), epoch_seconds=progress.epoch_seconds,
+                  plateau_bad=plateau.bad_epochs if plateau else 0,
+                  plateau_best=plateau.best if plateau and plateau.best is not None else -math.inf,
+                  correct=float(progress.sums.get("correct", math.nan)), **sums)
     return {k: np.asarray(values[k], COUNTERS[k]) for k in COUNTERS}
+
+
+def _progress(counters: dict, history: list, plateau: Plateau | None) -> Progress:
+    """The Progress a checkpoint's counters describe (the inverse of `_counters`)."""
+    c = {k: v.item() for k, v in counters.items()}
+    sums = {k: np.float64(c[k]) for k in ("loss_sum", "count", "correct") if math.isfinite(c[k])}
+    if plateau is not None:
+        plateau.best = None if c["plateau_best"] == -math.inf else c["plateau_best"]
+        plateau.bad_epochs = c["plateau_bad"]
+    return Progress(step=c["step"], epoch=c["epoch"], batch=c["batch"], sums=sums, epoch_seconds=c["epoch_seconds"],
+                    best=np.float64(c["best"]), stale=np.int64(c["stale"]), history=[history])
 
 
 def _read_history(path: Path, completed_epochs: int) -> list:
@@ -88,13 +99,6 @@ def _read_history(path: Path, completed_epochs: int) -> list:
 def _write_history(path: Path, history: list) -> None:
     with atomic_path(path, suffix=".jsonl") as tmp:
         Path(tmp).write_text("".join(json.dumps(row) + "\n" for row in history))
-
-
-def _positive(name, value, *, allow_none=True):
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"fit: {name} must be an int >= 1, got {value!r}")
 
 
 def _length(tree, what):
@@ -160,11 +164,47 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
         lengths), naming the argument.
       TrainingDiverged: the loss became NaN or infinite; the last good checkpoint is kept.
     """
-    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-        _positive(name, value, allow_none=False)
-    for name, value in (("checkpoint_every", checkpoint_every), ("early_stopping", early_stopping),
-                        ("plateau_patience", plateau_patience), ("max_steps", max_steps)):
-        _positive(name, value)
+    n_train = _check_settings(apply, params, state, loss, train, val, epochs=epochs, batch_size=batch_size,
+                              eval_batch_size=eval_batch_size, checkpoint_every=checkpoint_every,
+                              early_stopping=early_stopping, plateau_patience=plateau_patience, max_steps=max_steps,
+                              resume=resume, out_dir=out_dir, drop_last=drop_last)
+    out = Path(out_dir) if out_dir is not None else None
+    writer = out is not None and jax.process_index() == 0  # in a multi-process run, process 0 writes the files
+    if writer:
+        out.mkdir(parents=True, exist_ok=True)
+    key = _raw_key(key)
+    # the compiled step donates its buffers; train on copies so the caller's params and state stay usable
+    params, state = jax.tree.map(jnp.copy, (params, state))
+    trees = (params, state, optimizer.init(params))
+    plateau = Plateau(plateau_patience, plateau_factor) if plateau_patience else None
+    _check_learning_rate(trees[2], plateau)
+    progress_bar, progress = progress, Progress()
+    if resume:
+        trees, progress = _restore(out, trees, key, batch_size, plateau, rewrite_history=writer)
+    mesh = data_mesh() if jax.process_count() > 1 else None  # several processes: one Mesh over all their devices
+    if mesh is not None:
+        trees = replicate(trees, mesh)
+    show = progress_bar and jax.process_index() == 0
+    files = _Files(out, key, batch_size, plateau, mesh) if writer else None
+    loop = Loop(epochs=epochs, per_epoch=num_batches(n_train, batch_size, drop_last),
+                batches=_epoch_batches(train, key, batch_size, drop_last, mesh),
+                step=_compiled_step(apply, optimizer, loss, augment, trees, train, batch_size, key, mesh, show),
+                validate=None if val is None else _validation(apply, loss, val, eval_batch_size, mesh),
+                checkpoint=files.checkpoint if files else Loop.checkpoint,
+                record=files.record if files else Loop.record, save_best=files.save_best if files else Loop.save_best,
+                kept=lambda: _kept(out), checkpoint_every=checkpoint_every, max_steps=max_steps,
+                early_stopping=early_stopping, plateau=plateau, show=show)
+    trees = train_loop(loop, trees, progress)
+    return _result(_host(trees, mesh), progress)
+
+
+def _check_settings(apply, params, state, loss, train, val, *, epochs, batch_size, eval_batch_size, checkpoint_every,
+                    early_stopping, plateau_patience, max_steps, resume, out_dir, drop_last) -> int:
+    """ValueError (FileNotFoundError for a missing checkpoint) naming the first setting out of range or the data
+    that does not fit the model; the number of training examples otherwise."""
+    positive("fit", epochs=epochs, batch_size=batch_size, eval_batch_size=eval_batch_size)
+    positive("fit", optional=True, checkpoint_every=checkpoint_every, early_stopping=early_stopping,
+             plateau_patience=plateau_patience, max_steps=max_steps)
     if (early_stopping or plateau_patience) and val is None:
         raise ValueError("fit: early_stopping and plateau_patience monitor validation accuracy: pass val=(x, y)")
     if resume and out_dir is None:
@@ -178,24 +218,16 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
     if drop_last and batch_size > n_train:
         raise ValueError(f"fit: batch_size={batch_size} is larger than the {n_train} training examples; with "
                          "drop_last no step would run (use a smaller batch_size, or drop_last=False)")
-    x_train, y_train = train
-    out = Path(out_dir) if out_dir is not None else None
     processes = jax.process_count()
-    writer = out is not None and jax.process_index() == 0  # in a multi-process run, process 0 writes the files
-    if processes > 1:
-        if not drop_last:
-            raise ValueError("fit: a multi-process run splits every batch evenly: it needs drop_last=True")
-        if batch_size % jax.device_count():
-            raise ValueError(f"fit: batch_size={batch_size} must divide evenly over the {jax.device_count()} devices "
-                             f"of the {processes} processes")
-    if writer:
-        out.mkdir(parents=True, exist_ok=True)
-    key = _raw_key(key)
-    data_key, step_key = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
-    # the compiled step donates its buffers; train on copies so the caller's params and state stay usable
-    params, state = jax.tree.map(jnp.copy, (params, state))
-    opt_state = optimizer.init(params)
-    plateau = Plateau(plateau_patience, plateau_factor) if plateau_patience else None
+    if processes > 1 and not drop_last:
+        raise ValueError("fit: a multi-process run splits every batch evenly: it needs drop_last=True")
+    if processes > 1 and batch_size % jax.device_count():
+        raise ValueError(f"fit: batch_size={batch_size} must divide evenly over the {jax.device_count()} devices "
+                         f"of the {processes} processes")
+    return n_train
+
+
+def _check_learning_rate(opt_state, plateau) -> None:
     if plateau is not None:
         get_learning_rate(opt_state)  # fail early without an injectable learning rate
     if hasattr(opt_state, "hyperparams") and "learning_rate" in opt_state.hyperparams:
@@ -203,162 +235,115 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
         if not lr > 0 or not math.isfinite(lr):
             raise ValueError(f"fit: the optimiser's learning_rate must be a finite number > 0, got {lr}")
 
-    # ---- where to start: fresh, or from the last complete checkpoint
-    step, epoch, batch_index = 0, 0, 0
-    best, stale = -math.inf, 0
-    running = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
-    history: list = []
-    epoch_seconds = 0.0  # time spent on the current epoch's batches, in this process and the one before a resume
-    if resume:
-        like = {"params": params, "state": state, "opt_state": opt_state, "key": key,
-                "counters": _counters(**dict.fromkeys(COUNTERS, 0))}
-        ckpt = load(out / CHECKPOINT, like=like)
-        c = {k: v.item() for k, v in ckpt["counters"].items()}
-        if c["batch_size"] != batch_size:
-            raise ValueError(f"fit: the checkpoint in {out} was written with batch_size={c['batch_size']}, "
-                             f"resuming with {batch_size} would change the data order")
-        if not np.array_equal(np.asarray(ckpt["key"]), np.asarray(key)):
-            raise ValueError(f"fit: the checkpoint in {out} was written with another key")
-        params, state, opt_state = ckpt["params"], ckpt["state"], ckpt["opt_state"]
-        step, epoch, batch_index, best, stale = c["step"], c["epoch"], c["batch"], c["best"], c["stale"]
-        running = {k: c[k] for k in running}
-        epoch_seconds = c["epoch_seconds"]
-        if plateau is not None:
-            plateau.best = None if c["plateau_best"] == -math.inf else c["plateau_best"]
-            plateau.bad_epochs = c["plateau_bad"]
-        history = _read_history(out / METRICS, epoch)
-        if writer:
-            _write_history(out / METRICS, history)
 
-    if processes > 1:  # every tree replicated on a Mesh over every device of every process
-        mesh = data_mesh()
-        params, state, opt_state = replicate((params, state, opt_state), mesh)
-        share = batch_size // processes
+def _restore(out: Path, trees, key, batch_size: int, plateau, *, rewrite_history: bool):
+    """The trees and Progress of out/checkpoint.npz, after checking it was written with this batch size and key;
+    metrics.jsonl is trimmed to the epochs the checkpoint completed."""
+    params, state, opt_state = trees
+    like = {"params": params, "state": state, "opt_state": opt_state, "key": key,
+            "counters": {k: np.zeros((), t) for k, t in COUNTERS.items()}}
+    ckpt = load(out / CHECKPOINT, like=like)
+    written_with = ckpt["counters"]["batch_size"].item()
+    if written_with != batch_size:
+        raise ValueError(f"fit: the checkpoint in {out} was written with batch_size={written_with}, "
+                         f"resuming with {batch_size} would change the data order")
+    if not np.array_equal(np.asarray(ckpt["key"]), np.asarray(key)):
+        raise ValueError(f"fit: the checkpoint in {out} was written with another key")
+    history = _read_history(out / METRICS, ckpt["counters"]["epoch"].item())
+    if rewrite_history:
+        _write_history(out / METRICS, history)
+    return (ckpt["params"], ckpt["state"], ckpt["opt_state"]), _progress(ckpt["counters"], history, plateau)
 
-    def host(tree):
-        """The trees as this process holds them (its copy of the replicated arrays in a multi-process run)."""
-        return local_copy(tree) if processes > 1 else tree
 
-    def checkpoint():
-        if not writer:
+def _host(tree, mesh):
+    """The tree as this process holds it (its copy of the replicated arrays in a multi-process run)."""
+    return tree if mesh is None else local_copy(tree)
+
+
+def _kept(out) -> str:
+    if out is not None and (out / CHECKPOINT).exists():
+        return f"the last good checkpoint is kept at {out / CHECKPOINT}"
+    return "no checkpoint was written"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Files:
+    """What a run writes in out_dir (process 0 only): the checkpoint, the metrics log and the best parameters."""
+    out: Path
+    key: Any
+    batch_size: int
+    plateau: Plateau | None
+    mesh: Any
+
+    def checkpoint(self, trees, progress: Progress) -> None:
+        params, state, opt_state = _host(trees, self.mesh)
+        save(self.out / CHECKPOINT, {"params": params, "state": state, "opt_state": opt_state, "key": self.key,
+                                     "counters": _counters(progress, self.batch_size, self.plateau)})
+
+    def record(self, trees, rows, progress) -> None:
+        with open(self.out / METRICS, "a") as f:
+            f.write(json.dumps(rows[0]) + "\n")
+
+    def save_best(self, trees, improved) -> None:
+        params, state, _ = _host(trees, self.mesh)
+        save(self.out / BEST, {"params": params, "state": state})
+
+
+def _epoch_batches(train, key, batch_size: int, drop_last: bool, mesh):
+    """(epoch, first batch) -> that epoch's batches, in the order fold_in(data key, epoch) draws. In a multi-process
+    run each process takes its rows of every global batch (the global order is the one-process order for the same
+    key) and places them on the Mesh."""
+    x, y = train
+    data_key = jax.random.fold_in(key, 0)
+
+    def epoch(e, start):
+        order_key = jax.random.fold_in(data_key, e)
+        if mesh is None:
+            yield from batches(x, y, batch_size, key=order_key, drop_last=drop_last, start=start)
             return
-        save(out / CHECKPOINT, {
-            "params": host(params), "state": host(state), "opt_state": host(opt_state), "key": key,
-            "counters": _counters(step=step, epoch=epoch, batch=batch_index, batch_size=batch_size, stale=stale,
-                                  plateau_bad=plateau.bad_epochs if plateau else 0, best=float(best),
-                                  plateau_best=float(plateau.best) if plateau and plateau.best is not None
-                                  else -math.inf, epoch_seconds=epoch_seconds,
-                                  **{k: float(v) for k, v in running.items()})})
+        share, rank = batch_size // jax.process_count(), jax.process_index()
+        for index in batch_indices(len(x), batch_size, key=order_key, drop_last=True, start=start):
+            rows = index[rank * share:(rank + 1) * share]
+            yield shard_batch(jax.tree.map(lambda a: np.asarray(a)[rows], (x, y)), mesh, local=True)
 
-    if processes > 1:
-        train_step = make_data_parallel_train_step(apply, optimizer, loss, mesh=mesh, augment=augment)
-    else:
+    return epoch
+
+
+def _compiled_step(apply, optimizer, loss, augment, trees, train, batch_size: int, key, mesh, show: bool):
+    """(trees, batch, global step) -> (trees, metrics on the host). The step is compiled before the first batch, so
+    that the first epoch's progress, ETA and images/s measure training; a last partial batch compiles its own."""
+    step_key = jax.random.fold_in(key, 1)
+
+    def key_at(t):
+        key_t = jax.random.fold_in(step_key, t)
+        return key_t if mesh is None else replicate(key_t, mesh)
+
+    if mesh is None:
         train_step = make_train_step(apply, optimizer, loss, augment=augment)
+    else:
+        train_step = make_data_parallel_train_step(apply, optimizer, loss, mesh=mesh, augment=augment)
+    example = jax.tree.map(lambda a: jax.ShapeDtypeStruct((batch_size, *np.shape(a)[1:]), jnp.asarray(a[:1]).dtype),
+                           train)
+    if show:
+        log("compiling the training step ...")
+    started = time.perf_counter()
+    compiled = train_step.lower(*trees, example, key_at(0)).compile()
+    if show:
+        log(f"compiled in {time.perf_counter() - started:.1f} s")
+
+    def step(trees, batch, t):
+        full = all(np.shape(a)[0] == batch_size for a in jax.tree.leaves(batch))
+        *trees, metrics = (compiled if full else train_step)(*trees, batch, key_at(t))
+        return tuple(trees), _host(metrics, mesh)
+
+    return step
+
+
+def _validation(apply, loss, val, eval_batch_size: int, mesh):
     eval_step = make_eval_step(apply, loss)
 
-    def epoch_batches(epoch, start):
-        """The epoch's batches from `start` on. In a multi-process run each process takes its rows of every global
-        batch (the global order is the one-process order for the same key) and places them on the Mesh."""
-        if processes == 1:
-            yield from batches(x_train, y_train, batch_size, key=jax.random.fold_in(data_key, epoch),
-                               drop_last=drop_last, start=start)
-            return
-        order, rank = epoch_order(n_train, jax.random.fold_in(data_key, epoch)), jax.process_index()
-        for b in range(start, per_epoch):
-            rows = order[b * batch_size + rank * share:b * batch_size + (rank + 1) * share]
-            yield shard_batch(jax.tree_util.tree_map(lambda a: np.asarray(a)[rows], (x_train, y_train)), mesh,
-                              local=True)
+    def validate(trees):
+        params, state = _host(trees[:2], mesh)
+        return evaluate(eval_step, params, state, val[0], val[1], eval_batch_size)
 
-    def step_key_at(t):
-        key_t = jax.random.fold_in(step_key, t)
-        return replicate(key_t, mesh) if processes > 1 else key_t
-    per_epoch = num_batches(n_train, batch_size, drop_last)
-    stopped_early = False
-    from tqdm.auto import tqdm
-
-    # compile once before the first step, so that the first epoch's progress, ETA and images/s measure training
-    example = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((batch_size, *np.shape(a)[1:]),
-                                                                    jnp.asarray(a[:1]).dtype), (x_train, y_train))
-    show = progress and jax.process_index() == 0
-    if show:
-        tqdm.write("compiling the training step ...")
-    compile_started = time.perf_counter()
-    compiled = train_step.lower(params, state, opt_state, example, step_key_at(0)).compile()
-    if show:
-        tqdm.write(f"compiled in {time.perf_counter() - compile_started:.1f} s")
-
-    def run_step(batch, rng):
-        same = all(np.shape(a)[0] == batch_size for a in jax.tree_util.tree_leaves(batch))
-        return (compiled if same else train_step)(params, state, opt_state, batch, rng)  # a last partial batch
-
-    while epoch < epochs and not stopped_early:
-        bar = tqdm(total=per_epoch, initial=batch_index, desc=f"epoch {epoch + 1}/{epochs}",
-                   disable=None if show else True, mininterval=0.5, unit="batch", dynamic_ncols=True)
-        last = time.perf_counter()  # the epoch's time counts fetching batches and steps, not checkpoints
-        for batch in epoch_batches(epoch, batch_index):
-            params, state, opt_state, metrics = run_step(batch, step_key_at(step))
-            metrics = host(metrics)
-            loss_sum = float(metrics["loss_sum"])
-            now = time.perf_counter()
-            epoch_seconds, last = epoch_seconds + now - last, now
-            if not math.isfinite(loss_sum):
-                bar.close()
-                kept = f"the last good checkpoint is kept at {out / CHECKPOINT}" if out is not None and (
-                    out / CHECKPOINT).exists() else "no checkpoint was written"
-                raise TrainingDiverged(f"loss is {loss_sum / float(metrics['count'])} at step {step + 1} "
-                                       f"(epoch {epoch + 1}, batch {batch_index + 1}); training stopped, {kept}")
-            running["loss_sum"] += loss_sum
-            running["correct"] += float(metrics.get("correct", math.nan))
-            running["count"] += float(metrics["count"])
-            step += 1
-            batch_index += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{running['loss_sum'] / running['count']:.4f}",
-                            **({"acc": f"{running['correct'] / running['count']:.3f}"}
-                               if math.isfinite(running["correct"]) else {}),
-                            img_s=f"{running['count'] / max(epoch_seconds, 1e-9):.0f}")
-            if checkpoint_every and step % checkpoint_every == 0:
-                checkpoint()
-                last = time.perf_counter()
-            if max_steps is not None and step >= max_steps:
-                bar.close()
-                checkpoint()
-                return _result(*host((params, state, opt_state)), history, step, False, best)
-        bar.close()
-        elapsed = epoch_seconds
-
-        row = {"epoch": epoch + 1, "step": step,
-               "train_loss": running["loss_sum"] / max(running["count"], 1),
-               "train_accuracy": running["correct"] / max(running["count"], 1),
-               "epoch_time_s": elapsed, "images_per_s": running["count"] / max(elapsed, 1e-9)}
-        if not math.isfinite(row["train_accuracy"]):
-            del row["train_accuracy"]  # not a classifier
-        if hasattr(opt_state, "hyperparams"):
-            row["learning_rate"] = get_learning_rate(opt_state)
-        if val is not None:
-            v = evaluate(eval_step, *host((params, state)), val[0], val[1], eval_batch_size)
-            row["val_loss"] = v["loss"]
-            if "accuracy" in v:
-                row["val_accuracy"] = v["accuracy"]
-            score = v.get("accuracy", -v["loss"])  # higher is better: accuracy, or minus the loss
-            if score > best:
-                best, stale = score, 0
-                if writer:
-                    save(out / BEST, {"params": host(params), "state": host(state)})
-            else:
-                stale += 1
-            if plateau is not None and plateau.step(score):
-                opt_state = set_learning_rate(opt_state, get_learning_rate(opt_state) * plateau_factor)
-            if early_stopping and stale >= early_stopping:
-                stopped_early = True
-        history.append(row)
-        if show:
-            shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
-            tqdm.write(" ".join(f"{k}={v}" for k, v in shown.items()))
-        if writer:  # the log first: a crash before the checkpoint leaves a row that resuming trims
-            with open(out / METRICS, "a") as f:
-                f.write(json.dumps(row) + "\n")
-        epoch, batch_index, epoch_seconds = epoch + 1, 0, 0.0
-        running = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
-        checkpoint()
-    return _result(*host((params, state, opt_state)), history, step, stopped_early, best)
+    return validate

@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
-RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.npz", "best.npz", "params.npz", "results.json",
-             "summary.json", "curves.png", "filters.png", "feature_maps.png", "confusion.png", "replicas.png")
-RUN_MARKERS = ("config.json", "metrics.jsonl", "checkpoint.npz", "results.json")
+from .. import catalog
+
+RUN_FILES, RUN_MARKERS = tuple(catalog.RUN_FILES), catalog.RUN_MARKERS
 SWEEPABLE = {"lr": "learning_rate", "wd": "weight_decay"}
-PRECISIONS = ("float32", "bfloat16", "float16")
+PRECISIONS = tuple(catalog.PRECISIONS)
 
 
 class RunError(ValueError):
@@ -193,6 +193,25 @@ class RunResult:
     fit: object             # the FitResult (one model) or ReplicaResult (a sweep)
 
 
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """A run made ready: its settings, where it writes, the model and optimiser built, the data loaded."""
+    config: RunConfig
+    out: Path
+    model: object           # the zoo constructor's result (init, apply)
+    apply: Callable         # model.apply under the precision policy
+    optimizer: object       # under the precision policy
+    augment: Callable | None
+    shape: tuple            # the model's input shape (without the batch axis)
+    train: tuple            # (x, y) of each split, fitted to the input shape
+    val: tuple
+    test: tuple
+    class_names: list
+    replicas: int           # 1, or the number of models a sweep trains in one compiled step
+    sweep: dict             # the swept hyperparameters, one value per replica
+    log: Callable[[str], None]
+
+
 def run(config: RunConfig | None = None, *, log: Callable[[str], None] = print, **options) -> RunResult:
     """Train a zoo model on a data set and write every output (see the module docstring).
 
@@ -202,18 +221,32 @@ def run(config: RunConfig | None = None, *, log: Callable[[str], None] = print, 
     """
     import jax
 
-    from .. import data, models
-    from ..data.files import DataError
-    from . import recipes
-    from .precision import with_precision
-
     config = dataclasses.replace(config or RunConfig(), **options)
     config.check()
-    processes, main = jax.process_count(), jax.process_index() == 0
-    if not main:
+    if jax.process_index() != 0:
         log = lambda line: None  # noqa: E731 - process 0 speaks for the run
-    if processes > 1:
-        from .distributed import DistributedError, agree, broadcast_text
+    _check_names(config)
+    job = _prepare(config, _choose_directory(config), log)
+    if jax.process_index() == 0:
+        _start_directory(job)
+    x_train, x_val, x_test = (split[0] for split in (job.train, job.val, job.test))
+    log(f"funcnn: training {config.model} on {config.dataset} ({len(x_train)} train / {len(x_val)} val / "
+        f"{len(x_test)} test) for {config.epochs} epochs into {job.out}"
+        + (f", {job.replicas} replicas in one compiled step" if job.replicas > 1 else "")
+        + (" (resuming from its checkpoint)" if config.resume else ""))
+    return _run_replicas(job) if job.replicas > 1 else _run_one(job)
+
+
+def _check_names(config: RunConfig) -> None:
+    """RunError for an unknown model, dataset or optimiser, a missing data directory, or (several processes) a
+    sweep or settings that differ between the processes."""
+    import jax
+
+    from .. import data, models
+    from . import recipes
+
+    if jax.process_count() > 1:
+        from .distributed import DistributedError, agree
 
         if parse_sweep(config.sweep, config.replicas)[0] > 1:
             raise RunError("--replicas / --sweep train in one process; they do not combine with several processes")
@@ -223,7 +256,7 @@ def run(config: RunConfig | None = None, *, log: Callable[[str], None] = print, 
         except DistributedError as err:
             raise RunError(str(err)) from None
     try:
-        constructor = models.get(config.model)
+        models.get(config.model)
     except ValueError as err:
         raise RunError(str(err)) from None
     if config.dataset not in data.LOADERS:
@@ -232,20 +265,35 @@ def run(config: RunConfig | None = None, *, log: Callable[[str], None] = print, 
         raise RunError(f"unknown optimizer {config.optimizer!r}; known: {', '.join(sorted(recipes.RECIPES))}")
     if config.data_dir is not None and not Path(config.data_dir).expanduser().is_dir():
         raise RunError(f"data directory does not exist: {config.data_dir}")
-    replicas, sweep = parse_sweep(config.sweep, config.replicas)
-    if processes > 1:  # process 0 chooses the run directory (or refuses), and every process follows
-        choice = ""
-        if main:
-            try:
-                choice = f"ok:{run_directory(config)}"
-            except RunError as err:
-                choice = f"error:{err}"
-        choice = broadcast_text(choice)
-        if choice.startswith("error:"):
-            raise RunError(choice[len("error:"):])
-        out = Path(choice[len("ok:"):])
-    else:
-        out = run_directory(config)
+
+
+def _choose_directory(config: RunConfig) -> Path:
+    """`run_directory`; with several processes, process 0 chooses (or refuses) and every process follows."""
+    import jax
+
+    if jax.process_count() == 1:
+        return run_directory(config)
+    from .distributed import broadcast_text
+
+    choice = ""
+    if jax.process_index() == 0:
+        try:
+            choice = f"ok:{run_directory(config)}"
+        except RunError as err:
+            choice = f"error:{err}"
+    choice = broadcast_text(choice)
+    if choice.startswith("error:"):
+        raise RunError(choice[len("error:"):])
+    return Path(choice[len("ok:"):])
+
+
+def _prepare(config: RunConfig, out: Path, log) -> Job:
+    """Load the data, fit it to the model's input and build the model and the optimiser (RunError for data that
+    is missing, corrupt or does not fit)."""
+    from .. import data, models
+    from ..data.files import DataError
+    from . import recipes
+    from .precision import with_precision
 
     try:
         ds = data.load(config.dataset, Path(config.data_dir).expanduser() if config.data_dir else None,
@@ -254,41 +302,36 @@ def run(config: RunConfig | None = None, *, log: Callable[[str], None] = print, 
         raise RunError(str(err)) from None
     shape = models.INPUT_SHAPES[config.model]
     try:
-        splits = [data.fit_to_shape(s.x, shape) for s in (ds.train, ds.val, ds.test)]
+        train, val, test = ((data.fit_to_shape(s.x, shape), s.y) for s in (ds.train, ds.val, ds.test))
     except ValueError as err:
         raise RunError(f"{config.dataset} does not fit {config.model}'s input {shape}: {err}") from None
-    (x_train, x_val, x_test), labels = splits, (ds.train.y, ds.val.y, ds.test.y)
-    if config.batch_size > len(x_train):
-        raise RunError(f"--batch-size {config.batch_size} is larger than the {len(x_train)} training examples of "
+    if config.batch_size > len(train[0]):
+        raise RunError(f"--batch-size {config.batch_size} is larger than the {len(train[0])} training examples of "
                        f"{config.dataset}: no step would run")
-
-    model = constructor(ds.num_classes)
-    key = jax.random.PRNGKey(config.seed)
+    model = models.get(config.model)(ds.num_classes)
     recipe = recipes.RECIPES[config.optimizer]
-    optimizer = recipe() if config.lr is None else recipe(config.lr)
-    apply, optimizer = with_precision(config.precision, model.apply, optimizer)
+    apply, optimizer = with_precision(config.precision, model.apply, recipe() if config.lr is None else
+                                      recipe(config.lr))
     augment = data.augment.lecture_augmentations(config.augment) if config.augment > 0 else None
-
-    if main:
-        if config.overwrite and holds_run(out):
-            clear_run(out)
-        _writable(out)
-        if not config.resume:
-            record = dict(dataclasses.asdict(config), processes=processes, devices=jax.device_count())
-            (out / "config.json").write_text(json.dumps(record, indent=2) + "\n")
-    log(f"funcnn: training {config.model} on {config.dataset} ({len(x_train)} train / {len(x_val)} val / "
-        f"{len(x_test)} test) for {config.epochs} epochs into {out}"
-        + (f", {replicas} replicas in one compiled step" if replicas > 1 else "")
-        + (" (resuming from its checkpoint)" if config.resume else ""))
-    train_split, val_split, test_split = (x_train, labels[0]), (x_val, labels[1]), (x_test, labels[2])
-    if replicas > 1:
-        return _run_replicas(config, model, apply, shape, optimizer, augment, sweep, replicas, out, train_split,
-                             val_split, test_split, log)
-    return _run_one(config, model, apply, shape, optimizer, augment, out, key, ds, train_split, val_split,
-                    test_split, log)
+    replicas, sweep = parse_sweep(config.sweep, config.replicas)
+    return Job(config, out, model, apply, optimizer, augment, shape, train, val, test, ds.class_names, replicas,
+               sweep, log)
 
 
-def _run_one(config, model, apply, shape, optimizer, augment, out, key, ds, train_split, val_split, test_split, log):
+def _start_directory(job: Job) -> None:
+    """Clear an overwritten run, check the directory is writable and record the settings (a fresh run)."""
+    import jax
+
+    if job.config.overwrite and holds_run(job.out):
+        clear_run(job.out)
+    _writable(job.out)
+    if not job.config.resume:
+        record = dict(dataclasses.asdict(job.config), processes=jax.process_count(), devices=jax.device_count())
+        (job.out / "config.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _run_one(job: Job) -> RunResult:
+    """fit, then (process 0) the test split's numbers, params.npz, results.json and the plots."""
     import jax
     import numpy as np
 
@@ -297,11 +340,12 @@ def _run_one(config, model, apply, shape, optimizer, augment, out, key, ds, trai
     from .fit import fit
     from .steps import evaluate, make_eval_step, predict
 
-    _, params, state = model.init(jax.random.fold_in(key, 0), (1, *shape))
+    config, out, key = job.config, job.out, jax.random.PRNGKey(job.config.seed)
+    _, params, state = job.model.init(jax.random.fold_in(key, 0), (1, *job.shape))
     started = time.perf_counter()
     try:
-        result = fit(apply, params, state, optimizer, train_split, val_split, key=jax.random.fold_in(key, 1),
-                     epochs=config.epochs, batch_size=config.batch_size, augment=augment, out_dir=out,
+        result = fit(job.apply, params, state, job.optimizer, job.train, job.val, key=jax.random.fold_in(key, 1),
+                     epochs=config.epochs, batch_size=config.batch_size, augment=job.augment, out_dir=out,
                      checkpoint_every=config.checkpoint_every, resume=config.resume,
                      early_stopping=config.early_stopping, plateau_patience=config.plateau, progress=config.progress)
     except (ValueError, FileNotFoundError) as err:
@@ -309,68 +353,75 @@ def _run_one(config, model, apply, shape, optimizer, augment, out, key, ds, trai
     seconds = time.perf_counter() - started
     if jax.process_index() != 0:  # process 0 evaluates and writes the results
         return RunResult(out, {}, result)
-    test = evaluate(make_eval_step(apply), result.params, result.state, *test_split)
+    test = evaluate(make_eval_step(job.apply), result.params, result.state, *job.test)
     save(out / "params.npz", {"params": result.params, "state": result.state})
     results = {"model": config.model, "dataset": config.dataset, "test_loss": test["loss"],
                "test_accuracy": test["accuracy"], "best_val_accuracy": result.best_val_accuracy,
                "epochs_run": len(result.history), "steps": result.step, "train_seconds": seconds}
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     if config.plots:
-        x_test, y_test = test_split
-        predictions = np.asarray(predict(apply, result.params, result.state, x_test))
-        viz.classifier_figures(model._replace(apply=apply), result.params, result.state, x_test, y_test,
-                               predictions, ds.class_names, out, metrics=out / "metrics.jsonl",
+        x_test, y_test = job.test
+        predictions = np.asarray(predict(job.apply, result.params, result.state, x_test))
+        viz.classifier_figures(job.model._replace(apply=job.apply), result.params, result.state, x_test, y_test,
+                               predictions, job.class_names, out, metrics=out / "metrics.jsonl",
                                title=f"{config.model} on {config.dataset}")
-    log(f"funcnn: test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f}) after {seconds:.1f} s; "
-        f"outputs in {out}")
+    job.log(f"funcnn: test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f}) after {seconds:.1f} s; "
+            f"outputs in {out}")
     return RunResult(out, results, result)
 
 
-def _run_replicas(config, model, apply, shape, optimizer, augment, sweep, replicas, out, train_split, val_split,
-                  test_split, log):
+def _run_replicas(job: Job) -> RunResult:
+    """fit_replicas over the sweep, then each replica's test numbers, results.json and the replicas plot."""
     import jax
     import jax.numpy as jnp
     import numpy as np
 
-    from .. import viz
     from .batched import fit_replicas, init_replicas, replica
     from .steps import evaluate, make_eval_step
 
+    config, replicas = job.config, job.replicas
     seeds = [config.seed + r if config.replicas else config.seed for r in range(replicas)]  # a pure sweep: one seed
     keys = [jax.random.PRNGKey(seed) for seed in seeds]
-    params, state = init_replicas(model.init, (1, *shape), jnp.stack([jax.random.fold_in(k, 0) for k in keys]))
-    hyperparams = {name: np.broadcast_to(values, (replicas,)) for name, values in sweep.items()}
+    params, state = init_replicas(job.model.init, (1, *job.shape), jnp.stack([jax.random.fold_in(k, 0) for k in keys]))
+    hyperparams = {name: np.broadcast_to(values, (replicas,)) for name, values in job.sweep.items()}
     try:
-        result = fit_replicas(apply, params, state, optimizer, train_split, val_split,
+        result = fit_replicas(job.apply, params, state, job.optimizer, job.train, job.val,
                               keys=jnp.stack([jax.random.fold_in(k, 1) for k in keys]), hyperparams=hyperparams,
-                              epochs=config.epochs, batch_size=config.batch_size, augment=augment, out_dir=out,
-                              progress=config.progress)
+                              epochs=config.epochs, batch_size=config.batch_size, augment=job.augment,
+                              out_dir=job.out, progress=config.progress)
     except ValueError as err:
         raise RunError(str(err)) from None
-    eval_step = make_eval_step(apply)
+    eval_step = make_eval_step(job.apply)
     rows = []
     for r in range(replicas):
-        test_metrics = evaluate(eval_step, replica(result.params, r), replica(result.state, r), *test_split)
+        test_metrics = evaluate(eval_step, replica(result.params, r), replica(result.state, r), *job.test)
         rows.append({"replica": r, "seed": seeds[r], **{k: float(v[r]) for k, v in hyperparams.items()},
                      "val_accuracy": result.histories[r][-1].get("val_accuracy") if result.histories[r] else None,
                      "test_accuracy": test_metrics["accuracy"], "test_loss": test_metrics["loss"]})
     results = {"model": config.model, "dataset": config.dataset, "train_seconds": result.seconds, "replicas": rows}
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (job.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     if config.plots:
-        def label(r):
-            return ", ".join([f"seed {seeds[r]}"] + [f"{k} {v[r]:g}" for k, v in hyperparams.items()])
-
-        viz.plot_series({label(r): ([h["epoch"] for h in result.histories[r]],
-                                    [h["val_accuracy"] for h in result.histories[r]]) for r in range(replicas)},
-                        out / "replicas.png", title=f"{config.model} on {config.dataset}: {replicas} replicas",
-                        xlabel="epoch", ylabel="validation accuracy")
+        _plot_replicas(job, result, seeds, hyperparams)
     best = max(rows, key=lambda row: row["val_accuracy"] or 0.0)
     for row in rows:
-        log(f"funcnn: replica {row['replica']}: " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                                         for k, v in row.items() if k != "replica"))
-    log(f"funcnn: {replicas} replicas trained in {result.seconds:.1f} s; best validation accuracy: replica "
-        f"{best['replica']} (test accuracy {best['test_accuracy']:.4f}); outputs in {out}")
-    return RunResult(out, results, result)
+        job.log(f"funcnn: replica {row['replica']}: " + " ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if k != "replica"))
+    job.log(f"funcnn: {replicas} replicas trained in {result.seconds:.1f} s; best validation accuracy: replica "
+            f"{best['replica']} (test accuracy {best['test_accuracy']:.4f}); outputs in {job.out}")
+    return RunResult(job.out, results, result)
+
+
+def _plot_replicas(job: Job, result, seeds, hyperparams) -> None:
+    from .. import viz
+
+    def label(r):
+        return ", ".join([f"seed {seeds[r]}"] + [f"{k} {v[r]:g}" for k, v in hyperparams.items()])
+
+    histories = result.histories
+    viz.plot_series({label(r): ([h["epoch"] for h in histories[r]], [h["val_accuracy"] for h in histories[r]])
+                     for r in range(job.replicas)}, job.out / "replicas.png",
+                    title=f"{job.config.model} on {job.config.dataset}: {job.replicas} replicas",
+                    xlabel="epoch", ylabel="validation accuracy")
 
 
 __all__ = ["RunConfig", "RunResult", "RunError", "run", "run_directory", "holds_run", "clear_run", "parse_sweep",

@@ -132,3 +132,34 @@ def test_fit_replicas_rejects_mismatched_keys():
     x, y = _batch(16)
     with pytest.raises(ValueError, match="3 keys but stacked params"):
         train.fit_replicas(MODEL.apply, params, state, train.adam(), (x, y), keys=jax.random.split(keys[0], 3))
+
+
+def test_fit_and_fit_replicas_share_the_settings_checks():
+    keys = jax.random.split(jax.random.PRNGKey(4), 2)
+    params, state = train.init_replicas(MODEL.init, SHAPE, keys)
+    x, y = _batch(16)
+    for bad in ({"epochs": 0}, {"batch_size": 0}, {"epochs": 1.5}, {"eval_batch_size": True}):
+        name = next(iter(bad))
+        with pytest.raises(ValueError, match=f"fit_replicas: {name} must be an int >= 1"):
+            train.fit_replicas(MODEL.apply, params, state, train.adam(), (x, y), keys=keys, progress=False, **bad)
+        _, p, s = MODEL.init(keys[0], SHAPE)
+        with pytest.raises(ValueError, match=f"fit: {name} must be an int >= 1"):
+            train.fit(MODEL.apply, p, s, train.adam(), (x, y), key=keys[0], progress=False, **bad)
+
+
+def test_a_diverging_replica_is_reported_and_the_others_train_on(capsys):
+    """One loop, one divergence policy: a replica whose loss stops being finite is reported once and the others go
+    on; when every replica has diverged the run stops with TrainingDiverged, as fit does at once."""
+    keys = jax.random.split(jax.random.PRNGKey(5), 2)
+    params, state = train.init_replicas(MODEL.init, SHAPE, keys)
+    x, y = _batch(32, seed=5)
+    result = train.fit_replicas(MODEL.apply, params, state, train.sgd(), (x, y), keys=keys, epochs=2, batch_size=8,
+                                hyperparams={"learning_rate": [1e-2, 1e30]}, progress=False)
+    reported = capsys.readouterr()
+    assert "replicas [1] diverged (loss is nan" in reported.out + reported.err
+    assert all(np.isfinite(row["train_loss"]) for row in result.histories[0])
+    assert not np.isfinite(result.histories[1][-1]["train_loss"])
+    assert np.all(np.isfinite(train.replica(result.params, 0)["0_Conv"]["w"]))
+    with pytest.raises(train.TrainingDiverged, match=r"every replica has diverged: loss is nan at step \d+"):
+        train.fit_replicas(MODEL.apply, params, state, train.sgd(), (x, y), keys=keys, epochs=1, batch_size=8,
+                           hyperparams={"learning_rate": [1e30, 1e31]}, progress=False)
