@@ -27,7 +27,7 @@ def run_one(name, ds, args, out):
     started = time.perf_counter()
     result = train.fit(model.apply, params, state, train.adam(args.lr), (x_train, y_train), (x_val, ds.val.y),
                        key=jax.random.PRNGKey(args.seed + 1), epochs=args.epochs, batch_size=args.batch_size,
-                       out_dir=out, progress=False)
+                       out_dir=out, overwrite=True, progress=False)  # a rerun replaces the last
     seconds = time.perf_counter() - started
     test = train.evaluate(train.make_eval_step(model.apply), result.params, result.state, x_test, ds.test.y)
     predictions = np.asarray(train.predict(model.apply, result.params, result.state, x_test))

@@ -143,13 +143,23 @@ def export_command(args) -> int:
     model = constructor(classes)
     import jax
 
-    _, params_like, state_like = jax.eval_shape(lambda r: model.init(r, (1, *shape)), jax.random.PRNGKey(0))
+    try:
+        _, params_like, state_like = jax.eval_shape(lambda r: model.init(r, (1, *shape)), jax.random.PRNGKey(0))
+    except (ValueError, TypeError) as err:
+        raise CliError(f"--input-shape {' '.join(map(str, shape))} does not fit {args.model}: "
+                       f"{str(err).splitlines()[0]}") from None
     try:
         trees = load(args.params, like={"params": params_like, "state": state_like})
     except (CorruptFileError, ValueError) as err:
         raise CliError(f"{args.params} does not hold {args.model}'s parameters: {err}") from None
-    exported = deploy.export(model.apply, trees["params"], trees["state"], shape, platforms=args.platform or ["cpu"])
-    deploy.write(exported, args.out)
+    try:
+        exported = deploy.export(model.apply, trees["params"], trees["state"], shape,
+                                 platforms=args.platform or ["cpu"])
+        deploy.write(exported, args.out)
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    except OSError as err:
+        raise CliError(f"--out {args.out} cannot be written: {err.strerror or err}") from None
     print(f"funcnn: wrote {args.model} ({describe.count_params(trees['params']):,} parameters, input (batch, "
           f"{', '.join(map(str, shape))}), platforms {', '.join(exported.platforms)}) to {args.out}")
     return 0
@@ -201,6 +211,9 @@ def train_command(args) -> int:
         raise CliError(f"--processes must be an integer >= 1, got {args.processes}")
     if args.local_devices is not None and args.local_devices < 1:
         raise CliError(f"--local-devices must be an integer >= 1, got {args.local_devices}")
+    if args.local_devices is not None and args.processes is None:
+        raise CliError("--local-devices sets the simulated CPU devices of each process that --processes starts; "
+                       "pass --processes N with it")
     if args.processes is not None and args.processes > 1 and distributed.settings_from_environment() is None:
         return _launch(args, options)
     try:

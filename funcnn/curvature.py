@@ -24,6 +24,7 @@ from jax.flatten_util import ravel_pytree
 def hvp(loss: Callable, params, v, *args):
     """H v, the Hessian of loss(params, *args) with respect to params applied to v (a pytree like params): the
     JVP of the gradient (forward over reverse: one forward and one backward pass, carrying tangents)."""
+    _check_like("hvp", params, v)
     return jax.jvp(lambda p: jax.grad(loss)(p, *args), (params,), (v,))[1]
 
 
@@ -31,9 +32,21 @@ def gauss_newton_vp(f: Callable, loss_of_outputs: Callable, params, v, *args):
     """G v = J^T H_L J v, the generalised Gauss-Newton matrix of loss_of_outputs(f(params, *args)) applied to v: a
     JVP through the network, a Hessian-vector product of the (convex) output loss, a VJP back. Positive
     semi-definite where the output loss is convex, unlike the Hessian."""
+    _check_like("gauss_newton_vp", params, v)
     out, jv = jax.jvp(lambda p: f(p, *args), (params,), (v,))
     hjv = jax.jvp(jax.grad(loss_of_outputs), (out,), (jv,))[1]
     return jax.vjp(lambda p: f(p, *args), params)[1](hjv)[0]
+
+
+def _check_like(name, params, v):
+    """ValueError naming the first leaf of v whose structure or shape differs from params'."""
+    if jax.tree_util.tree_structure(params) != jax.tree_util.tree_structure(v):
+        raise ValueError(f"{name}: v must be a pytree like params; got structure {jax.tree_util.tree_structure(v)} "
+                         f"for params {jax.tree_util.tree_structure(params)}")
+    for (path, p), w in zip(jax.tree_util.tree_flatten_with_path(params)[0], jax.tree_util.tree_leaves(v)):
+        if jnp.shape(p) != jnp.shape(w):
+            raise ValueError(f"{name}: v{jax.tree_util.keystr(path)} has shape {jnp.shape(w)}, params "
+                             f"{jax.tree_util.keystr(path)} has {jnp.shape(p)}")
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -41,6 +41,11 @@ def export(apply: Callable, params, state, input_shape: Sequence[int], *, platfo
     def infer(x):
         return apply(params, state, x, train=False)[0]
 
+    try:
+        jax.eval_shape(infer, jax.ShapeDtypeStruct((1, *input_shape), jnp.dtype(dtype)))
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"funcnn.export: the model does not take inputs of shape (batch, *{input_shape}): "
+                         f"{str(err).splitlines()[0]}") from None
     (batch,) = jax_export.symbolic_shape("batch")
     spec = jax.ShapeDtypeStruct((batch, *input_shape), jnp.dtype(dtype))
     try:
@@ -50,20 +55,37 @@ def export(apply: Callable, params, state, input_shape: Sequence[int], *, platfo
 
 
 def write(exported, path) -> None:
-    """Serialise an Exported to `path`, atomically (a temporary file renamed over the target)."""
+    """Serialise an Exported to `path`, atomically (a temporary file renamed over the target); OSError naming the
+    path when it is a directory or cannot be written."""
     from .io import atomic_path
 
+    if os.path.isdir(os.fspath(path)):
+        raise IsADirectoryError(f"funcnn.export: the output {os.fspath(path)} is a directory; give a file name "
+                                "(model.jaxexport, say)")
     data = exported.serialize()
     with atomic_path(path, suffix=".jaxexport") as tmp, open(tmp, "wb") as f:
         f.write(data)
 
 
+class NotAnExportError(ValueError):
+    """A file that `read` cannot deserialise: not written by `write` (funcnn export), truncated or damaged."""
+
+
 def read(path):
-    """The Exported in `path` (what the loading snippet of the module docstring does)."""
+    """The Exported in `path` (what the loading snippet of the module docstring does). FileNotFoundError for a
+    missing file, NotAnExportError naming the file for one that is not a serialised export."""
     from jax import export as jax_export
 
-    with open(os.fspath(path), "rb") as f:
-        return jax_export.deserialize(bytearray(f.read()))
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"funcnn.deploy.read: no such file: {path}")
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return jax_export.deserialize(bytearray(data))
+    except Exception as err:  # noqa: BLE001 - flatbuffers / struct / version errors of a file that is no export
+        raise NotAnExportError(f"funcnn.deploy.read: {path} is not a serialised jax.export (written by funcnn "
+                               f"export), or it is damaged: {type(err).__name__}: {str(err)[:120]}") from None
 
 
-__all__ = ["PLATFORMS", "export", "write", "read"]
+__all__ = ["PLATFORMS", "export", "write", "read", "NotAnExportError"]

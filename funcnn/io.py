@@ -108,6 +108,8 @@ def save(path, tree, *, format: str | None = None) -> None:
     """Write a pytree of arrays to `path`, atomically; the directory is created if missing. format: "npz" (default)
     or "safetensors" (the default for a path ending in .safetensors)."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"funcnn.save: {path} is a directory; give a file name (params.npz, say)")
     format = _format(path, format)
     _check_leaves(path, tree)
     flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
@@ -117,7 +119,8 @@ def save(path, tree, *, format: str | None = None) -> None:
         arrays.append(array)
         dtypes.append(dtype)
     meta = {"format": FORMAT, "version": VERSION, "num_leaves": len(arrays), "dtypes": dtypes,
-            "skeleton": _skeleton(tree, []), "treedef": str(treedef)}
+            "skeleton": _skeleton(tree, []), "treedef": str(treedef),
+            "paths": [jax.tree_util.keystr(keypath) for keypath, _ in flat]}  # what load(like=) compares
     with atomic_path(path, suffix="." + format) as tmp:
         if format == "npz":
             with open(tmp, "wb") as f:
@@ -175,6 +178,37 @@ def _read_safetensors(path):
         return meta, [f.get_tensor(name).reshape(shape) for name, shape in zip(meta["names"], meta["shapes"])]
 
 
+def _read(path: str, who: str):
+    """(metadata, arrays) of a file: metadata None and {name: array} for a .safetensors file another tool wrote."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{who}: no such file: {path}")
+    try:
+        meta, arrays = _read_safetensors(path) if path.endswith(".safetensors") else _read_npz(path)
+        if meta is None:
+            return None, arrays
+        arrays = [a.view(jnp.bfloat16) if dtype == "bfloat16" else a for a, dtype in zip(arrays, meta["dtypes"])]
+    except Exception as err:  # noqa: BLE001 - zip, zlib, npy-header, safetensors and JSON errors of a damaged file
+        if isinstance(err, CorruptFileError):
+            raise
+        raise CorruptFileError(f"{who}: {path} is not a complete funcnn file (truncated, corrupt or another "
+                               f"format): {type(err).__name__}: {err}") from err
+    if meta.get("format") != FORMAT or meta.get("version", 0) > VERSION:
+        raise CorruptFileError(f"{who}: {path} has format {meta.get('format')} v{meta.get('version')}, "
+                               f"expected {FORMAT} v<={VERSION}")
+    return meta, arrays
+
+
+def load_flat(path) -> dict:
+    """{key path: array} of a file `save` wrote (key paths as jax.tree_util.keystr writes them, e.g.
+    "['counters']['epoch']"), with no template: a few entries of a checkpoint whose tree holds custom nodes."""
+    path = os.fspath(path)
+    meta, arrays = _read(path, "funcnn.io.load_flat")
+    if meta is None or "paths" not in meta:
+        raise CorruptFileError(f"funcnn.io.load_flat: {path} records no key paths (written by another tool or an "
+                               "older funcnn): use funcnn.load")
+    return {k: jnp.asarray(a) for k, a in zip(meta["paths"], arrays)}
+
+
 def load(path, like=None):
     """Read a pytree written by `save` (.npz or .safetensors). With `like`, the leaves are placed into like's tree
     structure, their shapes and dtypes checked against it (and NumPy leaves of `like` come back as NumPy arrays,
@@ -185,30 +219,25 @@ def load(path, like=None):
     file, a file of another format, or a structure, shape or dtype that does not match `like`.
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"funcnn.load: no such file: {path}")
-    try:
-        meta, arrays = _read_safetensors(path) if path.endswith(".safetensors") else _read_npz(path)
-        if meta is None:
-            if like is not None:
-                raise CorruptFileError(f"funcnn.load: {path} was not written by funcnn.save, so like= cannot place "
-                                       "its tensors; load it without like")
-            return {name: jnp.asarray(a) for name, a in arrays.items()}
-        arrays = [a.view(jnp.bfloat16) if dtype == "bfloat16" else a for a, dtype in zip(arrays, meta["dtypes"])]
-    except CorruptFileError:
-        raise
-    except Exception as err:  # noqa: BLE001 - zip, zlib, npy-header, safetensors and JSON errors of a damaged file
-        raise CorruptFileError(f"funcnn.load: {path} is not a complete funcnn file (truncated, corrupt or another "
-                               f"format): {type(err).__name__}: {err}") from err
-    if meta.get("format") != FORMAT or meta.get("version", 0) > VERSION:
-        raise CorruptFileError(f"funcnn.load: {path} has format {meta.get('format')} v{meta.get('version')}, "
-                               f"expected {FORMAT} v<={VERSION}")
+    meta, arrays = _read(path, "funcnn.load")
+    if meta is None:
+        if like is not None:
+            raise CorruptFileError(f"funcnn.load: {path} was not written by funcnn.save, so like= cannot place "
+                                   "its tensors; load it without like")
+        return {name: jnp.asarray(a) for name, a in arrays.items()}
     if like is not None:
         flat, treedef = jax.tree_util.tree_flatten_with_path(like)
         if len(flat) != len(arrays):
             saved = meta["treedef"] if len(meta["treedef"]) <= 300 else meta["treedef"][:300] + " ..."
             raise CorruptFileError(f"funcnn.load: {path} holds {len(arrays)} arrays but the template has "
                                    f"{len(flat)} (saved structure: {saved})")
+        saved_paths = meta.get("paths")  # absent in files written before funcnn recorded them: positions only
+        wanted = [jax.tree_util.keystr(keypath) for keypath, _ in flat]
+        if saved_paths is not None and saved_paths != wanted:
+            i = next(i for i, (a, b) in enumerate(zip(saved_paths, wanted)) if a != b)
+            raise CorruptFileError(f"funcnn.load: {path}: leaf {i} is {saved_paths[i] or '(the root)'} in the file "
+                                   f"but {wanted[i] or '(the root)'} in the template: the key paths differ (a tree "
+                                   "of another model, or renamed layers)")
         leaves = []
         for (keypath, t), array in zip(flat, arrays):
             where = jax.tree_util.keystr(keypath) or "(the root)"

@@ -242,6 +242,107 @@ FILES_DATA_FIT = [
     ("verify unknown check", lambda p: fn.verify.check_vjp(fn.relu, jnp.ones(2), checks=("speed",)), ValueError, r"check_vjp: unknown checks \['speed'\]"),
 ]
 
+def _lenet():
+    model = models.get("lenet5")(10)
+    _, params, state = model.init(KEY, (1, 32, 32, 1))
+    return model, params, state
+
+
+def _exported(tmp_path):
+    model, params, state = _lenet()
+    path = tmp_path / "m.jaxexport"
+    fn.deploy.write(fn.deploy.export(model.apply, params, state, (32, 32, 1)), path)
+    return path
+
+
+def _replicas(**kw):
+    keys = jax.random.split(KEY, 2)
+    model = _class_model()
+    params, state = train.init_replicas(model.init, (1, 4, 4, 1), keys)
+    x, y = np.ones((32, 4, 4, 1), np.float32), np.arange(32) % 10
+    split = kw.pop("train", (x, y))
+    settings = dict(keys=keys, epochs=1, batch_size=8, progress=False)
+    settings.update(kw)
+    return lambda: train.fit_replicas(model.apply, params, state, train.adam(), split, **settings)
+
+
+def _twice(tmp_path, **kw):
+    _fit(out_dir=tmp_path / "twice")()
+    return _fit(out_dir=tmp_path / "twice", **kw)()
+
+
+def _hvp(v):
+    return lambda p: fn.curvature.hvp(lambda q: jnp.sum(q["w"] ** 2), {"w": jnp.ones(2)}, v)
+
+
+# the newer glue: interop, export and deploy, io, the checker, fit / run / fit_replicas, curvature (issue 25)
+GLUE = [
+    ("load like renamed key", lambda p: fn.load(_saved(p), like={"v": jnp.ones((2, 3))}), CorruptFileError, r"t.npz: leaf 0 is \['w'\] in the file but \['v'\] in the template: the key paths differ"),
+    ("load_flat foreign", lambda p: (np.savez(p / "f.npz", a=np.ones(2)), fn.io.load_flat(p / "f.npz")), CorruptFileError, r"f.npz is an .npz archive but not one written by funcnn.save"),
+    ("load_flat missing", lambda p: fn.io.load_flat(p / "none.npz"), FileNotFoundError, r"load_flat: no such file: .*none.npz"),
+    ("save into a directory", lambda p: fn.save(p, {"w": jnp.ones(2)}), IsADirectoryError, r"funcnn.save: .* is a directory; give a file name"),
+    ("deploy.read missing", lambda p: fn.deploy.read(p / "none.jaxexport"), FileNotFoundError, r"deploy.read: no such file: .*none.jaxexport"),
+    ("deploy.read an npz", lambda p: fn.deploy.read(_saved(p)), fn.deploy.NotAnExportError, r"deploy.read: .*t.npz is not a serialised jax.export"),
+    ("deploy.read garbage", lambda p: fn.deploy.read(_write(p / "g.jaxexport", b"garbage")), fn.deploy.NotAnExportError, r"g.jaxexport is not a serialised jax.export"),
+    ("deploy.read truncated", lambda p: fn.deploy.read(_write(p / "t.jaxexport", _exported(p).read_bytes()[:100])), fn.deploy.NotAnExportError, r"t.jaxexport is not a serialised jax.export"),
+    ("export platform", lambda p: fn.deploy.export(*_lenet()[0:1], *_lenet()[1:], (32, 32, 1), platforms=("banana",)), ValueError, r"funcnn.export: platforms must be among cpu, cuda"),
+    ("export empty platforms", lambda p: fn.deploy.export(_lenet()[0].apply, *_lenet()[1:], (32, 32, 1), platforms=()), ValueError, r"funcnn.export: platforms must be among"),
+    ("export shape 0", lambda p: fn.deploy.export(_lenet()[0].apply, *_lenet()[1:], (0, 32, 1)), ValueError, r"funcnn.export: input_shape is one example's shape"),
+    ("export shape rank", lambda p: fn.deploy.export(_lenet()[0].apply, *_lenet()[1:], (1, 32, 32, 1)), ValueError, r"funcnn.export: the model does not take inputs of shape \(batch, \*\(1, 32, 32, 1\)\)"),
+    ("export too small", lambda p: fn.deploy.export(_lenet()[0].apply, *_lenet()[1:], (4, 4, 1)), ValueError, r"funcnn.export: the model does not take inputs .*kernel 5 is larger"),
+    ("deploy.write a directory", lambda p: fn.deploy.write(None, p), IsADirectoryError, r"funcnn.export: the output .* is a directory"),
+    ("interop unknown model", lambda p: fn.interop.from_torch("lenet6", {}), ValueError, r"interop: no PyTorch layout for model 'lenet6'; supported: lenet5"),
+    ("interop to_torch unknown", lambda p: fn.interop.to_torch("lenet6", *_lenet()[1:]), ValueError, r"interop: no PyTorch layout for model 'lenet6'"),
+    ("interop empty state dict", lambda p: fn.interop.from_torch("lenet5", {}), fn.interop.StateDictMismatch, r"interop: the state dict has no '11.weight', the classifier of funcnn's lenet5"),
+    ("interop not a dict", lambda p: fn.interop.from_torch("lenet5", 3), TypeError, r"interop: state_dict must be a dict of tensors \(a state dict\), got int"),
+    ("interop a list", lambda p: fn.interop.from_torch("lenet5", [np.ones(2)]), TypeError, r"interop: state_dict must be a dict of tensors"),
+    ("interop other model's params", lambda p: fn.interop.to_torch("resnet20", *_lenet()[1:]), fn.interop.StateDictMismatch, r"interop: params do not fit funcnn's resnet20: missing"),
+    ("interop read missing", lambda p: fn.interop.read_state_dict(p / "none.safetensors"), FileNotFoundError, r"interop: no such file: .*none.safetensors"),
+    ("predict batch 0", lambda p: train.predict(_lenet()[0].apply, *_lenet()[1:], jnp.ones((2, 32, 32, 1)), batch_size=0), ValueError, r"predict: batch_size must be an int >= 1, got 0"),
+    ("predict empty", lambda p: train.predict(_lenet()[0].apply, *_lenet()[1:], jnp.ones((0, 32, 32, 1))), ValueError, r"predict: x holds no example \(shape \(0, 32, 32, 1\)\)"),
+    ("predict rank", lambda p: train.predict(_lenet()[0].apply, *_lenet()[1:], jnp.ones((2, 2, 32, 32, 1))), ValueError, r"input must be \(N, W, C\) or \(N, H, W, C\), got shape \(2, 2, 32, 32, 1\)"),
+    ("evaluate lengths", lambda p: train.evaluate(train.make_eval_step(_lenet()[0].apply), *_lenet()[1:], jnp.ones((4, 32, 32, 1)), jnp.zeros(3, int)), ValueError, r"x and y must have the same length, got shapes"),
+    ("init_replicas one key", lambda p: train.init_replicas(_class_model().init, (1, 4, 4, 1), KEY[0]), ValueError, r"init_replicas: keys must be a stack of PRNG keys, one per replica"),
+    ("init_replicas floats", lambda p: train.init_replicas(_class_model().init, (1, 4, 4, 1), jnp.ones(3)), ValueError, r"init_replicas: keys must be a stack of PRNG keys.*shape \(3,\)"),
+    ("fit_replicas train not a pair", lambda p: _replicas(train="x")(), ValueError, r"fit_replicas: train must be a pair \(x, y\), got str"),
+    ("fit_replicas epochs 0", lambda p: _replicas(epochs=0)(), ValueError, r"fit_replicas: epochs must be an int >= 1, got 0"),
+    ("fit_replicas batch 0", lambda p: _replicas(batch_size=0)(), ValueError, r"fit_replicas: batch_size must be an int >= 1, got 0"),
+    ("fit_replicas batch too big", lambda p: _replicas(batch_size=33)(), ValueError, r"fit_replicas: 32 training examples, fewer than batch_size=33"),
+    ("fit_replicas keys mismatch", lambda p: _replicas(keys=jax.random.split(KEY, 3))(), ValueError, r"fit_replicas: 3 keys but stacked params"),
+    ("fit_replicas unknown hyperparameter", lambda p: _replicas(hyperparams={"momentum": [0.9, 0.8]})(), ValueError, r"init_replica_optimizer: the optimiser has no injected hyperparameter 'momentum'"),
+    ("fit twice into one out_dir", lambda p: _twice(p), ValueError, r"fit: out_dir .*twice already holds a run \(checkpoint.npz, metrics.jsonl.*pass resume=True to continue it, overwrite=True"),
+    ("fit resume and overwrite", lambda p: _fit(out_dir=p / "x", resume=True, overwrite=True)(), ValueError, r"fit: resume=True continues the run in out_dir and overwrite=True deletes it"),
+    ("fit resume another batch size", lambda p: _twice(p, resume=True, batch_size=8), ValueError, r"fit: the checkpoint in .*twice was written with batch_size=16, resuming with 8"),
+    ("fit resume another key", lambda p: _twice(p, resume=True, key=jax.random.PRNGKey(9)), ValueError, r"fit: the checkpoint in .*twice was written with another key"),
+    ("fit resume another model", lambda p: (_fit(out_dir=p / "m")(), _fit(out_dir=p / "m", resume=True, optimizer=train.sgd())())[1], ValueError, r"fit: the checkpoint in .*m does not fit this run's model and optimiser: .*checkpoint.npz holds 23 arrays but the template has 20"),
+    ("fit train not a pair", lambda p: train.fit(_class_model().apply, *_class_model().init(KEY, (1, 4, 4, 1))[1:], train.adam(), np.ones((4, 4, 4, 1)), key=KEY), ValueError, r"fit: train must be a pair \(x, y\), got ndarray"),
+    ("fit empty train", lambda p: _fit(x=np.ones((0, 4, 4, 1), np.float32), y=np.zeros(0, int))(), ValueError, r"fit: train holds no example"),
+    ("fit epochs float", lambda p: _fit(epochs=2.0)(), ValueError, r"fit: epochs must be an int >= 1, got 2.0"),
+    ("fit epochs bool", lambda p: _fit(epochs=True)(), ValueError, r"fit: epochs must be an int >= 1, got True"),
+    ("fit eval_batch_size 0", lambda p: _fit(eval_batch_size=0)(), ValueError, r"fit: eval_batch_size must be an int >= 1, got 0"),
+    ("run unknown option", lambda p: train.run(epoch=3, out=str(p / "r")), train.RunError, r"run: unknown option 'epoch'; the options are RunConfig's fields"),
+    ("run seed beyond 64 bits", lambda p: train.run(seed=2 ** 70, out=str(p / "r")), train.RunError, r"--seed must be an integer that fits in 64 bits"),
+    ("run seed float", lambda p: train.run(seed=1.5, out=str(p / "r")), train.RunError, r"--seed must be an integer that fits in 64 bits .*got 1.5"),
+    ("run epochs string", lambda p: train.run(epochs="3", out=str(p / "r")), train.RunError, r"--epochs must be an integer >= 1, got '3'"),
+    ("run resume without a run", lambda p: train.run(resume=True, out=str(p / "none"), progress=False), train.RunError, r"--resume"),
+    ("check_vjp seed string", lambda p: fn.verify.check_vjp(fn.relu, jnp.ones(2), seed="a"), ValueError, r"check_vjp: seed must be an int >= 0, got 'a'"),
+    ("check_vjp seed negative", lambda p: fn.verify.check_vjp(fn.relu, jnp.ones(2), seed=-1), ValueError, r"check_vjp: seed must be an int >= 0, got -1"),
+    ("check_vjp rtol negative", lambda p: fn.verify.check_vjp(fn.relu, jnp.ones(2), rtol=-1), ValueError, r"check_vjp: rtol must be a finite number >= 0, got -1"),
+    ("check_vjp unknown platform", lambda p: fn.verify.check_vjp(fn.relu, jnp.ones(2), hlo_platforms=("banana",)), ValueError, r"check_vjp: hlo_platforms: unknown platform 'banana'"),
+    ("check_vjp not callable", lambda p: fn.verify.check_vjp(3, jnp.ones(2)), TypeError, r"check_vjp: f must be a function, got int"),
+    ("check_vjp string argument", lambda p: fn.verify.check_vjp(fn.relu, "x"), TypeError, r"check_vjp: arg\[0\] must be an array \(or a number\), got str"),
+    ("check_vjp checks as a string", lambda p: fn.verify.check_vjp(fn.relu, jnp.ones(2), checks="vjp"), TypeError, r"check_vjp: checks must be a sequence of names, got the string 'vjp'"),
+    ("check_vjp reference shape", lambda p: fn.verify.check_vjp(fn.relu, jnp.ones(2), reference=lambda x: x[:1]), ValueError, r"check_vjp: the reference's output \[\(1,\)\] does not match f's \[\(2,\)\]"),
+    ("check_vjp integers only", lambda p: fn.verify.check_vjp(lambda i: i * 2, jnp.ones(2, int)), ValueError, r"check_vjp: no floating-point argument to differentiate"),
+    ("check_vjp fd_eps", lambda p: fn.verify.check_vjp(fn.relu, jnp.ones(2), fd_eps=2.0), ValueError, r"check_vjp: fd_eps must be a number in \(0, 1\), got 2.0"),
+    ("check_vjp num_cotangents", lambda p: fn.verify.check_vjp(fn.relu, jnp.ones(2), num_cotangents=0), ValueError, r"check_vjp: num_cotangents must be an int >= 1, got 0"),
+    ("check_vjp fd_mode", lambda p: fn.verify.check_vjp(fn.relu, jnp.ones(2), fd_mode="all"), ValueError, r'check_vjp: fd_mode must be "auto", "full" or "directional", got .all.'),
+    ("hvp tangent shape", lambda p: _hvp({"w": jnp.ones(3)})(p), ValueError, r"hvp: v\['w'\] has shape \(3,\), params \['w'\] has \(2,\)"),
+    ("hvp tangent structure", lambda p: _hvp(jnp.ones(2))(p), ValueError, r"hvp: v must be a pytree like params"),
+    ("hessian_eigenvalues k 0", lambda p: fn.curvature.hessian_eigenvalues(lambda q: jnp.sum(q ** 2), jnp.ones(2), k=0), ValueError, r"hessian_eigenvalues: k must be an int >= 1, got 0"),
+    ("hessian_eigenvalues iterations", lambda p: fn.curvature.hessian_eigenvalues(lambda q: jnp.sum(q ** 2), jnp.ones(2), k=2, iterations=1), ValueError, r"hessian_eigenvalues: iterations must be an int >= k = 2, got 1"),
+]
+
 CLI = [
     (["train", "--epochs", "-3"], r"--epochs must be an integer >= 1, got -3"),
     (["train", "--epochs", "0"], r"--epochs must be an integer >= 1, got 0"),
@@ -271,6 +372,11 @@ CLI = [
     (["summary", "--model", "lenet5", "--num-classes", "0"], r"--num-classes must be >= 1, got 0"),
     (["summary", "--model", "lenet5", "--input-shape", "8", "8", "1"], r"Conv: kernel 5 is larger than the padded input 2\+0\+0=2"),
     (["gradcheck", "--primitive", "conv3d"], r"unknown primitive 'conv3d'; known: .*avg_pool1d"),
+    (["train", "--sweep", "lr=1e-3", "--sweep", "lr=1e-2,1e-1"], r"--sweep 'lr=1e-2,1e-1': lr is swept twice; give all its values in one list"),
+    (["train", "--local-devices", "2"], r"--local-devices sets the simulated CPU devices of each process that --processes starts"),
+    (["train", "--seed", str(2 ** 70)], r"--seed must be an integer that fits in 64 bits"),
+    (["train", "--resume", "--out", "nowhere"], r"--resume"),
+    (["export", "--model", "lenet5", "--params", "none.npz", "--out", "m.jaxexport"], r"no such file: none.npz"),
 ]
 
 
@@ -283,6 +389,12 @@ def test_primitives_layers_and_models(call, error, match):
 
 @pytest.mark.parametrize("call, error, match", [c[1:] for c in FILES_DATA_FIT], ids=[c[0] for c in FILES_DATA_FIT])
 def test_files_data_and_fit(tmp_path, call, error, match):
+    with pytest.raises(error, match=match):
+        call(tmp_path)
+
+
+@pytest.mark.parametrize("call, error, match", [c[1:] for c in GLUE], ids=[c[0] for c in GLUE])
+def test_the_newer_glue(tmp_path, call, error, match):
     with pytest.raises(error, match=match):
         call(tmp_path)
 
@@ -301,7 +413,7 @@ def test_cli_gives_one_line_errors(tmp_path, monkeypatch, capsys, args, match):
 
 
 def test_the_corpus_is_large():
-    assert len(PRIMITIVES) + len(LAYERS_AND_MODELS) + len(FILES_DATA_FIT) + len(CLI) >= 150
+    assert len(PRIMITIVES) + len(LAYERS_AND_MODELS) + len(FILES_DATA_FIT) + len(CLI) + len(GLUE) >= 210
 
 
 # -------------------------------------------------------------------------------------------------------------

@@ -221,3 +221,30 @@ def test_train_in_bfloat16(tmp_path):
                   "--no-plots")
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "b" / "results.json").read_text())["test_accuracy"] > 0.5
+
+
+def test_a_resumed_run_takes_its_settings_from_config_json(tmp_path):
+    """Resume as Keras and Lightning users expect: the run's own settings, a run-defining option that differs is
+    refused naming the run, an extendable one is an override said in one line, and config.json records it."""
+    from funcnn import train
+
+    out, lines = str(tmp_path / "r"), []
+    quiet = dict(out=out, progress=False, plots=False, log=lines.append)
+    train.run(epochs=1, lr=3e-3, batch_size=64, **quiet)
+    for wrong, message in (({"model": "resnet20"}, r"is lenet5 on digits with --model lenet5; --model resnet20"),
+                           ({"lr": 0.1}, r"--lr 0.003; --lr 0.1 would make it another run"),
+                           ({"batch_size": 16}, r"--batch-size 64; --batch-size 16")):
+        with pytest.raises(train.RunError, match=message):
+            train.run(resume=True, **wrong, **quiet)
+    finished = train.run(resume=True, **quiet)  # no option given: the run's epochs (1), nothing left to train
+    assert finished.results["epochs_run"] == 1 and any("already finished its 1 epoch; pass --epochs N" in line for line in lines)
+    lines.clear()
+    longer = train.run(resume=True, epochs=2, **quiet)
+    assert longer.results["epochs_run"] == 2 and _epochs(tmp_path / "r") == [1, 2]
+    assert "resuming from epoch 2, step" in lines[0] and "overriding --epochs 1 -> 2" in lines[0]
+    record = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert record["epochs"] == 2 and record["lr"] == 3e-3 and record["batch_size"] == 64
+    assert len(record["resumed"]) == 2 and "overriding --epochs 1 -> 2" in record["resumed"][-1]
+    (tmp_path / "r" / "config.json").write_text("[1, 2")
+    with pytest.raises(train.RunError, match=r"config.json is not a readable run configuration"):
+        train.run(resume=True, **quiet)

@@ -54,3 +54,65 @@ def test_readme_verify_examples_print_their_tables():
             check_got, *_, pass_got = line_got.split("  (")[0].split()
             check_want, *_, pass_want = line_want.split("  (")[0].split()
             assert (check_got, pass_got) == (check_want, pass_want), (line_got, line_want)
+
+
+def _python_blocks():
+    """Every python block of the README, in order (dedented: some sit inside list items)."""
+    import textwrap
+
+    return [textwrap.dedent(body) for lang, body in re.findall(r"```(\w*)\n(.*?)```", README, re.S)
+            if lang == "python"]
+
+
+# what a block needs that the README shows elsewhere: the artifact `funcnn export` writes, and the images it takes
+_PRELUDES = {
+    "export.deserialize": (
+        "import jax, numpy as np\nimport funcnn as fn\nfrom funcnn import models\n"
+        "m = models.lenet5(10)\n_, p, s = m.init(jax.random.PRNGKey(0), (1, 32, 32, 1))\n"
+        "fn.deploy.write(fn.export(m.apply, p, s, (32, 32, 1)), 'lenet5.jaxexport')\n"
+        "images = np.zeros((3, 32, 32, 1), np.float32)\n"),
+}
+_SHORTER = {"epochs=10": "epochs=1"}  # the README's 10-epoch example, trained for one epoch in CI
+
+
+def test_every_python_block_of_the_readme_runs_in_a_fresh_process(tmp_path):
+    import subprocess
+    import sys
+
+    blocks = _python_blocks()
+    assert len(blocks) >= 7
+    # the first block runs in test_readme_example_runs, the checker's two in test_readme_verify_examples_*
+    covered = {0} | {i for i, code in enumerate(blocks) if any(code == example for example, _ in _check_examples())}
+    assert covered == {0, 1, 2}, covered
+    for i, code in enumerate(blocks):
+        if i in covered:
+            continue
+        prelude = "".join(text for marker, text in _PRELUDES.items() if marker in code)
+        for long, short in _SHORTER.items():
+            code = code.replace(long, short)
+        done = subprocess.run([sys.executable, "-c", prelude + code], capture_output=True, text=True, timeout=600,
+                              cwd=tmp_path)
+        assert done.returncode == 0, f"README python block {i + 1}:\n{code}\n{done.stderr[-3000:]}"
+
+
+def test_every_funcnn_command_of_the_readme_parses():
+    """Each `funcnn ...` line of the README's bash blocks is accepted by the command's parser (flags, choices and
+    values), without running it."""
+    import shlex
+
+    from funcnn import cli
+
+    parser = cli.build_parser()
+    lines = [line.split("#")[0].strip() for lang, body in re.findall(r"```(\w*)\n(.*?)```", README, re.S)
+             if lang == "bash" for line in body.splitlines()]
+    commands = [line[line.index("funcnn "):].split("&&")[0] for line in lines if "funcnn " in line
+                and not line.startswith(("python", "#"))]
+    assert len(commands) >= 7, commands
+    for command in commands:
+        argv = shlex.split(command)[1:]
+        if argv and argv[0] not in ("train", "gradcheck", "summary", "export", "-h", "--help", "--version"):
+            argv = ["train", *argv]
+        try:
+            parser.parse_args(argv)
+        except SystemExit as exit:
+            raise AssertionError(f"the README's `{command}` does not parse (exit {exit.code})") from None

@@ -24,8 +24,15 @@ def _conv_out_shape(name, input_shape, kernel, stride, padding, dilation):
     return tuple(geo.out_sizes(input_shape[1:-1]))
 
 
-def _conv_fn(nd):
-    return {1: P.conv1d, 2: P.conv2d}[nd]
+def _by_rank(functions: dict, name: str, x):
+    """The 1-D or 2-D function for x's rank; ValueError naming the layer and x's shape otherwise."""
+    if x.ndim - 2 not in functions:
+        raise ValueError(f"{name}: input must be (N, W, C) or (N, H, W, C), got shape {tuple(x.shape)}")
+    return functions[x.ndim - 2]
+
+
+def _conv_fn(x, name="Conv"):
+    return _by_rank({1: P.conv1d, 2: P.conv2d}, name, x)
 
 
 def _conv_init(name, out_channels, kernel, stride, padding, dilation, groups, use_bias, w_init, b_init):
@@ -76,7 +83,7 @@ def Conv(out_channels: int, kernel, *, stride=1, padding="VALID", dilation=1, gr
     init = _conv_init("Conv", out_channels, kernel, stride, padding, dilation, groups, use_bias, w_init, b_init)
 
     def apply(params, x, **_):
-        conv = _conv_fn(x.ndim - 2)
+        conv = _conv_fn(x)
         return conv(x, params["w"], params.get("b"), stride=stride, padding=padding, dilation=dilation, groups=groups)
 
     return stateless("Conv", init, apply, flops=_conv_flops)
@@ -93,7 +100,7 @@ def DepthwiseConv(kernel, *, multiplier: int = 1, stride=1, padding="VALID", dil
                       use_bias, w_init, b_init)
 
     def apply(params, x, **_):
-        return _conv_fn(x.ndim - 2)(x, params["w"], params.get("b"), stride=stride, padding=padding,
+        return _conv_fn(x)(x, params["w"], params.get("b"), stride=stride, padding=padding,
                                     dilation=dilation, groups=x.shape[-1])
 
     return stateless("DepthwiseConv", init, apply, flops=_conv_flops)
@@ -131,7 +138,7 @@ def ConvTranspose(out_channels: int, kernel, *, stride=1, padding="VALID", dilat
         return (input_shape[0], *spatial, out_channels), params
 
     def apply(params, x, **_):
-        fn = {1: P.conv_transpose1d, 2: P.conv_transpose2d}[x.ndim - 2]
+        fn = _by_rank({1: P.conv_transpose1d, 2: P.conv_transpose2d}, "ConvTranspose", x)
         return fn(x, params["w"], params.get("b"), stride=stride, padding=padding, dilation=dilation,
                   output_padding=output_padding)
 

@@ -35,6 +35,11 @@ from .steps import classification_loss, make_eval_step, make_train_step
 
 def init_replicas(init: Callable, input_shape, keys):
     """(params, state) of len(keys) models, stacked on a leading replica axis; replica r is init(keys[r], ...)."""
+    keys = jnp.asarray(keys)
+    raw = jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key)
+    if keys.ndim != (1 if raw else 2) or keys.shape[0] < 1:
+        raise ValueError(f"init_replicas: keys must be a stack of PRNG keys, one per replica "
+                         f"(jax.random.split(key, R)), got an array of shape {keys.shape} and dtype {keys.dtype}")
 
     def one(key):
         _, params, state = init(key, input_shape)
@@ -148,6 +153,9 @@ def fit_replicas(apply: Callable, params, state, optimizer, train, val=None, *, 
     positive("fit_replicas", epochs=epochs, batch_size=batch_size, eval_batch_size=eval_batch_size)
     keys = jnp.asarray(keys)
     replicas = len(keys)
+    if not isinstance(train, (tuple, list)) or len(train) != 2:
+        raise ValueError(f"fit_replicas: train must be a pair (x, y), got {type(train).__name__}")
+    train, val = tuple(train), None if val is None else tuple(val)  # a Split or list becomes a plain pair
     leading = {a.shape[0] for a in jax.tree.leaves((params, state))}
     if leading != {replicas}:
         raise ValueError(f"fit_replicas: {replicas} keys but stacked params / state with leading axes {leading}")

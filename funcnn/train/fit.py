@@ -24,7 +24,7 @@ import numpy as np
 
 from ..catalog import BEST, CHECKPOINT, METRICS
 from ..data.batching import batch_indices, batches, num_batches
-from ..io import atomic_path, load, save
+from ..io import CorruptFileError, atomic_path, load, save
 from .loop import Loop, Progress, log, positive, train as train_loop
 from .parallel import data_mesh, local_copy, make_data_parallel_train_step, replicate, shard_batch
 from .recipes import Plateau, get_learning_rate
@@ -60,6 +60,8 @@ def _raw_key(key):
         return jax.random.key_data(key)
     return key
 
+
+FIT_FILES = (CHECKPOINT, METRICS, BEST)  # what fit writes in out_dir
 
 # the scalars a checkpoint holds besides the trees, with their types (the load template is derived from this)
 COUNTERS = {"step": np.int64, "epoch": np.int64, "batch": np.int64, "batch_size": np.int64, "stale": np.int64,
@@ -141,14 +143,17 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
         loss: Callable = classification_loss, augment: Callable | None = None, out_dir=None,
         checkpoint_every: int | None = None, resume: bool = False, early_stopping: int | None = None,
         plateau_patience: int | None = None, plateau_factor: float = 0.1, drop_last: bool = True,
-        max_steps: int | None = None, progress: bool = True, eval_batch_size: int = 256) -> FitResult:
+        max_steps: int | None = None, progress: bool = True, eval_batch_size: int = 256,
+        overwrite: bool = False) -> FitResult:
     """Train `apply` on `train` = (x, y) for `epochs` epochs, validating on `val` = (x, y) after each.
 
     Args:
       apply, params, state: the model (see funcnn.layers) and its initial parameters and state.
       optimizer: an optax GradientTransformation (funcnn.train.recipes for the lectures' ones).
       key: PRNG key for the data order, the augmentation and Dropout.
-      out_dir: where metrics.jsonl, checkpoint.npz and best.npz go (None: nothing is written).
+      out_dir: where metrics.jsonl, checkpoint.npz and best.npz go (None: nothing is written). Runs never mix: an
+        out_dir that already holds them is refused unless resume=True (continue that run) or overwrite=True
+        (delete them first).
       checkpoint_every: also checkpoint every N steps (always at the end of each epoch and of training).
       resume: continue from out_dir/checkpoint.npz (which must exist); the result equals an uninterrupted run.
       early_stopping: stop when the validation score has not improved for this many epochs (best.npz keeps the
@@ -167,11 +172,15 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
     n_train = _check_settings(apply, params, state, loss, train, val, epochs=epochs, batch_size=batch_size,
                               eval_batch_size=eval_batch_size, checkpoint_every=checkpoint_every,
                               early_stopping=early_stopping, plateau_patience=plateau_patience, max_steps=max_steps,
-                              resume=resume, out_dir=out_dir, drop_last=drop_last)
+                              resume=resume, out_dir=out_dir, drop_last=drop_last, overwrite=overwrite)
+    train, val = tuple(train), None if val is None else tuple(val)  # (x, y): a Split or list becomes a plain pair
     out = Path(out_dir) if out_dir is not None else None
     writer = out is not None and jax.process_index() == 0  # in a multi-process run, process 0 writes the files
     if writer:
         out.mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            for name in FIT_FILES:
+                (out / name).unlink(missing_ok=True)
     key = _raw_key(key)
     # the compiled step donates its buffers; train on copies so the caller's params and state stay usable
     params, state = jax.tree.map(jnp.copy, (params, state))
@@ -199,7 +208,7 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
 
 
 def _check_settings(apply, params, state, loss, train, val, *, epochs, batch_size, eval_batch_size, checkpoint_every,
-                    early_stopping, plateau_patience, max_steps, resume, out_dir, drop_last) -> int:
+                    early_stopping, plateau_patience, max_steps, resume, out_dir, drop_last, overwrite) -> int:
     """ValueError (FileNotFoundError for a missing checkpoint) naming the first setting out of range or the data
     that does not fit the model; the number of training examples otherwise."""
     positive("fit", epochs=epochs, batch_size=batch_size, eval_batch_size=eval_batch_size)
@@ -209,6 +218,13 @@ def _check_settings(apply, params, state, loss, train, val, *, epochs, batch_siz
         raise ValueError("fit: early_stopping and plateau_patience monitor validation accuracy: pass val=(x, y)")
     if resume and out_dir is None:
         raise ValueError("fit: resume=True needs out_dir (where the checkpoint is)")
+    if resume and overwrite:
+        raise ValueError("fit: resume=True continues the run in out_dir and overwrite=True deletes it: pass one")
+    if out_dir is not None and not (resume or overwrite):
+        held = [name for name in FIT_FILES if (Path(out_dir) / name).exists()]
+        if held:
+            raise ValueError(f"fit: out_dir {out_dir} already holds a run ({', '.join(held)}); runs never mix: pass "
+                             "resume=True to continue it, overwrite=True to replace it, or another out_dir")
     if resume and not (Path(out_dir) / CHECKPOINT).exists():
         raise FileNotFoundError(f"fit: resume=True but there is no checkpoint to resume: {Path(out_dir) / CHECKPOINT} "
                                 "does not exist")
@@ -242,7 +258,11 @@ def _restore(out: Path, trees, key, batch_size: int, plateau, *, rewrite_history
     params, state, opt_state = trees
     like = {"params": params, "state": state, "opt_state": opt_state, "key": key,
             "counters": {k: np.zeros((), t) for k, t in COUNTERS.items()}}
-    ckpt = load(out / CHECKPOINT, like=like)
+    try:
+        ckpt = load(out / CHECKPOINT, like=like)
+    except CorruptFileError as err:
+        raise CorruptFileError(f"fit: the checkpoint in {out} does not fit this run's model and optimiser: {err}") \
+            from None
     written_with = ckpt["counters"]["batch_size"].item()
     if written_with != batch_size:
         raise ValueError(f"fit: the checkpoint in {out} was written with batch_size={written_with}, "

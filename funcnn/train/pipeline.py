@@ -19,171 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import shutil
 import time
 from pathlib import Path
 from typing import Callable
 
-from .. import catalog
-
-RUN_FILES, RUN_MARKERS = tuple(catalog.RUN_FILES), catalog.RUN_MARKERS
-SWEEPABLE = {"lr": "learning_rate", "wd": "weight_decay"}
-PRECISIONS = tuple(catalog.PRECISIONS)
-
-
-class RunError(ValueError):
-    """A run's settings or inputs are wrong (the CLI prints the message as one line, exit status 2)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class RunConfig:
-    """The settings of one run; the CLI's options, one field each (`funcnn train --help` shows the defaults)."""
-
-    model: str = "lenet5"
-    dataset: str = "digits"
-    data_dir: str | None = None
-    download: bool = False
-    epochs: int = 10
-    batch_size: int = 32
-    optimizer: str = "adam"
-    lr: float | None = None
-    seed: int = 0
-    out: str | None = None
-    resume: bool = False
-    overwrite: bool = False
-    checkpoint_every: int | None = None
-    early_stopping: int | None = None
-    plateau: int | None = None
-    augment: float = 0.0
-    precision: str = "float32"
-    replicas: int | None = None
-    sweep: tuple = ()          # ("lr=1e-3,3e-3", "wd=0"), as on the command line
-    progress: bool = True
-    plots: bool = True
-
-    def check(self) -> None:
-        """RunError naming the first option out of range."""
-        for name in ("epochs", "batch_size"):
-            _at_least_one(name, getattr(self, name))
-        for name in ("checkpoint_every", "early_stopping", "plateau", "replicas"):
-            if getattr(self, name) is not None:
-                _at_least_one(name, getattr(self, name))
-        if self.lr is not None and not (isinstance(self.lr, (int, float)) and 0 < self.lr < math.inf):
-            raise RunError(f"--lr must be a finite number > 0, got {self.lr}")
-        if not (isinstance(self.augment, (int, float)) and 0 <= self.augment < math.inf):
-            raise RunError(f"--augment must be a finite number >= 0 (0 = off), got {self.augment}")
-        if self.precision not in PRECISIONS:
-            raise RunError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.resume and self.overwrite:
-            raise RunError("--resume continues the run in the output directory and --overwrite deletes it: "
-                           "pass one of them")
-        replicas, _ = parse_sweep(self.sweep, self.replicas)
-        if replicas > 1 and (self.resume or self.early_stopping or self.plateau or self.checkpoint_every):
-            raise RunError("--resume, --early-stopping, --plateau and --checkpoint-every train one model; "
-                           "they do not combine with --replicas / --sweep")
-
-
-def _at_least_one(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise RunError(f"--{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
-
-
-def parse_sweep(items, replicas):
-    """["lr=1e-3,3e-3", "wd=0"] -> (R, {"learning_rate": [...], "weight_decay": [...]}); RunError on bad input."""
-    sweep = {}
-    for item in items:
-        name, sep, values = item.partition("=")
-        if not sep or name not in SWEEPABLE:
-            raise RunError(f"--sweep {item!r}: expected NAME=V1,V2,... with NAME one of {', '.join(SWEEPABLE)}")
-        try:
-            sweep[SWEEPABLE[name]] = [float(v) for v in values.split(",")]
-        except ValueError:
-            raise RunError(f"--sweep {item!r}: the values must be numbers separated by commas") from None
-        bad = [v for v in sweep[SWEEPABLE[name]] if not math.isfinite(v) or v < 0 or (name == "lr" and v == 0)]
-        if bad:
-            raise RunError(f"--sweep {item!r}: {name} values must be finite and "
-                           f"{'> 0' if name == 'lr' else '>= 0'}, got {bad[0]}")
-    lengths = {len(v) for v in sweep.values() if len(v) > 1}
-    if len(lengths) > 1:
-        raise RunError(f"--sweep: the lists have different lengths {sorted(lengths)}")
-    count = lengths.pop() if lengths else None
-    if replicas is not None and replicas < 1:
-        raise RunError(f"--replicas must be >= 1, got {replicas}")
-    if replicas is not None and count is not None and replicas != count:
-        raise RunError(f"--replicas {replicas} but --sweep gives {count} values per name")
-    return replicas or count or 1, sweep
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# run directories
-
-
-def holds_run(directory: Path) -> bool:
-    """Whether a directory already holds a run's outputs."""
-    return directory.is_dir() and any((directory / name).exists() for name in RUN_MARKERS)
-
-
-def _numbered(base: Path):
-    yield base
-    n = 2
-    while True:
-        yield base.with_name(f"{base.name}-{n}")
-        n += 1
-
-
-def run_directory(config: RunConfig, root: Path = Path("runs")) -> Path:
-    """Where a run writes (see the module docstring); RunError when the choice would mix or lose runs."""
-    if config.out is not None:
-        out = Path(config.out).expanduser()
-        if config.resume:
-            if not (out / "checkpoint.npz").exists():
-                raise RunError(f"--resume: there is no checkpoint to resume in {out} (no checkpoint.npz); start a "
-                               "new run without --resume")
-            return out
-        if holds_run(out) and not config.overwrite:
-            raise RunError(f"output directory {out} already holds a run; pass --overwrite to replace it, --resume "
-                           "to continue it, or another --out (without --out, each run gets a new directory)")
-        return out
-    base = root / f"{config.model}-{config.dataset}"
-    if config.resume:
-        existing = []
-        for candidate in _numbered(base):
-            if not candidate.exists():
-                break
-            if (candidate / "checkpoint.npz").exists():
-                existing.append(candidate)
-        if not existing:
-            raise RunError(f"--resume: no run of {config.model} on {config.dataset} with a checkpoint under "
-                           f"{root}/ (looked for {base}/checkpoint.npz and its numbered siblings); pass --out DIR")
-        return existing[-1]
-    if config.overwrite:
-        return base
-    return next(d for d in _numbered(base) if not holds_run(d))
-
-
-def clear_run(directory: Path) -> None:
-    """Delete a run's outputs (the files funcnn writes), leaving anything else in the directory alone."""
-    for name in RUN_FILES:
-        (directory / name).unlink(missing_ok=True)
-    for sub in directory.glob("replica_*"):
-        if sub.is_dir():
-            shutil.rmtree(sub)
-
-
-def _writable(directory: Path) -> Path:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / ".funcnn-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise RunError(f"output directory {directory} is not writable: {err.strerror or err}") from None
-    return directory
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# the run
+from .rundir import (RUN_FILES, RUN_MARKERS, clear_run, holds_run, resumed_settings, run_directory, saved_config,
+                     writable)
+from .runconfig import PRECISIONS, SWEEPABLE, RunConfig, RunError, parse_sweep
 
 
 @dataclasses.dataclass
@@ -221,19 +63,28 @@ def run(config: RunConfig | None = None, *, log: Callable[[str], None] = print, 
     """
     import jax
 
+    known = {f.name for f in dataclasses.fields(RunConfig)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise RunError(f"run: unknown option {unknown[0]!r}; the options are RunConfig's fields: "
+                       f"{', '.join(sorted(known))}")
     config = dataclasses.replace(config or RunConfig(), **options)
     config.check()
     if jax.process_index() != 0:
         log = lambda line: None  # noqa: E731 - process 0 speaks for the run
     _check_names(config)
-    job = _prepare(config, _choose_directory(config), log)
+    out = _choose_directory(config)
+    resumed = ""
+    if config.resume:
+        config, resumed = resumed_settings(config, out)
+    job = _prepare(config, out, log)
     if jax.process_index() == 0:
-        _start_directory(job)
+        _start_directory(job, resumed)
     x_train, x_val, x_test = (split[0] for split in (job.train, job.val, job.test))
     log(f"funcnn: training {config.model} on {config.dataset} ({len(x_train)} train / {len(x_val)} val / "
         f"{len(x_test)} test) for {config.epochs} epochs into {job.out}"
         + (f", {job.replicas} replicas in one compiled step" if job.replicas > 1 else "")
-        + (" (resuming from its checkpoint)" if config.resume else ""))
+        + (f"; {resumed}" if resumed else ""))
     return _run_replicas(job) if job.replicas > 1 else _run_one(job)
 
 
@@ -318,16 +169,20 @@ def _prepare(config: RunConfig, out: Path, log) -> Job:
                sweep, log)
 
 
-def _start_directory(job: Job) -> None:
-    """Clear an overwritten run, check the directory is writable and record the settings (a fresh run)."""
+def _start_directory(job: Job, resumed: str) -> None:
+    """Clear an overwritten run, check the directory is writable and record the settings the run goes on with
+    (config.json; a resumed run adds a line saying from where and with which overrides)."""
     import jax
+
+    from ..io import atomic_path
 
     if job.config.overwrite and holds_run(job.out):
         clear_run(job.out)
-    _writable(job.out)
-    if not job.config.resume:
-        record = dict(dataclasses.asdict(job.config), processes=jax.process_count(), devices=jax.device_count())
-        (job.out / "config.json").write_text(json.dumps(record, indent=2) + "\n")
+    writable(job.out)
+    record = dict(dataclasses.asdict(job.config), processes=jax.process_count(), devices=jax.device_count())
+    record["resumed"] = saved_config(job.out).get("resumed", []) + [resumed] if resumed else []
+    with atomic_path(job.out / "config.json", suffix=".json") as tmp:
+        Path(tmp).write_text(json.dumps(record, indent=2) + "\n")
 
 
 def _run_one(job: Job) -> RunResult:
@@ -425,4 +280,4 @@ def _plot_replicas(job: Job, result, seeds, hyperparams) -> None:
 
 
 __all__ = ["RunConfig", "RunResult", "RunError", "run", "run_directory", "holds_run", "clear_run", "parse_sweep",
-           "SWEEPABLE", "PRECISIONS"]
+           "SWEEPABLE", "PRECISIONS", "RUN_FILES", "RUN_MARKERS"]

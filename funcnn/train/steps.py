@@ -14,6 +14,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from .. import primitives as P
@@ -103,5 +104,9 @@ def evaluate(eval_step, params, state, x, y, batch_size: int = 256) -> dict:
 
 def predict(apply, params, state, x, batch_size: int = 256):
     """Class predictions (argmax of the logits) for x, in evaluation mode."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"predict: batch_size must be an int >= 1, got {batch_size!r}")
+    if len(x) == 0:
+        raise ValueError(f"predict: x holds no example (shape {tuple(np.shape(x))})")
     fn = jax.jit(lambda p, s, xb: jnp.argmax(logits_of(apply(p, s, xb, train=False)[0]), -1))
     return jnp.concatenate([fn(params, state, x[i:i + batch_size]) for i in range(0, len(x), batch_size)])

@@ -85,7 +85,7 @@ def _closure(fun, leaves, treedef, mask):
 
 
 def _validate(f, reference, checks, rtol, fd_rtol, fd_eps, fd_mode, fd_max_elements, fd_directions, nondet_tol,
-              num_cotangents, hlo_platforms):
+              num_cotangents, hlo_platforms, seed):
     if not callable(f):
         raise TypeError(f"check_vjp: f must be a function, got {type(f).__name__} {f!r:.40}")
     if reference is not None and not callable(reference):
@@ -101,6 +101,8 @@ def _validate(f, reference, checks, rtol, fd_rtol, fd_eps, fd_mode, fd_max_eleme
     for name, value in (("rtol", rtol), ("fd_rtol", fd_rtol), ("nondet_tol", nondet_tol)):
         if value is not None and not (isinstance(value, (int, float)) and 0 <= value < np.inf):
             raise ValueError(f"check_vjp: {name} must be a finite number >= 0, got {value!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"check_vjp: seed must be an int >= 0, got {seed!r}")
     if not (isinstance(fd_eps, (int, float)) and 0 < fd_eps < 1):
         raise ValueError(f"check_vjp: fd_eps must be a number in (0, 1), got {fd_eps!r}")
     for name, value in (("fd_max_elements", fd_max_elements), ("fd_directions", fd_directions),
@@ -166,7 +168,7 @@ def check_vjp(
         device of that platform.
     """
     hlo_platforms = _validate(f, reference, checks, rtol, fd_rtol, fd_eps, fd_mode, fd_max_elements, fd_directions,
-                              nondet_tol, num_cotangents, hlo_platforms)
+                              nondet_tol, num_cotangents, hlo_platforms, seed)
     wanted = set(checks) | ({"no_scatter"} if hlo_platforms else set())
     leaves, names, treedef, mask = _split(args)
     if not any(mask):
