@@ -10,7 +10,7 @@ Submodules and names load on first use (PEP 562), so `import funcnn` and the com
 
 from __future__ import annotations
 
-import importlib
+from .lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -25,15 +25,4 @@ __all__ = [*_PRIMITIVES, "CorruptFileError", "load", "save", "count_params", "su
            "__version__"]
 
 
-def __getattr__(name):
-    if name in _NAMES:
-        value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    if name in _SUBMODULES:
-        return importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module 'funcnn' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), _NAMES, _SUBMODULES)

@@ -161,6 +161,18 @@ def _add(a, b):
     return jax.tree_util.tree_map(jnp.add, a, b)
 
 
+def _impl_of(op, args, which, params):
+    """op's forward as a function of the arguments `which` alone (the others held at `args`): where JAX's own
+    autodiff of the forward is wanted (a linear op's nonlinear arguments, needed for second derivatives only)."""
+    def through(*values):
+        full = list(args)
+        for i, v in zip(which, values):
+            full[i] = v
+        return op.impl(*full, **params)
+
+    return through
+
+
 def _linear_tangent(op: Op, args, tangents, params):
     """The tangent of a linear op: the op applied to the linear arguments' tangents (jointly; a multilinear op to
     each one's tangent with the others at their primal values, the product rule), plus the derivative through its
@@ -179,12 +191,7 @@ def _linear_tangent(op: Op, args, tangents, params):
         total = op(*swapped, **params)
     others = [i for i, t in enumerate(tangents) if t is not None and i not in op.linear and i not in op.constant]
     if others:
-        def through(*values):
-            full = list(args)
-            for i, v in zip(others, values):
-                full[i] = v
-            return op.impl(*full, **params)
-
+        through = _impl_of(op, args, others, params)
         _, d = jax.jvp(through, tuple(args[i] for i in others), tuple(tangents[i] for i in others))
         total = _add(total, d)
     return total
@@ -417,12 +424,7 @@ def _custom_vjp_form(op: Op, frozen):
                     grads[i] = out[i]
             others = [i for i in floats if i not in op.linear and i not in op.constant]
             if others:
-                def through(*values):
-                    full = list(args)
-                    for i, v in zip(others, values):
-                        full[i] = v
-                    return op.impl(*full, **params)
-
+                through = _impl_of(op, args, others, params)
                 for i, d in zip(others, jax.vjp(through, *[args[i] for i in others])[1](g)):
                     grads[i] = d
             for i in op.constant:

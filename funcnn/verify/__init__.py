@@ -11,7 +11,7 @@ does not import the checker, and importing the primitives imports nothing of thi
 
 from __future__ import annotations
 
-import importlib
+from ..lazy import lazy_attributes
 
 _NAMES = {
     **dict.fromkeys(("CHECKS", "DEFAULT_CHECKS", "Row", "VJPReport", "assert_vjp", "check", "check_vjp",
@@ -25,15 +25,4 @@ _SUBMODULES = ("check", "finite", "primal", "reference", "registry", "result", "
 __all__ = ["reference", *_NAMES]
 
 
-def __getattr__(name):
-    if name in _NAMES:
-        value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    if name in _SUBMODULES:
-        return importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module 'funcnn.verify' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), _NAMES, _SUBMODULES)
