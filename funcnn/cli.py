@@ -29,8 +29,16 @@ class CliError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults in every option's help, and the epilog's layout kept."""
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Each option's default in its help, once (not where the help already says it or there is none to show), and
+    the epilog's layout kept."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        nothing = action.default is None or action.default is False or action.default is argparse.SUPPRESS
+        if "default" in text or nothing or action.default == []:
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def _train_parser(sub):
@@ -60,7 +68,8 @@ def _train_parser(sub):
     p.add_argument("--precision", default="float32", choices=list(catalog.PRECISIONS),
                    help="compute dtype; parameters stay float32 (float16 adds dynamic loss scaling)")
     p.add_argument("--replicas", type=int, default=None,
-                   help="train N independent models in one compiled step (vmap); replica r uses seed --seed + r")
+                   help="train N independent models in one compiled step (vmapped on accelerators, a loop inside the "
+                        "step on the CPU, where XLA runs that faster); replica r uses seed --seed + r")
     p.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2,...",
                    help="one value per replica of lr or wd (repeatable); without --replicas, one replica per value, "
                         "all with seed --seed; a single value is shared")

@@ -57,12 +57,13 @@ def summary(init, input_shape, *, rng=None, print_table: bool = True) -> str:
                 total += rows[j].flops or 0
                 j += 1
             flops[i] = total
-    width = max([len("  " * r.depth + r.name) for r in rows] + [5]) + 2
+    names = [r.key or r.name for r in rows]  # the params keys ("0_Conv"), as in conv_paths; the model's own name
+    width = max([len("  " * r.depth + n) for r, n in zip(rows, names)] + [5]) + 2
     lines = [f"{'Layer':<{width}}{'Output shape':<28}{'Params':>14}{'FLOPs':>12}", "-" * (width + 54)]
-    for row, f in zip(rows, flops):
+    for row, f, name in zip(rows, flops, names):
         count = f"({row.params:,})" if row.container else f"{row.params:,}"
         fl = f"({_flops_text(f)})" if row.container else _flops_text(f)
-        lines.append(f"{'  ' * row.depth + row.name:<{width}}{_shape_text(row.out_shape):<28}{count:>14}{fl:>12}")
+        lines.append(f"{'  ' * row.depth + name:<{width}}{_shape_text(row.out_shape):<28}{count:>14}{fl:>12}")
     lines.append("-" * (width + 54))
     total_flops = sum(row.flops for row in rows if not row.container)
     lines.append(f"Input shape: {_shape_text(tuple(input_shape))}   Output shape: {_shape_text(captured['out'])}")

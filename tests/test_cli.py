@@ -248,3 +248,22 @@ def test_a_resumed_run_takes_its_settings_from_config_json(tmp_path):
     (tmp_path / "r" / "config.json").write_text("[1, 2")
     with pytest.raises(train.RunError, match=r"config.json is not a readable run configuration"):
         train.run(resume=True, **quiet)
+
+
+def test_help_says_each_default_once():
+    parser = cli.build_parser()
+    for name, sub in parser._subparsers._group_actions[0].choices.items():
+        formatter = sub._get_formatter()
+        for action in sub._actions:
+            text = formatter._expand_help(action) if action.help else ""
+            assert text.count("default") <= 1, (name, action.dest, text)
+            if action.default is not None and action.default is not False and action.default not in ([], "==SUPPRESS=="):
+                assert "default" in text, (name, action.dest, text)  # 0 and 0.0 too
+
+
+def test_the_sweep_summary_counts_in_words(capsys):
+    from funcnn.verify import sweep
+
+    assert sweep.run_sweep(["global_avg_pool1d"], progress=False)
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("1 configuration of 1 primitive (the bounded set") and "all passed" in last, last

@@ -38,6 +38,7 @@ class Layer(NamedTuple):
 
 _RECORDER: contextvars.ContextVar = contextvars.ContextVar("funcnn_recorder", default=None)
 _DEPTH: contextvars.ContextVar = contextvars.ContextVar("funcnn_depth", default=0)
+_KEY: contextvars.ContextVar = contextvars.ContextVar("funcnn_key", default=None)  # the child's key in its parent
 
 
 @contextlib.contextmanager
@@ -63,6 +64,7 @@ class Row(NamedTuple):
     params: int
     container: bool
     flops: int | None      # per example, forward pass; None for a container (the sum of its children)
+    key: str | None = None  # the layer's key in its parent's params ("0_Conv"); None for the outermost layer
 
 
 def _batch(input_shape) -> int:
@@ -85,23 +87,34 @@ def named(name: str, init: Callable, apply: Callable, *, container: bool = False
         rows = _RECORDER.get()
         if rows is None:
             return init(rng, input_shape)
-        depth = _DEPTH.get()
+        depth, key = _DEPTH.get(), _KEY.get()
         index = len(rows)
         rows.append(None)
-        token = _DEPTH.set(depth + 1)
+        token, unkeyed = _DEPTH.set(depth + 1), _KEY.set(None)  # a layer's inner layers are not its parent's children
         try:
             out_shape, params, state = init(rng, input_shape)
         finally:
             _DEPTH.reset(token)
+            _KEY.reset(unkeyed)
         per_example = None
         if not container:
             total = flops(input_shape, out_shape, params) if flops is not None else 0
             per_example = int(total // max(_batch(input_shape), 1))
-        rows[index] = Row(depth, name, out_shape, _count(params), container, per_example)
+        rows[index] = Row(depth, name, out_shape, _count(params), container, per_example, key)
         return out_shape, params, state
 
     recorded_init.layer_name = name
     return Layer(recorded_init, apply)
+
+
+def init_child(key: str, layer: Layer, rng, input_shape):
+    """Initialise a combinator's child, telling an active recorder its key (`funcnn.summary` shows the params keys,
+    the names `describe.conv_paths` and the named scopes use)."""
+    token = _KEY.set(key)
+    try:
+        return layer.init(rng, input_shape)
+    finally:
+        _KEY.reset(token)
 
 
 def apply_child(key: str, layer: Layer, params, state, x, **kwargs):

@@ -11,7 +11,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from .base import Layer, apply_child, named, parameterless
+from .base import Layer, apply_child, init_child, named, parameterless
 
 
 def _keys(layers):
@@ -54,7 +54,7 @@ def serial(*layers: Layer, name: str = "serial") -> Layer:
         params, state = {}, {}
         shape = input_shape
         for key, layer, r in zip(keys, layers, jax.random.split(rng, len(layers))):
-            shape, params[key], state[key] = layer.init(r, shape)
+            shape, params[key], state[key] = init_child(key, layer, r, shape)
         return shape, params, state
 
     def apply(params, state, x, *, train=False, rng=None):
@@ -99,7 +99,7 @@ def parallel(*layers: Layer, name: str = "parallel") -> Layer:
             raise ValueError(f"parallel: expected {len(layers)} inputs, got shapes {input_shapes}")
         params, state, shapes = {}, {}, []
         for key, layer, r, shape in zip(keys, layers, jax.random.split(rng, len(layers)), input_shapes):
-            out, params[key], state[key] = layer.init(r, shape)
+            out, params[key], state[key] = init_child(key, layer, r, shape)
             shapes.append(out)
         return tuple(shapes), params, state
 

@@ -82,7 +82,8 @@ def run_sweep(only: Sequence[str] | None = None, *, full: bool = False, verbose:
     if not rows:
         print("no case matched", file=out)
         return False
-    print(f"\n{sum(len(r) for r in rows.values())} configurations of {len(rows)} primitives"
+    configs = sum(len(r) for r in rows.values())
+    print(f"\n{configs} configuration{'s' * (configs != 1)} of {len(rows)} primitive{'s' * (len(rows) != 1)}"
           + ("" if full else " (the bounded set; --full for every configuration)") + ": "
           + ("all passed" if not failures else f"{len(failures)} FAILED"), file=out)
     return not failures

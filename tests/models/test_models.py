@@ -41,7 +41,7 @@ def test_flops_per_layer_and_in_total():
     table = fn.summary(models.lenet5(10).init, (1, 32, 32, 1), print_table=False)
     conv1 = 2 * 28 * 28 * 6 * 25 + 28 * 28 * 6  # multiply-adds of a 5x5x1 window per output, plus the bias
     first = table.splitlines()[3]
-    assert first.split()[0] == "Conv" and first.endswith(f"{conv1 / 1e3:.2f}k")
+    assert first.split()[0] == "0_Conv" and first.endswith(f"{conv1 / 1e3:.2f}k")  # the params key, as --paths
     dense = 2 * 400 * 120 + 120
     assert total_flops(models.lenet5(10).init, (1, 32, 32, 1)) == (
         conv1 + 28 * 28 * 6 + 14 * 14 * 6 * 4 + 2 * 10 * 10 * 16 * 150 + 10 * 10 * 16 + 10 * 10 * 16
@@ -58,7 +58,10 @@ def test_summary_has_no_phantom_rows_and_paths_name_every_conv():
 
     table = fn.summary(fn.layers.serial(fn.layers.DepthwiseConv(3, padding="SAME"), fn.layers.Relu()).init,
                        (1, 8, 8, 4), print_table=False)
-    assert [line.split()[0] for line in table.splitlines()[2:5]] == ["serial", "DepthwiseConv", "Relu"]
+    assert [line.split()[0] for line in table.splitlines()[2:5]] == ["serial", "0_DepthwiseConv", "1_Relu"]
+    lenet = fn.summary(models.lenet5(10).init, (1, 32, 32, 1), print_table=False)
+    convs = {line.split()[0] for line in lenet.splitlines() if line.split() and line.split()[0].endswith("_Conv")}
+    assert convs == {c.label for c in conv_paths(models.lenet5(10), (2, 32, 32, 1))} == {"0_Conv", "3_Conv"}
     tic = fn.summary(fn.layers.TransformInvariantConv(4, 3).init, (1, 8, 8, 1), print_table=False)
     assert "  Conv" not in tic
     choices = conv_paths(models.resnet20(10), (2, 32, 32, 3))
