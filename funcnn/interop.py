@@ -342,10 +342,20 @@ def read_state_dict(path) -> dict:
 
 
 def save_safetensors(path, state_dict) -> None:
-    """Write a state dict (key -> array) as a .safetensors file that PyTorch, safetensors and other tools read."""
+    """Write a state dict (key -> array) as a .safetensors file that PyTorch, safetensors and other tools read,
+    atomically (a temporary file renamed over the target)."""
     from safetensors.numpy import save_file
 
-    save_file({k: np.ascontiguousarray(_numpy(v)) for k, v in state_dict.items()}, os.fspath(path))
+    from .io import atomic_path
+
+    if not isinstance(state_dict, dict) or not all(isinstance(k, str) for k in state_dict):
+        raise TypeError(f"interop.save_safetensors: state_dict must be a dict of name -> array (the order is "
+                        f"save_safetensors(path, state_dict)), got {type(state_dict).__name__}")
+    if os.path.isdir(os.fspath(path)):
+        raise IsADirectoryError(f"interop.save_safetensors: {os.fspath(path)} is a directory; give a file name")
+    tensors = {k: np.ascontiguousarray(_numpy(v)) for k, v in state_dict.items()}
+    with atomic_path(path, suffix=".safetensors") as tmp:
+        save_file(tensors, tmp)
 
 
 __all__ = ["MODELS", "StateDictMismatch", "as_state_dict", "from_torch", "to_torch", "read_state_dict",

@@ -8,6 +8,7 @@ end say so.
 
 import gzip
 import json
+import re
 import pickle
 import tarfile
 import zipfile
@@ -189,9 +190,10 @@ def _fit(**kw):
     x = kw.pop("x", np.ones((64, 4, 4, 1), np.float32))
     y = kw.pop("y", np.arange(64) % 10)
     optimizer = kw.pop("optimizer", train.adam())
+    val = kw.pop("val", None)
     settings = dict(key=KEY, epochs=1, batch_size=16, progress=False)
     settings.update(kw)
-    return lambda: train.fit(model.apply, params, state, optimizer, (x, y), kw.pop("val", None), **settings)
+    return lambda: train.fit(model.apply, params, state, optimizer, (x, y), val, **settings)
 
 
 FILES_DATA_FIT = [
@@ -339,9 +341,64 @@ GLUE = [
     ("check_vjp fd_mode", lambda p: fn.verify.check_vjp(fn.relu, jnp.ones(2), fd_mode="all"), ValueError, r'check_vjp: fd_mode must be "auto", "full" or "directional", got .all.'),
     ("hvp tangent shape", lambda p: _hvp({"w": jnp.ones(3)})(p), ValueError, r"hvp: v\['w'\] has shape \(3,\), params \['w'\] has \(2,\)"),
     ("hvp tangent structure", lambda p: _hvp(jnp.ones(2))(p), ValueError, r"hvp: v must be a pytree like params"),
+    ("fit optimizer a string", lambda p: _fit(optimizer="adam")(), TypeError, r"fit: optimizer must be an optax GradientTransformation .*got str 'adam'"),
+    ("fit key an int", lambda p: _fit(key=3)(), TypeError, r"fit: key must be a PRNG key \(jax.random.PRNGKey\(seed\) or jax.random.key\(seed\)\), got int 3"),
+    ("fit key of floats", lambda p: _fit(key=jnp.ones(5))(), TypeError, r"fit: key must be a PRNG key"),
+    ("fit loss a string", lambda p: _fit(loss="mse")(), TypeError, r"fit: loss must be a function, got str 'mse'"),
+    ("fit augment an int", lambda p: _fit(augment=3)(), TypeError, r"fit: augment must be a function, got int 3"),
+    ("fit out_dir a file", lambda p: _fit(out_dir=_write(p / "f.txt", b"x"))(), NotADirectoryError, r"fit: out_dir .*f.txt is a file, not a directory"),
+    ("fit train x shape", lambda p: _fit(x=np.ones((64, 5, 5, 1), np.float32))(), ValueError, r"fit: train x of shape \(64, 5, 5, 1\) does not fit the model: dense: x has 25 features"),
+    ("fit val x shape", lambda p: _fit(val=(np.ones((4, 5, 5, 1), np.float32), np.arange(4)))(), ValueError, r"fit: val x of shape \(4, 5, 5, 1\) does not fit the model"),
+    ("evaluate batch 0", lambda p: train.evaluate(train.make_eval_step(_lenet()[0].apply), *_lenet()[1:], jnp.ones((2, 32, 32, 1)), jnp.zeros(2, int), batch_size=0), ValueError, r"evaluate: batch_size must be an int >= 1, got 0"),
+    ("run config a dict", lambda p: train.run(config={"epochs": 1}), train.RunError, r"run: config must be a RunConfig \(or pass the settings as keywords\), got dict"),
+    ("save_safetensors arguments swapped", lambda p: fn.interop.save_safetensors({"a": np.ones(2)}, p / "a.safetensors"), TypeError, r"interop.save_safetensors: state_dict must be a dict of name -> array \(the order is save_safetensors\(path, state_dict\)\), got PosixPath"),
+    ("save_safetensors into a directory", lambda p: fn.interop.save_safetensors(p, {"a": np.ones(2)}), IsADirectoryError, r"interop.save_safetensors: .* is a directory"),
+    ("per_example_grads lengths", lambda p: train.per_example_grads(lambda q, b: jnp.sum(b[0]), {}, (np.ones((3, 2)), np.ones(4))), ValueError, r"per_example_grads: every array of the batch needs the same leading \(example\) axis, got shapes \(\(3, 2\), \(4,\)\)"),
     ("hessian_eigenvalues k 0", lambda p: fn.curvature.hessian_eigenvalues(lambda q: jnp.sum(q ** 2), jnp.ones(2), k=0), ValueError, r"hessian_eigenvalues: k must be an int >= 1, got 0"),
     ("hessian_eigenvalues iterations", lambda p: fn.curvature.hessian_eigenvalues(lambda q: jnp.sum(q ** 2), jnp.ones(2), k=2, iterations=1), ValueError, r"hessian_eigenvalues: iterations must be an int >= k = 2, got 1"),
 ]
+
+def _matrix():
+    """Every integer setting of fit, fit_replicas and run, and every numeric option of check_vjp, with each kind of
+    wrong value: the error names the setting and repeats the value."""
+    rows = []
+    for name in ("epochs", "batch_size", "eval_batch_size", "checkpoint_every", "early_stopping", "plateau_patience",
+                 "max_steps"):
+        for bad in (0, -2, 1.5, True, "3"):
+            rows.append((f"fit {name}={bad!r}", lambda p, n=name, b=bad: _fit(**{n: b})(), ValueError,
+                         rf"fit: {name} must be an int >= 1, got {re.escape(repr(bad))}"))
+    for name in ("epochs", "batch_size", "eval_batch_size"):
+        for bad in (0, -1, 2.5, False):
+            rows.append((f"fit_replicas {name}={bad!r}", lambda p, n=name, b=bad: _replicas(**{n: b})(), ValueError,
+                         rf"fit_replicas: {name} must be an int >= 1, got {re.escape(repr(bad))}"))
+    for name in ("epochs", "batch_size", "checkpoint_every", "early_stopping", "plateau", "replicas"):
+        for bad in (0, -1, 2.5, "3"):
+            flag = "--" + name.replace("_", "-")
+            rows.append((f"run {name}={bad!r}", lambda p, n=name, b=bad: train.run(out=str(p / "r"), **{n: b}),
+                         train.RunError, rf"{flag} must be an integer >= 1, got {re.escape(repr(bad))}"))
+    for name, bads, message in (
+            ("rtol", (-1.0, float("nan"), float("inf"), "1e-3"), "must be a finite number >= 0"),
+            ("fd_rtol", (-1e-6, float("inf"), "x"), "must be a finite number >= 0"),
+            ("nondet_tol", (-1, float("nan")), "must be a finite number >= 0"),
+            ("fd_eps", (0.0, 1.0, -1e-6, "1e-6"), r"must be a number in \(0, 1\)"),
+            ("fd_max_elements", (0, -5, 2.5, True), "must be an int >= 1"),
+            ("fd_directions", (0, 1.5, False), "must be an int >= 1"),
+            ("num_cotangents", (-1, 2.0, True), "must be an int >= 1")):
+        for bad in bads:
+            rows.append((f"check_vjp {name}={bad!r}", lambda p, n=name, b=bad: fn.verify.check_vjp(
+                fn.relu, jnp.ones(2), **{n: b}), ValueError, rf"check_vjp: {name} {message}, got"))
+    for bad in ((0, 32, 1), (32, 32), (32, -1, 1), (32, 32, 1.5)):
+        rows.append((f"export input_shape {bad}", lambda p, b=bad: fn.deploy.export(
+            _lenet()[0].apply, *_lenet()[1:], b), ValueError, r"funcnn.export: input_shape is one example's shape|"
+                     r"funcnn.export: the model does not take inputs of shape"))
+    for cut in (0, 10, 100, 400):
+        rows.append((f"load cut at {cut} bytes", lambda p, c=cut: fn.load(_write(p / "cut.npz", _saved(p).read_bytes()[:c])),
+                     CorruptFileError, r"cut.npz is not a complete funcnn file"))
+    return rows
+
+
+MATRIX = _matrix()
+
 
 CLI = [
     (["train", "--epochs", "-3"], r"--epochs must be an integer >= 1, got -3"),
@@ -393,7 +450,7 @@ def test_files_data_and_fit(tmp_path, call, error, match):
         call(tmp_path)
 
 
-@pytest.mark.parametrize("call, error, match", [c[1:] for c in GLUE], ids=[c[0] for c in GLUE])
+@pytest.mark.parametrize("call, error, match", [c[1:] for c in GLUE + MATRIX], ids=[c[0] for c in GLUE + MATRIX])
 def test_the_newer_glue(tmp_path, call, error, match):
     with pytest.raises(error, match=match):
         call(tmp_path)
@@ -413,7 +470,7 @@ def test_cli_gives_one_line_errors(tmp_path, monkeypatch, capsys, args, match):
 
 
 def test_the_corpus_is_large():
-    assert len(PRIMITIVES) + len(LAYERS_AND_MODELS) + len(FILES_DATA_FIT) + len(CLI) + len(GLUE) >= 210
+    assert len(PRIMITIVES) + len(LAYERS_AND_MODELS) + len(FILES_DATA_FIT) + len(CLI) + len(GLUE) + len(MATRIX) >= 330
 
 
 # -------------------------------------------------------------------------------------------------------------

@@ -114,6 +114,12 @@ def per_example_grads(loss: Callable, params, batch):
     to looping over the examples (the building block of per-example clipping in DP-SGD).
     """
 
+    lengths = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in jax.tree_util.tree_leaves(batch)}
+    if len(lengths) != 1 or None in lengths:
+        shapes = jax.tree_util.tree_map(np.shape, batch)
+        raise ValueError(f"per_example_grads: every array of the batch needs the same leading (example) axis, got "
+                         f"shapes {shapes}")
+
     def one(example):
         batched = jax.tree_util.tree_map(lambda a: a[None], example)
         return jax.grad(loss)(params, batched)

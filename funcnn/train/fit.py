@@ -121,17 +121,21 @@ def check_examples(apply, params, state, split, what, loss) -> int:
         raise ValueError(f"fit: {what} has {n} inputs but {m} labels: one label per example")
     if n == 0:
         raise ValueError(f"fit: {what} holds no example")
-    if loss is classification_loss:
-        from .steps import logits_of
+    from .steps import logits_of
 
+    sample = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((1, *np.shape(a)[1:]), jnp.asarray(a).dtype), x)
+    try:  # one example through the model, shapes only: a wrong input shape is named here, not deep in a layer
+        outputs = jax.eval_shape(lambda p, s, xb: apply(p, s, xb, train=False)[0], params, state, sample)
+    except (ValueError, TypeError) as err:
+        shapes = jax.tree_util.tree_map(np.shape, x)
+        raise ValueError(f"fit: {what} x of shape {shapes} does not fit the model: {str(err).splitlines()[0]}") \
+            from None
+    if loss is classification_loss:
         labels = np.asarray(y[0] if isinstance(y, (tuple, list)) else y)
         if not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(f"fit: {what} labels must be integer class indices for the classification loss, got "
                              f"dtype {labels.dtype} (pass loss= for regression targets)")
-        sample = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((1, *np.shape(a)[1:]), jnp.asarray(a).dtype),
-                                        x)
-        classes = jax.eval_shape(lambda p, s, xb: logits_of(apply(p, s, xb, train=False)[0]), params, state,
-                                 sample).shape[-1]
+        classes = logits_of(outputs).shape[-1]
         bad = np.flatnonzero((labels < 0) | (labels >= classes))
         if bad.size:
             raise ValueError(f"fit: {what} label {labels[bad[0]]} at index {bad[0]} is outside [0, {classes}), the "
@@ -169,6 +173,7 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
         lengths), naming the argument.
       TrainingDiverged: the loss became NaN or infinite; the last good checkpoint is kept.
     """
+    _check_parts(optimizer, loss, augment, key, out_dir)
     n_train = _check_settings(apply, params, state, loss, train, val, epochs=epochs, batch_size=batch_size,
                               eval_batch_size=eval_batch_size, checkpoint_every=checkpoint_every,
                               early_stopping=early_stopping, plateau_patience=plateau_patience, max_steps=max_steps,
@@ -241,6 +246,23 @@ def _check_settings(apply, params, state, loss, train, val, *, epochs, batch_siz
         raise ValueError(f"fit: batch_size={batch_size} must divide evenly over the {jax.device_count()} devices "
                          f"of the {processes} processes")
     return n_train
+
+
+def _check_parts(optimizer, loss, augment, key, out_dir) -> None:
+    """TypeError / ValueError naming the argument: an optimiser that is no optax transformation, a loss or augment
+    that cannot be called, a key that is no PRNG key, an out_dir that is a file."""
+    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
+        raise TypeError(f"fit: optimizer must be an optax GradientTransformation (train.adam(), optax.sgd(0.1), ...), "
+                        f"got {type(optimizer).__name__} {optimizer!r:.40}")
+    for name, value in (("loss", loss), ("augment", augment)):
+        if value is not None and not callable(value):
+            raise TypeError(f"fit: {name} must be a function, got {type(value).__name__} {value!r:.40}")
+    raw = _raw_key(key) if hasattr(key, "dtype") else None
+    if raw is None or np.ndim(raw) != 1 or not np.issubdtype(np.asarray(raw).dtype, np.unsignedinteger):
+        raise TypeError(f"fit: key must be a PRNG key (jax.random.PRNGKey(seed) or jax.random.key(seed)), got "
+                        f"{type(key).__name__} {key!r:.60}")
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise NotADirectoryError(f"fit: out_dir {out_dir} is a file, not a directory")
 
 
 def _check_learning_rate(opt_state, plateau) -> None:

@@ -63,6 +63,9 @@ def run(config: RunConfig | None = None, *, log: Callable[[str], None] = print, 
     """
     import jax
 
+    if config is not None and not isinstance(config, RunConfig):
+        raise RunError(f"run: config must be a RunConfig (or pass the settings as keywords), got "
+                       f"{type(config).__name__}")
     known = {f.name for f in dataclasses.fields(RunConfig)}
     unknown = sorted(set(options) - known)
     if unknown:

@@ -89,6 +89,8 @@ def make_eval_step(apply: Callable, loss: Callable = classification_loss, *, jit
 
 def evaluate(eval_step, params, state, x, y, batch_size: int = 256) -> dict:
     """Mean loss over (x, y), evaluated in batches, and the accuracy when the step reports one (classification)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"evaluate: batch_size must be an int >= 1, got {batch_size!r}")
     from ..data.batching import batches
 
     totals: dict = {}

@@ -61,6 +61,21 @@ def run_sweep(only: Sequence[str] | None = None, *, full: bool = False, verbose:
             if not report.ok:
                 failures.append((case, report))
         bar.close()
+    _print_table(rows, out)
+    for case, report in failures:
+        print(f"\nFAILED {case.primitive} {case.label}\n{report}", file=out)
+    if not rows:
+        print("no case matched", file=out)
+        return False
+    configs = sum(len(r) for r in rows.values())
+    print(f"\n{configs} configuration{'s' * (configs != 1)} of {len(rows)} primitive{'s' * (len(rows) != 1)}"
+          + ("" if full else " (the bounded set; --full for every configuration)") + ": "
+          + ("all passed" if not failures else f"{len(failures)} FAILED"), file=out)
+    return not failures
+
+
+def _print_table(rows: dict, out) -> None:
+    """One line per primitive: its configurations' worst errors per check and whether all passed."""
     header = (f"{'primitive':<22} {'configs':>7} {'vjp vs ref':>11} {'jvp vs ref':>11} {'vs FD (f64)':>12} "
               f"{'adjoint':>9} {'grad of grad':>13} {'hvp':>9} {'vmap/jit/determinism':>21}  pass")
     print(header, file=out)
@@ -77,16 +92,6 @@ def run_sweep(only: Sequence[str] | None = None, *, full: bool = False, verbose:
               f"{'-' if fd is None else f'{fd:.2e}':>12} {worst_of('adjoint'):>9} {worst_of('grad_of_grad'):>13} "
               f"{worst_of('hvp'):>9} {'ok' if structural else 'FAILED':>21}  "
               f"{'yes' if all(r.ok for r in reports) else 'NO'}", file=out)
-    for case, report in failures:
-        print(f"\nFAILED {case.primitive} {case.label}\n{report}", file=out)
-    if not rows:
-        print("no case matched", file=out)
-        return False
-    configs = sum(len(r) for r in rows.values())
-    print(f"\n{configs} configuration{'s' * (configs != 1)} of {len(rows)} primitive{'s' * (len(rows) != 1)}"
-          + ("" if full else " (the bounded set; --full for every configuration)") + ": "
-          + ("all passed" if not failures else f"{len(failures)} FAILED"), file=out)
-    return not failures
 
 
 DESCRIPTION = ("Check every funcnn primitive's hand-written rules: the VJP and the JVP against autodiff of the literal "
