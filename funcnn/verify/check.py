@@ -65,10 +65,10 @@ def _split(args):
         if isinstance(leaf, (str, bytes)) or leaf is None or (isinstance(leaf, np.ndarray) and leaf.dtype == object):
             raise TypeError(f"check_vjp: {name} must be an array (or a number), got {type(leaf).__name__} "
                             f"{leaf!r:.40}")
-        leaf = jnp.asarray(leaf)
-        leaves.append(leaf)
+        floating = bool(jnp.issubdtype(leaf.dtype if hasattr(leaf, "dtype") else np.result_type(leaf), jnp.floating))
+        leaves.append(jnp.asarray(leaf) if floating else leaf)  # the others as given: an int for nondiff_argnums
         names.append(name)
-        mask.append(bool(jnp.issubdtype(leaf.dtype, jnp.floating)))
+        mask.append(floating)
     return leaves, names, treedef, mask
 
 

@@ -142,12 +142,20 @@ def primal_of(f: Callable) -> Callable:
 
     @functools.wraps(f)
     def primal(*args):
-        closed, out_shape = jax.make_jaxpr(f, return_shape=True)(*args)
+        # Python scalars stay static (a rule's nondiff_argnums take them as they are, never as tracers)
+        static = [i for i, a in enumerate(args) if isinstance(a, (bool, int, float, complex, str))]
+        traced = [a for i, a in enumerate(args) if i not in static]
+
+        def over_traced(*values):
+            it = iter(values)
+            return f(*(a if i in static else next(it) for i, a in enumerate(args)))
+
+        closed, out_shape = jax.make_jaxpr(over_traced, return_shape=True)(*traced)
         if not has_rules(closed):
             raise TypeError(f"funcnn.verify: {getattr(f, '__name__', f)!r} holds no hand-written rule (a "
                             "jax.custom_vjp, jax.custom_jvp or funcnn primitive) to check against its primal; pass "
                             "reference= (an independent implementation) instead")
-        flat = jax.tree_util.tree_leaves(args)
+        flat = jax.tree_util.tree_leaves(traced)
         outs = _evaluate(closed.jaxpr, closed.consts, flat)
         return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(out_shape), outs)
 

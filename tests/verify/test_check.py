@@ -358,3 +358,23 @@ def test_the_checkers_own_arguments_are_checked():
         check_vjp(fn.relu, "abc")
     with pytest.raises(ValueError, match=r"the reference's output \[\(4,\)\] does not match f's \[\(3,\)\]"):
         check_vjp(fn.relu, x, reference=lambda x: jnp.ones(4))
+
+
+def test_a_rule_with_nondiff_argnums_is_checked_called_the_natural_way():
+    """check_vjp(f, x, 2) for f = custom_vjp(nondiff_argnums=(1,)): the int stays a Python int (JAX forbids tracers
+    there), f's primal is the reference, a right rule passes and a wrong one fails."""
+    import functools
+
+    def scale_with(factor):
+        @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+        def scale(x, k):
+            return x * k
+
+        scale.defvjp(lambda x, k: (x * k, None), lambda k, res, g: (g * k * factor,))
+        return scale
+
+    x = normal(np.random.default_rng(21), 3)
+    right = check_vjp(scale_with(1), x, 2)
+    assert right.ok and {r.check for r in right.rows if not r.skipped} >= {"forward", "vjp", "finite_differences"}
+    wrong = check_vjp(scale_with(3), x, 2, checks=("vjp", "finite_differences"))
+    assert {r.check for r in wrong.failures} == {"vjp", "finite_differences"}
