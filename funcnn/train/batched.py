@@ -29,6 +29,7 @@ import numpy as np
 
 from ..data.batching import batch_indices, batches, num_batches
 from ..io import save
+from .fit import check_examples
 from .loop import Loop, Progress, positive, train as train_loop
 from .steps import classification_loss, make_eval_step, make_train_step
 
@@ -159,13 +160,14 @@ def fit_replicas(apply: Callable, params, state, optimizer, train, val=None, *, 
     positive("fit_replicas", epochs=epochs, batch_size=batch_size, eval_batch_size=eval_batch_size)
     keys = jnp.asarray(keys)
     replicas = len(keys)
-    if not isinstance(train, (tuple, list)) or len(train) != 2:
-        raise ValueError(f"fit_replicas: train must be a pair (x, y), got {type(train).__name__}")
-    train, val = tuple(train), None if val is None else tuple(val)  # a Split or list becomes a plain pair
     leading = {a.shape[0] for a in jax.tree.leaves((params, state))}
     if leading != {replicas}:
         raise ValueError(f"fit_replicas: {replicas} keys but stacked params / state with leading axes {leading}")
-    n = len(train[0])
+    first = replica(params, 0), replica(state, 0)  # what fit checks the data against, for one replica
+    n = check_examples(apply, *first, train, "train", loss, where="fit_replicas")
+    if val is not None:
+        check_examples(apply, *first, val, "val", loss, where="fit_replicas")
+    train, val = tuple(train), None if val is None else tuple(val)  # a Split or list becomes a plain pair
     if n < batch_size:
         raise ValueError(f"fit_replicas: {n} training examples, fewer than batch_size={batch_size}")
     hyperparams = {k: np.broadcast_to(np.asarray(v, np.float64), (replicas,)) for k, v in (hyperparams or {}).items()}

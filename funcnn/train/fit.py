@@ -103,24 +103,25 @@ def _write_history(path: Path, history: list) -> None:
         Path(tmp).write_text("".join(json.dumps(row) + "\n" for row in history))
 
 
-def _length(tree, what):
+def _length(tree, what, where="fit"):
     lengths = {len(leaf) for leaf in jax.tree_util.tree_leaves(tree)}
     if len(lengths) != 1:
-        raise ValueError(f"fit: the arrays of {what} have different lengths {sorted(lengths)}")
+        raise ValueError(f"{where}: the arrays of {what} have different lengths {sorted(lengths)}")
     return lengths.pop()
 
 
-def check_examples(apply, params, state, split, what, loss) -> int:
+def check_examples(apply, params, state, split, what, loss, where: str = "fit") -> int:
     """The number of examples in `split` = (x, y), after checking that x and y have one entry per example and, for
-    the default classification loss, that y holds integer labels in [0, number of logits)."""
+    the default classification loss, that y holds integer labels in [0, number of logits). `where` names the caller
+    in the errors (fit, fit_replicas)."""
     if not isinstance(split, (tuple, list)) or len(split) != 2:
-        raise ValueError(f"fit: {what} must be a pair (x, y), got {type(split).__name__}")
+        raise ValueError(f"{where}: {what} must be a pair (x, y), got {type(split).__name__}")
     x, y = split
-    n, m = _length(x, f"{what} x"), _length(y, f"{what} y")
+    n, m = _length(x, f"{what} x", where), _length(y, f"{what} y", where)
     if n != m:
-        raise ValueError(f"fit: {what} has {n} inputs but {m} labels: one label per example")
+        raise ValueError(f"{where}: {what} has {n} inputs but {m} labels: one label per example")
     if n == 0:
-        raise ValueError(f"fit: {what} holds no example")
+        raise ValueError(f"{where}: {what} holds no example")
     from .steps import logits_of
 
     sample = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((1, *np.shape(a)[1:]), jnp.asarray(a).dtype), x)
@@ -128,17 +129,17 @@ def check_examples(apply, params, state, split, what, loss) -> int:
         outputs = jax.eval_shape(lambda p, s, xb: apply(p, s, xb, train=False)[0], params, state, sample)
     except (ValueError, TypeError) as err:
         shapes = jax.tree_util.tree_map(np.shape, x)
-        raise ValueError(f"fit: {what} x of shape {shapes} does not fit the model: {str(err).splitlines()[0]}") \
+        raise ValueError(f"{where}: {what} x of shape {shapes} does not fit the model: {str(err).splitlines()[0]}") \
             from None
     if loss is classification_loss:
         labels = np.asarray(y[0] if isinstance(y, (tuple, list)) else y)
         if not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"fit: {what} labels must be integer class indices for the classification loss, got "
+            raise ValueError(f"{where}: {what} labels must be integer class indices for the classification loss, got "
                              f"dtype {labels.dtype} (pass loss= for regression targets)")
         classes = logits_of(outputs).shape[-1]
         bad = np.flatnonzero((labels < 0) | (labels >= classes))
         if bad.size:
-            raise ValueError(f"fit: {what} label {labels[bad[0]]} at index {bad[0]} is outside [0, {classes}), the "
+            raise ValueError(f"{where}: {what} label {labels[bad[0]]} at index {bad[0]} is outside [0, {classes}), the "
                              f"model's {classes} classes ({bad.size} labels out of range)")
     return n
 
@@ -201,7 +202,7 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
     show = progress_bar and jax.process_index() == 0
     files = _Files(out, key, batch_size, plateau, mesh) if writer else None
     loop = Loop(epochs=epochs, per_epoch=num_batches(n_train, batch_size, drop_last),
-                batches=_epoch_batches(train, key, batch_size, drop_last, mesh),
+                batches=_epoch_batches(train, n_train, key, batch_size, drop_last, mesh),
                 step=_compiled_step(apply, optimizer, loss, augment, trees, train, batch_size, key, mesh, show),
                 validate=None if val is None else _validation(apply, loss, val, eval_batch_size, mesh),
                 checkpoint=files.checkpoint if files else Loop.checkpoint,
@@ -331,7 +332,7 @@ class _Files:
         save(self.out / BEST, {"params": params, "state": state})
 
 
-def _epoch_batches(train, key, batch_size: int, drop_last: bool, mesh):
+def _epoch_batches(train, n: int, key, batch_size: int, drop_last: bool, mesh):
     """(epoch, first batch) -> that epoch's batches, in the order fold_in(data key, epoch) draws. In a multi-process
     run each process takes its rows of every global batch (the global order is the one-process order for the same
     key) and places them on the Mesh."""
@@ -344,7 +345,7 @@ def _epoch_batches(train, key, batch_size: int, drop_last: bool, mesh):
             yield from batches(x, y, batch_size, key=order_key, drop_last=drop_last, start=start)
             return
         share, rank = batch_size // jax.process_count(), jax.process_index()
-        for index in batch_indices(len(x), batch_size, key=order_key, drop_last=True, start=start):
+        for index in batch_indices(n, batch_size, key=order_key, drop_last=True, start=start):
             rows = index[rank * share:(rank + 1) * share]
             yield shard_batch(jax.tree.map(lambda a: np.asarray(a)[rows], (x, y)), mesh, local=True)
 

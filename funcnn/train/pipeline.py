@@ -23,8 +23,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .rundir import (RUN_FILES, RUN_MARKERS, clear_run, holds_run, resumed_settings, run_directory, saved_config,
-                     writable)
+from .rundir import RUN_FILES, RUN_MARKERS, clear_run, holds_run, resumed_settings, run_directory, writable
 from .runconfig import PRECISIONS, SWEEPABLE, RunConfig, RunError, parse_sweep
 
 
@@ -77,17 +76,17 @@ def run(config: RunConfig | None = None, *, log: Callable[[str], None] = print, 
         log = lambda line: None  # noqa: E731 - process 0 speaks for the run
     _check_names(config)
     out = _choose_directory(config)
-    resumed = ""
+    resumptions = []
     if config.resume:
-        config, resumed = resumed_settings(config, out)
+        config, resumptions = resumed_settings(config, out)
     job = _prepare(config, out, log)
     if jax.process_index() == 0:
-        _start_directory(job, resumed)
+        _start_directory(job, resumptions)
     x_train, x_val, x_test = (split[0] for split in (job.train, job.val, job.test))
     log(f"funcnn: training {config.model} on {config.dataset} ({len(x_train)} train / {len(x_val)} val / "
         f"{len(x_test)} test) for {config.epochs} epochs into {job.out}"
         + (f", {job.replicas} replicas in one compiled step" if job.replicas > 1 else "")
-        + (f"; {resumed}" if resumed else ""))
+        + (f"; {resumptions[-1]}" if resumptions else ""))
     return _run_replicas(job) if job.replicas > 1 else _run_one(job)
 
 
@@ -172,9 +171,9 @@ def _prepare(config: RunConfig, out: Path, log) -> Job:
                sweep, log)
 
 
-def _start_directory(job: Job, resumed: str) -> None:
+def _start_directory(job: Job, resumptions: list) -> None:
     """Clear an overwritten run, check the directory is writable and record the settings the run goes on with
-    (config.json; a resumed run adds a line saying from where and with which overrides)."""
+    (config.json; `resumptions`: a line per resumption saying from where and with which overrides)."""
     import jax
 
     from ..io import atomic_path
@@ -183,7 +182,7 @@ def _start_directory(job: Job, resumed: str) -> None:
         clear_run(job.out)
     writable(job.out)
     record = dict(dataclasses.asdict(job.config), processes=jax.process_count(), devices=jax.device_count())
-    record["resumed"] = saved_config(job.out).get("resumed", []) + [resumed] if resumed else []
+    record["resumed"] = resumptions
     with atomic_path(job.out / "config.json", suffix=".json") as tmp:
         Path(tmp).write_text(json.dumps(record, indent=2) + "\n")
 

@@ -89,7 +89,8 @@ EXTENDABLE = ("epochs", "early_stopping", "plateau", "checkpoint_every")
 def resumed_settings(config: RunConfig, out: Path) -> tuple:
     """The settings a resumed run continues with (as Keras and Lightning resume): its config.json's, except the
     options given here (those that differ from RunConfig's defaults). A run-defining option that differs from the
-    run's is refused; an extendable one is taken and reported. Returns (config, the banner's description)."""
+    run's is refused; an extendable one is taken and reported. Returns (config, the run's resumptions: those
+    config.json records, then this one's description, the banner's line)."""
     saved = saved_config(out)
     default, given = RunConfig(), {}
     for name in RUN_DEFINING + EXTENDABLE:
@@ -119,7 +120,7 @@ def resumed_settings(config: RunConfig, out: Path) -> tuple:
     else:
         where = (f"the run already finished its {config.epochs} epoch{'s' if config.epochs != 1 else ''}; pass "
                  "--epochs N to train on")
-    return config, where + (f"; overriding {overrides}" if overrides else "")
+    return config, list(saved.get("resumed", [])) + [where + (f"; overriding {overrides}" if overrides else "")]
 
 
 def saved_config(out: Path) -> dict:
@@ -149,4 +150,4 @@ def _checkpoint_position(out: Path):
 
 
 __all__ = ["RUN_FILES", "RUN_MARKERS", "holds_run", "run_directory", "clear_run", "writable", "resumed_settings",
-           "saved_config", "RUN_DEFINING", "EXTENDABLE"]
+           "RUN_DEFINING", "EXTENDABLE"]

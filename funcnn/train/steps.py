@@ -19,6 +19,7 @@ import optax
 
 from .. import primitives as P
 from ..data.augment import augment_batch
+from .loop import positive
 
 
 def logits_of(outputs):
@@ -89,8 +90,7 @@ def make_eval_step(apply: Callable, loss: Callable = classification_loss, *, jit
 
 def evaluate(eval_step, params, state, x, y, batch_size: int = 256) -> dict:
     """Mean loss over (x, y), evaluated in batches, and the accuracy when the step reports one (classification)."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"evaluate: batch_size must be an int >= 1, got {batch_size!r}")
+    positive("evaluate", batch_size=batch_size)
     from ..data.batching import batches
 
     totals: dict = {}
@@ -106,8 +106,7 @@ def evaluate(eval_step, params, state, x, y, batch_size: int = 256) -> dict:
 
 def predict(apply, params, state, x, batch_size: int = 256):
     """Class predictions (argmax of the logits) for x, in evaluation mode."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"predict: batch_size must be an int >= 1, got {batch_size!r}")
+    positive("predict", batch_size=batch_size)
     if len(x) == 0:
         raise ValueError(f"predict: x holds no example (shape {tuple(np.shape(x))})")
     fn = jax.jit(lambda p, s, xb: jnp.argmax(logits_of(apply(p, s, xb, train=False)[0]), -1))
