@@ -65,11 +65,13 @@ RUN_MARKERS = ("config.json", "metrics.jsonl", "checkpoint.npz", "results.json")
 CHECKPOINT, METRICS, BEST, PARAMS, CONFIG, RESULTS = ("checkpoint.npz", "metrics.jsonl", "best.npz", "params.npz",
                                                       "config.json", "results.json")
 
-PRIMITIVES = ("adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d",
-              "avg_pool1d", "avg_pool2d", "batch_norm", "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d",
-              "dense", "global_avg_pool1d", "global_avg_pool2d", "group_norm", "layer_norm", "log_softmax",
-              "lp_pool1d", "lp_pool2d", "max_pool1d", "max_pool2d", "relu", "sigmoid", "softmax",
-              "softmax_cross_entropy", "tanh")
+PRIMITIVES = ("adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
+              "adaptive_max_pool2d", "adaptive_max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d", "batch_norm",
+              "border_pad", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+              "dense", "global_avg_pool1d", "global_avg_pool2d", "global_avg_pool3d", "group_norm", "layer_norm",
+              "log_softmax", "lp_pool1d", "lp_pool2d", "lp_pool3d", "max_pool1d", "max_pool2d", "max_pool3d",
+              "max_unpool1d", "max_unpool2d", "max_unpool3d", "relu", "sigmoid", "softmax", "softmax_cross_entropy",
+              "tanh")
 
 __all__ = ["Model", "MODELS", "DATASETS", "OPTIMIZERS", "PRECISIONS", "RUN_FILES", "RUN_MARKERS", "PRIMITIVES",
            "CHECKPOINT", "METRICS", "BEST", "PARAMS", "CONFIG", "RESULTS"]

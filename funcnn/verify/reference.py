@@ -104,19 +104,24 @@ def _windows(xp, window, stride, dilation, out):
 # convolution
 
 
-def conv2d(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1):
+def conv2d(x, w, b=None, **kw):
     """z(n, i, j, f) = sum_{u, v, c} w(u, v, c, f) Y_pad(n, S*i + D*u, S*j + D*v, c) + b(f), group by group."""
-    return conv_nd(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    return conv_nd(x, w, b, **kw)
 
 
-def conv1d(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1):
+def conv1d(x, w, b=None, **kw):
     """1-D form of `conv2d`."""
-    return conv_nd(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    return conv_nd(x, w, b, **kw)
 
 
-def conv_nd(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1):
+def conv3d(x, w, b=None, **kw):
+    """3-D form of `conv2d`: i, u run over (d, h, w)."""
+    return conv_nd(x, w, b, **kw)
+
+
+def conv_nd(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1, padding_mode="zeros"):
     window, stride, dilation, pads, out = _params(x.shape, w.shape[:-2], stride, padding, dilation)
-    xp = _pad(x, pads)
+    xp = _pad(x, pads) if padding_mode == "zeros" else border_pad(x, pads, padding_mode)
     cin_g, cout = w.shape[-2], w.shape[-1]
     cout_g = cout // groups
     outputs = []
@@ -132,31 +137,41 @@ def conv_nd(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1):
     return z if b is None else z + b
 
 
-def conv_transpose2d(y, w, b=None, *, stride=1, padding="VALID", dilation=1, output_padding=0):
+def conv_transpose2d(y, w, b=None, **kw):
     """Lecture "Expanding convolution layer": z(n, S*x + D*u, c) += w(u, c, f) y(n, x, f), then crop the padding."""
-    return conv_transpose_nd(y, w, b, stride=stride, padding=padding, dilation=dilation, output_padding=output_padding)
+    return conv_transpose_nd(y, w, b, **kw)
 
 
-def conv_transpose1d(y, w, b=None, *, stride=1, padding="VALID", dilation=1, output_padding=0):
+def conv_transpose1d(y, w, b=None, **kw):
     """1-D form of `conv_transpose2d`."""
-    return conv_transpose_nd(y, w, b, stride=stride, padding=padding, dilation=dilation, output_padding=output_padding)
+    return conv_transpose_nd(y, w, b, **kw)
 
 
-def conv_transpose_nd(y, w, b=None, *, stride=1, padding="VALID", dilation=1, output_padding=0):
+def conv_transpose3d(y, w, b=None, **kw):
+    """3-D form of `conv_transpose2d`."""
+    return conv_transpose_nd(y, w, b, **kw)
+
+
+def conv_transpose_nd(y, w, b=None, *, stride=1, padding="VALID", dilation=1, output_padding=0,
+                      padding_mode="zeros"):
     window, stride, dilation, pads, out_sizes = _transpose_params(y.shape, w.shape[:-2], stride, padding, dilation,
                                                                   output_padding)
     in_sizes = y.shape[1:-1]
     k_eff = [d * (k - 1) + 1 for k, d in zip(window, dilation)]
     full = [(o - 1) * s + ke for o, s, ke in zip(in_sizes, stride, k_eff)]
     # room for the output rows beyond the full map (they get no contribution: the rows a strided conv drops)
-    size = [max(f, lo + n) for f, (lo, _), n in zip(full, pads, out_sizes)]
+    size = [max(f, lo + n + hi) for f, (lo, hi), n in zip(full, pads, out_sizes)]
     z = jnp.zeros((y.shape[0], *size, w.shape[-2]), jnp.result_type(y, w))
     for u in itertools.product(*(range(k) for k in window)):
         contribution = jnp.sum(y[..., None, :] * w[u][None], axis=-1)  # (N, *in, C_out)
         index = tuple(np.ix_(*[s * np.arange(o) + d * uu for s, d, uu, o in zip(stride, dilation, u, in_sizes)]))
         z = z.at[(slice(None), *index, slice(None))].add(contribution)
-    crop = tuple(slice(lo, lo + n) for (lo, _), n in zip(pads, out_sizes))
-    z = z[(slice(None), *crop, slice(None))]
+    if padding_mode != "zeros":  # the adjoint of border_pad: each padded entry's value added onto its source
+        z = z[(slice(None), *(slice(0, n + lo + hi) for n, (lo, hi) in zip(out_sizes, pads)), slice(None))]
+        z = _fold(z, pads, out_sizes, padding_mode)
+    else:
+        crop = tuple(slice(lo, lo + n) for (lo, _), n in zip(pads, out_sizes))
+        z = z[(slice(None), *crop, slice(None))]
     return z if b is None else z + b
 
 
@@ -205,30 +220,33 @@ def _pool_entries(x, window, stride, pads, out, over, value):
     return _windows(_pad(x, full, value), window, stride, (1,) * len(window), out)
 
 
-def max_pool2d(x, window, stride=None, padding="VALID", ceil_mode=False):
-    """Lecture: P(n, i, c) = argmax over the window (first maximum), y(n, i, c) = Y(n, P(n, i, c), c)."""
-    return _max_pool(x, window, stride, padding, ceil_mode)
-
-
-def max_pool1d(x, window, stride=None, padding="VALID", ceil_mode=False):
-    return _max_pool(x, window, stride, padding, ceil_mode)
-
-
-def _max_pool(x, window, stride, padding, ceil_mode):
+def _pooled(x, window, stride, padding, ceil_mode, padding_mode, value):
+    """The geometry from x as given, then the window entries (N, *out, C, prod(K)) and the padding actually used:
+    with a padding mode the border holds the literal `border_pad` copies (and the pool pads nothing more but a
+    ceil-mode overhang), else `value` (-inf for max, 0 for mean and p-norm)."""
     window, stride, pads, out, over = _pool_params(x.shape, window, stride, padding, ceil_mode)
-    entries = _pool_entries(x, window, stride, pads, out, over, -jnp.inf)
+    if padding_mode != "zeros":
+        x, pads = border_pad(x, pads, padding_mode), [(0, 0)] * len(pads)
+    return window, stride, pads, out, over, x, _pool_entries(x, window, stride, pads, out, over, value)
+
+
+def max_pool2d(x, window, stride=None, padding="VALID", ceil_mode=False, return_indices=False, padding_mode="zeros"):
+    """Lecture: P(n, i, c) = argmax over the window (first maximum), y(n, i, c) = Y(n, P(n, i, c), c). With
+    return_indices, also P as a flat index into x's channel plane (row-major), computed from the window position."""
+    window, stride, pads, out, _, x, entries = _pooled(x, window, stride, padding, ceil_mode, padding_mode, -jnp.inf)
     p = jnp.argmax(entries, axis=-1)
-    return jnp.take_along_axis(entries, p[..., None], axis=-1)[..., 0]
+    y = jnp.take_along_axis(entries, p[..., None], axis=-1)[..., 0]
+    if not return_indices:
+        return y
+    offsets = np.array(list(itertools.product(*(range(k) for k in window))))  # (prod(K), nd): u of each entry
+    index = 0
+    for axis, (s, (lo, _), n) in enumerate(zip(stride, pads, x.shape[1:-1])):
+        i = np.arange(out[axis]).reshape([-1 if a == axis else 1 for a in range(len(out))] + [1])
+        index = index * n + (s * i + offsets[:, axis][p] - lo)
+    return y, index
 
 
-def avg_pool2d(x, window, stride=None, padding="VALID", count_include_pad=True, ceil_mode=False):
-    """y = (1/|W|) sum over the window; |W| = the window's positions inside the padded input (prod(K) but for a
-    ceil-mode overhang), or the number of real inputs in the window."""
-    return _avg_pool(x, window, stride, padding, count_include_pad, ceil_mode)
-
-
-def avg_pool1d(x, window, stride=None, padding="VALID", count_include_pad=True, ceil_mode=False):
-    return _avg_pool(x, window, stride, padding, count_include_pad, ceil_mode)
+max_pool1d = max_pool3d = max_pool2d
 
 
 def _counted(x_shape, window, stride, pads, out, over, count_include_pad):
@@ -239,22 +257,24 @@ def _counted(x_shape, window, stride, pads, out, over, count_include_pad):
     return jnp.sum(_pool_entries(ones, window, stride, pads, out, over, 0.0), axis=-1)
 
 
-def _avg_pool(x, window, stride, padding, count_include_pad, ceil_mode):
-    window, stride, pads, out, over = _pool_params(x.shape, window, stride, padding, ceil_mode)
-    total = jnp.sum(_pool_entries(x, window, stride, pads, out, over, 0.0), axis=-1)
-    return total / _counted(x.shape, window, stride, pads, out, over, count_include_pad)
+def avg_pool2d(x, window, stride=None, padding="VALID", count_include_pad=True, ceil_mode=False, padding_mode="zeros"):
+    """y = (1/|W|) sum over the window; |W| = the window's positions inside the padded input (prod(K) but for a
+    ceil-mode overhang), or the number of real inputs in the window (with a padding mode, every border copy)."""
+    window, stride, pads, out, over, x, entries = _pooled(x, window, stride, padding, ceil_mode, padding_mode, 0.0)
+    return jnp.sum(entries, axis=-1) / _counted(x.shape, window, stride, pads, out, over, count_include_pad)
 
 
-def lp_pool2d(x, p, window, stride=None, padding="VALID", ceil_mode=False):
+avg_pool1d = avg_pool3d = avg_pool2d
+
+
+def lp_pool2d(x, p, window, stride=None, padding="VALID", ceil_mode=False, padding_mode="zeros"):
     """y = ((1/|W|) sum over the window of |x|^p)^(1/p), |W| = prod(K) (less a ceil-mode overhang)."""
-    window, stride, pads, out, over = _pool_params(x.shape, window, stride, padding, ceil_mode)
-    entries = _pool_entries(x, window, stride, pads, out, over, 0.0)
+    window, stride, pads, out, over, x, entries = _pooled(x, window, stride, padding, ceil_mode, padding_mode, 0.0)
     counts = _counted(x.shape, window, stride, pads, out, over, True)
     return (jnp.sum(jnp.abs(entries) ** p, axis=-1) / counts) ** (1.0 / p)
 
 
-def lp_pool1d(x, p, window, stride=None, padding="VALID", ceil_mode=False):
-    return lp_pool2d(x, p, window, stride, padding, ceil_mode)
+lp_pool1d = lp_pool3d = lp_pool2d
 
 
 def _adaptive(x, output_size, reduce):
@@ -276,12 +296,8 @@ def adaptive_max_pool2d(x, output_size):
     return _adaptive(x, output_size, lambda w: jnp.take_along_axis(w, jnp.argmax(w, axis=1)[:, None], axis=1)[:, 0])
 
 
-def adaptive_avg_pool1d(x, output_size):
-    return adaptive_avg_pool2d(x, output_size)
-
-
-def adaptive_max_pool1d(x, output_size):
-    return adaptive_max_pool2d(x, output_size)
+adaptive_avg_pool1d = adaptive_avg_pool3d = adaptive_avg_pool2d
+adaptive_max_pool1d = adaptive_max_pool3d = adaptive_max_pool2d
 
 
 def global_avg_pool2d(x):
@@ -289,8 +305,69 @@ def global_avg_pool2d(x):
     return jnp.sum(x, axis=tuple(range(1, x.ndim - 1))) / np.prod(x.shape[1:-1])
 
 
-def global_avg_pool1d(x):
-    return global_avg_pool2d(x)
+global_avg_pool1d = global_avg_pool3d = global_avg_pool2d
+
+
+def max_unpool2d(x, indices, window, stride=None, padding=0, output_size=None):
+    """y(n, q, c) = sum_i x(n, i, c) [indices(n, i, c) == q]: every output position compared with every index
+    (PyTorch's output size (in - 1) * S - 2P + K unless given)."""
+    nd = x.ndim - 2
+    window = _ints(window, nd)
+    stride = window if stride is None else _ints(stride, nd)
+    pads = _pads(padding, x.shape[1:-1], window, stride)
+    sizes = (_ints(output_size, nd) if output_size is not None else
+             [(i - 1) * s - lo - hi + k for i, s, (lo, hi), k in zip(x.shape[1:-1], stride, pads, window)])
+    q = np.arange(int(np.prod(sizes)))
+    flat_x = x.reshape(x.shape[0], -1, x.shape[-1])
+    flat_i = indices.reshape(x.shape[0], -1, x.shape[-1])
+    hits = flat_i[:, :, None, :] == q[None, None, :, None]                      # (N, P, Q, C)
+    y = jnp.sum(jnp.where(hits, flat_x[:, :, None, :], 0.0), axis=1)
+    return y.reshape(x.shape[0], *sizes, x.shape[-1])
+
+
+max_unpool1d = max_unpool3d = max_unpool2d
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# padding modes: the source index of every padded entry, by its formula (PyTorch's F.pad semantics)
+
+
+def _source(p, lo, n, mode):
+    """The input index a padded position p copies (None: a zero)."""
+    j = p - lo
+    if mode == "reflect":
+        j = -j if j < 0 else j
+        return 2 * (n - 1) - j if j >= n else j
+    if mode == "replicate":
+        return min(max(j, 0), n - 1)
+    if mode == "circular":
+        return j % n
+    return j if 0 <= j < n else None
+
+
+def border_pad(x, padding, mode="reflect"):
+    """y(n, p, c) = x(n, src(p), c), the source index computed entry by entry along each axis (a gather by index)."""
+    nd = x.ndim - 2
+    pads = _pads(padding, x.shape[1:-1], [1] * nd, [1] * nd)
+    for axis, (lo, hi) in enumerate(pads, start=1):
+        n = x.shape[axis]
+        sources = [_source(p, lo, n, mode) for p in range(lo + n + hi)]
+        taken = jnp.take(x, np.array([0 if s is None else s for s in sources], dtype=int), axis=axis)
+        keep = np.array([s is not None for s in sources]).reshape([-1 if a == axis else 1 for a in range(x.ndim)])
+        x = jnp.where(keep, taken, 0.0)
+    return x
+
+
+def _fold(z, pads, sizes, mode):
+    """The adjoint of `border_pad`: each padded entry added onto the input entry it copies (.at[].add by index)."""
+    for axis, ((lo, hi), n) in enumerate(zip(pads, sizes), start=1):
+        out = jnp.zeros((*z.shape[:axis], n, *z.shape[axis + 1:]), z.dtype)
+        for p in range(lo + n + hi):
+            src = _source(p, lo, n, mode)
+            if src is not None:
+                out = out.at[(slice(None),) * axis + (src,)].add(jnp.take(z, p, axis=axis))
+        z = out
+    return z
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -6,13 +6,14 @@ transpose of that broadcast (JAX's own, a sum over every axis but the channels);
 from __future__ import annotations
 
 from ..cases import register_cases
+from ..borders import BORDER_FOLD, check_fits, check_mode, pad_border
 from ..checks import as_array, check_rank, float_dtype, reverse_mode_only
 from ..geometry import make_geometry
 from . import dispatch
 from .geometry import ConvSpec, transpose_geometry
 from .rules import conv, conv_dx
 
-LAYOUTS = {1: ("NWC", "WIO"), 2: ("NHWC", "HWIO")}
+LAYOUTS = {1: ("NWC", "WIO"), 2: ("NHWC", "HWIO"), 3: ("NDHWC", "DHWIO")}
 
 
 def _check_conv_args(name, nd, x, w, b, groups):
@@ -51,10 +52,13 @@ def _cast(name, arrays: dict):
     return [None if a is None else a.astype(dtype) for a in arrays.values()]
 
 
-def _conv_nd(x, w, b, *, nd, stride, padding, dilation, groups, name):
+def _conv_nd(x, w, b, *, nd, stride, padding, dilation, groups, name, padding_mode="zeros"):
     x, w, b = _cast(name, {"x": x, "w": w, "b": b})
     _check_conv_args(name, nd, x, w, b, groups)
+    mode = check_mode(name, padding_mode)
     geo = make_geometry(name, x.shape, w.shape[:-2], stride, padding, dilation, window_name="kernel")
+    if mode != "zeros":  # the border filled from x first, then a VALID convolution of the padded input
+        x, geo = pad_border(name, x, geo.padding, mode), geo._replace(padding=((0, 0),) * nd)
     return _with_bias(conv(x, w, ConvSpec(geo, groups, dispatch.forced())), b)
 
 
@@ -63,7 +67,7 @@ def _with_bias(z, b):
 
 
 @reverse_mode_only("conv2d")
-def conv2d(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1):
+def conv2d(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1, padding_mode="zeros"):
     """2-D convolution (correlation form) with a hand-written VJP.
 
     Args:
@@ -74,6 +78,9 @@ def conv2d(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1):
       padding: "VALID", "SAME" (output ceil(N/S); P_lo = floor(P/2), P_hi = P - P_lo), an int, two ints, or two
         (lo, hi) pairs.
       groups: grouped convolution; groups = C_in is depth-wise.
+      padding_mode: what the padding holds: "zeros", or the input's own entries, "reflect", "replicate" or
+        "circular" (PyTorch's modes; `funcnn.primitives.border_pad`). The backward folds the border's cotangent back
+        onto the entries it copied.
 
     Returns:
       (N, H_out, W_out, C_out) with H_out = floor((H + P_lo + P_hi - K_eff) / S) + 1 and K_eff = D*(K-1)+1.
@@ -81,17 +88,29 @@ def conv2d(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1):
     Gradients (lecture 004): dX = upsample g by S, zero-pad by K_eff-1, convolve with the flipped, channel-swapped
     filter, crop the forward padding; dW = correlation of the padded input with the upsampled g; db = sum of g.
     """
-    return _conv_nd(x, w, b, nd=2, stride=stride, padding=padding, dilation=dilation, groups=groups, name="conv2d")
+    return _conv_nd(x, w, b, nd=2, stride=stride, padding=padding, dilation=dilation, groups=groups, name="conv2d",
+                    padding_mode=padding_mode)
 
 
 @reverse_mode_only("conv1d")
-def conv1d(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1):
+def conv1d(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1, padding_mode="zeros"):
     """1-D convolution (time-delay network layer): x (N, W, C_in), w (K, C_in / groups, C_out); see `conv2d`."""
-    return _conv_nd(x, w, b, nd=1, stride=stride, padding=padding, dilation=dilation, groups=groups, name="conv1d")
+    return _conv_nd(x, w, b, nd=1, stride=stride, padding=padding, dilation=dilation, groups=groups, name="conv1d",
+                    padding_mode=padding_mode)
 
 
-def _conv_transpose_nd(y, w, b, *, nd, stride, padding, dilation, output_padding, name):
+@reverse_mode_only("conv3d")
+def conv3d(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1, padding_mode="zeros"):
+    """3-D convolution over volumes or clips: x (N, D, H, W, C_in), w (K_d, K_h, K_w, C_in / groups, C_out) (DHWIO);
+    stride, dilation and padding per axis as in `conv2d`. The same three rules over three spatial axes: z[n, i, f] =
+    sum_{u, c} x_pad[n, S*i + D*u, c] w[u, c, f] with i, u running over (d, h, w)."""
+    return _conv_nd(x, w, b, nd=3, stride=stride, padding=padding, dilation=dilation, groups=groups, name="conv3d",
+                    padding_mode=padding_mode)
+
+
+def _conv_transpose_nd(y, w, b, *, nd, stride, padding, dilation, output_padding, name, padding_mode="zeros"):
     y, w, b = _cast(name, {"y": y, "w": w, "b": b})
+    mode = check_mode(name, padding_mode)
     act, fil = LAYOUTS[nd]
     check_rank(name, "y", y.shape, nd + 2, act)
     check_rank(name, "w", w.shape, nd + 2, fil)
@@ -105,11 +124,18 @@ def _conv_transpose_nd(y, w, b, *, nd, stride, padding, dilation, output_padding
         )
     _check_bias(name, b, w.shape[-2], w.shape)
     out_sizes, geo = transpose_geometry(name, y.shape, w.shape[:-2], stride, padding, dilation, output_padding)
-    return _with_bias(conv_dx(y, w, ConvSpec(geo, 1, dispatch.forced()), out_sizes), b)
+    if mode == "zeros":
+        return _with_bias(conv_dx(y, w, ConvSpec(geo, 1, dispatch.forced()), out_sizes), b)
+    # the adjoint of (border_pad, VALID conv): the VALID conv's transpose onto the padded input, then the border
+    # folded back onto the entries it copied
+    check_fits(name, mode, (1, *out_sizes, 1), geo.padding)
+    padded = geo.padded_sizes(out_sizes)
+    full = conv_dx(y, w, ConvSpec(geo._replace(padding=((0, 0),) * nd), 1, dispatch.forced()), padded)
+    return _with_bias(BORDER_FOLD(full, pads=geo.padding, mode=mode, sizes=out_sizes), b)
 
 
 @reverse_mode_only("conv_transpose2d")
-def conv_transpose2d(y, w, b=None, *, stride=1, padding="VALID", dilation=1, output_padding=0):
+def conv_transpose2d(y, w, b=None, *, stride=1, padding="VALID", dilation=1, output_padding=0, padding_mode="zeros"):
     """2-D transposed (expanding) convolution: the adjoint of `conv2d(., w, stride, padding, dilation)`.
 
     Args:
@@ -118,6 +144,9 @@ def conv_transpose2d(y, w, b=None, *, stride=1, padding="VALID", dilation=1, out
       b: optional (C_out,) bias.
       output_padding: extra rows at the high end, 0 <= output_padding < stride; it picks among the input sizes
         that the strided conv maps to the same output size.
+      padding_mode: "zeros" (PyTorch's only mode here: the padding crops the output), or "reflect", "replicate",
+        "circular": then the transposed conv is the adjoint of conv2d with that padding_mode, and the rows the
+        padding would crop are folded back onto the output entries the border copied.
 
     Returns:
       (N, H_out, W_out, C_out) with H_out = (H-1)*S + K_eff - P_lo - P_hi + output_padding, or H*S for "SAME".
@@ -128,17 +157,24 @@ def conv_transpose2d(y, w, b=None, *, stride=1, padding="VALID", dilation=1, out
     input and g exchanged; db = sum of g.
     """
     return _conv_transpose_nd(y, w, b, nd=2, stride=stride, padding=padding, dilation=dilation,
-                              output_padding=output_padding, name="conv_transpose2d")
+                              output_padding=output_padding, name="conv_transpose2d", padding_mode=padding_mode)
 
 
 @reverse_mode_only("conv_transpose1d")
-def conv_transpose1d(y, w, b=None, *, stride=1, padding="VALID", dilation=1, output_padding=0):
+def conv_transpose1d(y, w, b=None, *, stride=1, padding="VALID", dilation=1, output_padding=0, padding_mode="zeros"):
     """1-D transposed convolution: y (N, W, C_in), w (K, C_out, C_in); see `conv_transpose2d`."""
     return _conv_transpose_nd(y, w, b, nd=1, stride=stride, padding=padding, dilation=dilation,
-                              output_padding=output_padding, name="conv_transpose1d")
+                              output_padding=output_padding, name="conv_transpose1d", padding_mode=padding_mode)
 
 
-__all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d"]
+@reverse_mode_only("conv_transpose3d")
+def conv_transpose3d(y, w, b=None, *, stride=1, padding="VALID", dilation=1, output_padding=0, padding_mode="zeros"):
+    """3-D transposed convolution: y (N, D, H, W, C_in), w (K_d, K_h, K_w, C_out, C_in); see `conv_transpose2d`."""
+    return _conv_transpose_nd(y, w, b, nd=3, stride=stride, padding=padding, dilation=dilation,
+                              output_padding=output_padding, name="conv_transpose3d", padding_mode=padding_mode)
+
+
+__all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -147,11 +183,11 @@ __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d"]
 
 
 
-@register_cases("conv2d", "conv1d", "conv_transpose2d", "conv_transpose1d")
+@register_cases("conv2d", "conv1d", "conv_transpose2d", "conv_transpose1d", "conv3d", "conv_transpose3d")
 def _verify_cases(make, ref):
 
     def conv_case(nd, n, size, cin, cout, k, quick=False, **kw):
-        prim, refn = (conv2d, ref.conv2d) if nd == 2 else (conv1d, ref.conv1d)
+        prim, refn = {1: (conv1d, ref.conv1d), 2: (conv2d, ref.conv2d), 3: (conv3d, ref.conv3d)}[nd]
         x, w, b = make.normal(n, *size, cin), make.normal(*k, cin // kw.get("groups", 1), cout), make.normal(cout)
         return make.case(prim.__name__, str(kw), lambda x, w, b: prim(x, w, b, **kw),
                          lambda x, w, b: refn(x, w, b, **kw), x, w, b, quick=quick)
@@ -180,3 +216,23 @@ def _verify_cases(make, ref):
     y, w, b = make.normal(2, 6, 3), make.normal(4, 2, 3), make.normal(2)
     yield make.case("conv_transpose1d", "stride=3", lambda y, w, b: conv_transpose1d(y, w, b, stride=3),
                     lambda y, w, b: ref.conv_transpose1d(y, w, b, stride=3), y, w, b)
+
+    # volumes: the same rules over three spatial axes (every path of the table: banded for few channels, taps for
+    # depth-wise, the canonical forward with tap-matmul dX / batch-chunk dW), and the padding modes
+    yield conv_case(3, 2, (4, 5, 3), 2, 3, (3, 2, 2), quick=True, stride=(1, 2, 1), padding=((1, 0), (1, 1), (0, 1)))
+    yield conv_case(3, 1, (5, 4, 4), 3, 3, (3, 3, 3), quick=True, groups=3, stride=2, padding="SAME")
+    yield conv_case(3, 1, (4, 4, 5), 12, 12, (2, 2, 3), stride=2, padding=1, dilation=(1, 2, 1))
+    for i, mode in enumerate(("reflect", "replicate", "circular")):
+        yield conv_case(2, 2, (6, 5), 3, 4, (3, 3), quick=True, stride=2, padding=((2, 1), (1, 2)), padding_mode=mode)
+        yield conv_case(3, 1, (4, 3, 5), 2, 3, (3, 2, 3), quick=i == 0, padding="SAME", padding_mode=mode)
+    for i, (mode, cfg) in enumerate([("reflect", dict(stride=2, padding=1, output_padding=1)),
+                                     ("circular", dict(stride=(2, 1, 3), padding=((1, 2), (0, 1), (2, 0)))),
+                                     ("replicate", dict(padding=1))]):
+        y, w, b = make.normal(1, 3, 3, 2, 3), make.normal(3, 2, 3, 2, 3), make.normal(2)
+        cfg = dict(cfg, padding_mode=mode)
+        yield make.case("conv_transpose3d", str(cfg), lambda y, w, b, cfg=cfg: conv_transpose3d(y, w, b, **cfg),
+                        lambda y, w, b, cfg=cfg: ref.conv_transpose3d(y, w, b, **cfg), y, w, b, quick=i == 0)
+    y, w, b = make.normal(2, 4, 5, 3), make.normal(3, 3, 2, 3), make.normal(2)
+    yield make.case("conv_transpose2d", "reflect, stride 2", lambda y, w, b: conv_transpose2d(
+        y, w, b, stride=2, padding=1, padding_mode="reflect"), lambda y, w, b: ref.conv_transpose2d(
+        y, w, b, stride=2, padding=1, padding_mode="reflect"), y, w, b)

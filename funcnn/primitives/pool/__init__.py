@@ -1,5 +1,6 @@
 """Pooling family: max, mean and p-norm pooling (each with ceil_mode), adaptive mean and max pooling, global mean
-pooling, over (N, *spatial, C) with one or two spatial axes.
+pooling, and max unpooling, over (N, *spatial, C) with one, two or three spatial axes (one N-d function per kind,
+with thin 1-D / 2-D / 3-D names).
 
 Pooling acts on each channel separately. The window offset u runs over the |W| = prod(K) positions of a window
 (K^2 in the lecture's square 2-D case), output position i over the output:
@@ -22,12 +23,17 @@ linear themselves: the forward and its backward are such a pair. Every backward 
 padding (`place_windows`) instead of a scatter: no index arrays, deterministic on every backend.
 """
 
-from .adaptive import (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_max_pool1d, adaptive_max_pool2d,
-                       adaptive_windows, global_avg_pool1d, global_avg_pool2d)
+from .adaptive import (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d, adaptive_max_pool1d,
+                       adaptive_max_pool2d, adaptive_max_pool3d, adaptive_windows, global_avg_pool1d, global_avg_pool2d,
+                       global_avg_pool3d)
 from .common import pool_geometry
-from .windowed import avg_pool1d, avg_pool2d, lp_pool1d, lp_pool2d, max_pool1d, max_pool2d
+from .unpool import max_unpool1d, max_unpool2d, max_unpool3d, unpool_sizes
+from .windowed import (avg_pool1d, avg_pool2d, avg_pool3d, lp_pool1d, lp_pool2d, lp_pool3d, max_pool1d, max_pool2d,
+                       max_pool3d)
 from . import cases as _cases  # noqa: F401 - registers the verifier's configurations
 
-__all__ = ["max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "lp_pool1d", "lp_pool2d", "global_avg_pool1d",
-           "global_avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool1d",
-           "adaptive_max_pool2d", "pool_geometry", "adaptive_windows"]
+__all__ = ["max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d", "lp_pool1d",
+           "lp_pool2d", "lp_pool3d", "global_avg_pool1d", "global_avg_pool2d", "global_avg_pool3d",
+           "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
+           "adaptive_max_pool2d", "adaptive_max_pool3d", "max_unpool1d", "max_unpool2d", "max_unpool3d",
+           "pool_geometry", "adaptive_windows", "unpool_sizes"]

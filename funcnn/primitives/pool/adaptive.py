@@ -125,13 +125,13 @@ def adaptive_max_pool(x, output_size, *, nd, name):
 _ADAPTIVE_AVG_POOL_DOC = """Mean pooling of x {layout} to a given output size (an int or one per spatial axis): window
     i of an axis of size H covers [floor(i H / O), ceil((i+1) H / O)) (PyTorch's rule). Linear; gradient: g[i] / |W_i|
     spread over window i, "+=" where windows overlap."""
-adaptive_avg_pool1d, adaptive_avg_pool2d = (ranked("adaptive_avg_pool", adaptive_avg_pool, nd, _ADAPTIVE_AVG_POOL_DOC)
-                                              for nd in (1, 2))
+adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d = (
+    ranked("adaptive_avg_pool", adaptive_avg_pool, nd, _ADAPTIVE_AVG_POOL_DOC) for nd in (1, 2, 3))
 _ADAPTIVE_MAX_POOL_DOC = """Max pooling of x {layout} to a given output size (windows as in adaptive_avg_pool).
     Tangent: dx at each window's first maximum; gradient: g to that maximum (row-major order), "+=" where windows
     overlap."""
-adaptive_max_pool1d, adaptive_max_pool2d = (ranked("adaptive_max_pool", adaptive_max_pool, nd, _ADAPTIVE_MAX_POOL_DOC)
-                                              for nd in (1, 2))
+adaptive_max_pool1d, adaptive_max_pool2d, adaptive_max_pool3d = (
+    ranked("adaptive_max_pool", adaptive_max_pool, nd, _ADAPTIVE_MAX_POOL_DOC) for nd in (1, 2, 3))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -162,9 +162,10 @@ def global_avg_pool(x, *, nd, name):
 
 _GLOBAL_AVG_POOL_DOC = """Mean over all spatial positions: x {layout} -> (N, C). Linear; gradient: g / (number of
     positions) everywhere."""
-global_avg_pool1d, global_avg_pool2d = (ranked("global_avg_pool", global_avg_pool, nd, _GLOBAL_AVG_POOL_DOC)
-                                          for nd in (1, 2))
+global_avg_pool1d, global_avg_pool2d, global_avg_pool3d = (
+    ranked("global_avg_pool", global_avg_pool, nd, _GLOBAL_AVG_POOL_DOC) for nd in (1, 2, 3))
 
 
-__all__ = ["adaptive_windows", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool1d",
-           "adaptive_max_pool2d", "global_avg_pool1d", "global_avg_pool2d"]
+__all__ = ["adaptive_windows", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+           "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d", "global_avg_pool1d",
+           "global_avg_pool2d", "global_avg_pool3d"]

@@ -1,5 +1,5 @@
 """The pooling configurations `python -m funcnn.verify` checks: tiling and overlapping windows, paddings, ceil mode,
-adaptive sizes and ties."""
+adaptive sizes and ties, in one, two and three spatial axes; padding modes; max unpooling."""
 
 from __future__ import annotations
 
@@ -8,15 +8,17 @@ from ..cases import register_cases
 
 @register_cases("max_pool2d", "avg_pool2d", "lp_pool2d", "global_avg_pool2d", "max_pool1d", "avg_pool1d",
                 "lp_pool1d", "global_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "adaptive_avg_pool1d",
-                "adaptive_max_pool1d")
+                "adaptive_max_pool1d", "max_pool3d", "avg_pool3d", "lp_pool3d", "global_avg_pool3d",
+                "adaptive_avg_pool3d", "adaptive_max_pool3d", "max_unpool1d", "max_unpool2d", "max_unpool3d")
 def _verify_cases(make, ref):
     from .. import pool
 
-    def case(name, shape, *args, quick=False, x=None, **kw):
+    def case(name, shape, *args, quick=False, x=None, indices=None, **kw):
         prim, refn = getattr(pool, name), getattr(ref, name)
         x = make.normal(*shape) if x is None else x
-        return make.case(name, f"{shape} {args} {kw}", lambda x: prim(x, *args, **kw),
-                         lambda x: refn(x, *args, **kw), x, quick=quick)
+        fixed = () if indices is None else (indices,)  # max unpooling: the indices are a constant of the case
+        return make.case(name, f"{tuple(shape)} {args} {kw}", lambda x: prim(x, *fixed, *args, **kw),
+                         lambda x: refn(x, *fixed, *args, **kw), x, quick=quick)
 
     yield case("max_pool1d", (2, 9, 3), 3, 2, quick=True)  # first: the family's structural checks run on it
     configs = [((3, 2), dict(padding=1)), (((2, 3), (1, 2)), dict(padding=((1, 0), (0, 2)))), ((2,), {}),
@@ -48,3 +50,32 @@ def _verify_cases(make, ref):
     yield case("adaptive_max_pool1d", (2, 9, 3), 4, quick=True)
 
 
+
+    # volumes (N, D, H, W, C): overlapping and tiling windows, asymmetric padding, ceil mode, ties
+    vol = (2, 5, 4, 6, 2)
+    for i, (args, kw) in enumerate([((2,), {}), ((3, 2), dict(padding=1)),
+                                    (((2, 3, 2), (1, 2, 3)), dict(padding=((1, 0), (0, 1), (1, 1)), ceil_mode=True))]):
+        yield case("max_pool3d", vol, *args, quick=i == 1, **kw)
+        yield case("avg_pool3d", vol, *args, quick=i == 1, **kw)
+        yield case("lp_pool3d", vol, 2.0, *args, quick=i == 1, **kw)
+    yield case("avg_pool3d", vol, 3, 2, padding=1, count_include_pad=False)
+    yield case("max_pool3d", (1, 3, 4, 4, 2), 2, 1, quick=True, x=make.integers(0, 3, 1, 3, 4, 4, 2).astype(float))
+    yield case("global_avg_pool3d", vol, quick=True)
+    yield case("adaptive_avg_pool3d", vol, (2, 3, 4), quick=True)
+    yield case("adaptive_max_pool3d", vol, (2, 3, 4), quick=True)
+
+    # padding modes: the border filled from x, the backward folding it back
+    for i, mode in enumerate(("reflect", "replicate", "circular")):
+        yield case("max_pool2d", (2, 7, 8, 3), 3, 2, quick=i == 0, padding=((1, 2), (2, 1)), padding_mode=mode)
+        yield case("avg_pool2d", (2, 7, 8, 3), 3, 2, quick=i == 0, padding=1, ceil_mode=True, padding_mode=mode)
+        yield case("lp_pool3d", vol, 3.0, 3, 2, quick=i == 0, padding=1, padding_mode=mode)
+        yield case("max_pool1d", (2, 9, 3), 3, 2, padding=2, padding_mode=mode)
+
+    # max unpooling at the indices of a max pool (linear in x; tiling windows: distinct indices)
+    for nd, shape, window, kw in [(1, (2, 9, 3), 3, {}), (2, (2, 7, 8, 3), 2, dict(output_size=(7, 9))),
+                                  (3, vol, (2, 2, 3), dict(padding=(1, 0, 1)))]:
+        source = make.normal(*shape)
+        pooled, indices = getattr(pool, f"max_pool{nd}d")(source, window, padding=kw.get("padding", 0),
+                                                          return_indices=True)
+        name = f"max_unpool{nd}d"
+        yield case(name, pooled.shape, window, quick=True, x=pooled, indices=indices, **kw)

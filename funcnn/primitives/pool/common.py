@@ -8,10 +8,12 @@ import functools
 import numpy as np
 from jax import lax
 
+from ..borders import check_mode, pad_border
 from ..checks import as_float, check_nonempty_spatial, check_rank, reverse_mode_only
 from ..geometry import Geometry, make_geometry
 
-LAYOUT = {1: "NWC", 2: "NHWC"}
+LAYOUT = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
+_AXES = {1: "W", 2: "H, W", 3: "D, H, W"}
 
 
 def geometry_of(window, stride, padding) -> Geometry:
@@ -83,6 +85,17 @@ def pool_geometry(name, x_shape, window, stride=None, padding="VALID", ceil_mode
     return geo, tuple(overhang)
 
 
+def bordered(name, x, geo: Geometry, overhang, padding_mode):
+    """With padding_mode other than "zeros": x padded in that mode by the geometry's padding (less a ceil-mode
+    overhang, which stays outside the input and counts as nothing), and the geometry left with the overhang alone.
+    The pool then sees real values in its border: count_include_pad makes no difference there."""
+    mode = check_mode(name, padding_mode)
+    if mode == "zeros":
+        return x, geo
+    pads = tuple((lo, hi - extra) for (lo, hi), extra in zip(geo.padding, overhang))
+    return pad_border(name, x, pads, mode), geo._replace(padding=tuple((0, extra) for extra in overhang))
+
+
 def checked_input(name, nd, x):
     """x as a float array of rank nd + 2 (ValueError naming `name` otherwise)."""
     x = as_float(name, "x", x)
@@ -100,9 +113,9 @@ def ranked(kind: str, fn, nd: int, doc: str):
         return fn(*args, **kwargs, nd=nd, name=name)
 
     public.__name__ = public.__qualname__ = name
-    public.__doc__ = doc.format(nd=nd, layout=f"(N, {'H, W' if nd == 2 else 'W'}, C)")
+    public.__doc__ = doc.format(nd=nd, layout=f"(N, {_AXES[nd]}, C)")
     return reverse_mode_only(name)(public)
 
 
-__all__ = ["LAYOUT", "geometry_of", "geometry_params", "input_sizes", "reduce_window", "window_counts",
+__all__ = ["LAYOUT", "bordered", "geometry_of", "geometry_params", "input_sizes", "reduce_window", "window_counts",
            "pool_geometry", "checked_input", "ranked"]

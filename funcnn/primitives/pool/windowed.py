@@ -14,8 +14,8 @@ from .. import carrier
 from ..checks import accumulation_dtype
 from ..geometry import Geometry
 from ..windows import first_max, pad_spatial, place_windows, spread_windows, window_offsets, window_slice
-from .common import (checked_input, geometry_of, geometry_params, input_sizes, pool_geometry, ranked, reduce_window,
-                     window_counts)
+from .common import (bordered, checked_input, geometry_of, geometry_params, input_sizes, pool_geometry, ranked,
+                     reduce_window, window_counts)
 
 # ----------------------------------------------------------------------------------------------------------------
 # max pooling
@@ -59,10 +59,34 @@ MAX_POOL = carrier.define("max_pool", _max_pool_impl, batch=carrier.fold_into_ba
                           tangent=lambda args, y, ts, **params: MAX_POOL_TANGENT(args[0], ts[0], **params))
 
 
-def max_pool(x, window, stride=None, padding="VALID", ceil_mode=False, *, nd, name):
+def flat_indices(x, geo: Geometry):
+    """PyTorch's `return_indices`: for every output position, the flat index into its channel plane of the unpadded
+    input (sum over the axes of position * the sizes after it) of the window's first maximum, as int32."""
+    winner = _first_max(x, geo)
+    sizes = x.shape[1:-1]
+    index = jnp.zeros(winner.shape, jnp.int32)
+    rest = winner
+    for axis in range(len(sizes)):
+        inner = int(np.prod(geo.window[axis + 1:]))
+        u, rest = rest // inner, rest % inner            # the window offset along this axis
+        i = lax.broadcasted_iota(jnp.int32, winner.shape, axis + 1)
+        position = geo.stride[axis] * i + u - geo.padding[axis][0]
+        index = index * sizes[axis] + position
+    return index
+
+
+def max_pool(x, window, stride=None, padding="VALID", ceil_mode=False, return_indices=False, padding_mode="zeros",
+             *, nd, name):
     x = checked_input(name, nd, x)
-    geo, _ = pool_geometry(name, x.shape, window, stride, padding, ceil_mode)
-    return MAX_POOL(x, **geometry_params(geo))
+    geo, overhang = pool_geometry(name, x.shape, window, stride, padding, ceil_mode)
+    if not isinstance(return_indices, bool):
+        raise ValueError(f"{name}: return_indices must be True or False, got {return_indices!r}")
+    if return_indices and padding_mode != "zeros":
+        raise ValueError(f"{name}: return_indices needs padding_mode='zeros' (an index into the input); with "
+                         f"padding_mode={padding_mode!r} the maximum may be a border copy")
+    x, geo = bordered(name, x, geo, overhang, padding_mode)
+    y = MAX_POOL(x, **geometry_params(geo))
+    return (y, flat_indices(x, geo)) if return_indices else y
 
 
 _MAX_POOL_DOC = """{nd}-D max pooling: x {layout} -> (N, *out, C), out = floor((H + P_lo + P_hi - K) / S) + 1 per
@@ -72,7 +96,7 @@ _MAX_POOL_DOC = """{nd}-D max pooling: x {layout} -> (N, *out, C), out = floor((
     Tangent: dy = dx at each window's first maximum. Gradient (lecture 004): each g goes to the argmax of its window,
     "+=" where windows overlap; on ties exactly one input per window receives it, the first in row-major window order.
     NaN inputs propagate to y and receive no gradient."""
-max_pool1d, max_pool2d = (ranked("max_pool", max_pool, nd, _MAX_POOL_DOC) for nd in (1, 2))
+max_pool1d, max_pool2d, max_pool3d = (ranked("max_pool", max_pool, nd, _MAX_POOL_DOC) for nd in (1, 2, 3))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -99,17 +123,21 @@ AVG_POOL, AVG_POOL_BACKWARD = carrier.define_adjoint_pair(
     batch=carrier.fold_into_batch)
 
 
-def avg_pool(x, window, stride=None, padding="VALID", count_include_pad=True, ceil_mode=False, *, nd, name):
+def avg_pool(x, window, stride=None, padding="VALID", count_include_pad=True, ceil_mode=False, padding_mode="zeros",
+             *, nd, name):
     x = checked_input(name, nd, x)
     geo, overhang = pool_geometry(name, x.shape, window, stride, padding, ceil_mode)
+    x, geo = bordered(name, x, geo, overhang, padding_mode)
     return AVG_POOL(x, **geometry_params(geo), include_pad=bool(count_include_pad), overhang=overhang)
 
 
 _AVG_POOL_DOC = """{nd}-D mean pooling over x {layout}: y = (1/|W|) sum over the window, |W| = prod(K) or, with
     count_include_pad=False, the number of real (unpadded) inputs in the window. With ceil_mode=True the last windows
     may hang over the padded input's end (see max_pool2d); what hangs over is not counted (PyTorch's rule). Linear:
-    its tangent is the op applied to dx. Gradient (lecture 004): g/|W| spread over the window, "+=" over overlaps."""
-avg_pool1d, avg_pool2d = (ranked("avg_pool", avg_pool, nd, _AVG_POOL_DOC) for nd in (1, 2))
+    its tangent is the op applied to dx. Gradient (lecture 004): g/|W| spread over the window, "+=" over overlaps.
+    padding_mode "reflect", "replicate" or "circular" fills the padding with copies of x (`border_pad`), which then
+    count as inputs."""
+avg_pool1d, avg_pool2d, avg_pool3d = (ranked("avg_pool", avg_pool, nd, _AVG_POOL_DOC) for nd in (1, 2, 3))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -180,7 +208,7 @@ LP_POOL = carrier.define("lp_pool", _lp_pool_impl, batch=carrier.fold_into_batch
                          tangent=lambda args, y, ts, **params: LP_POOL_TANGENT(args[0], y, ts[0], **params))
 
 
-def lp_pool(x, p, window, stride=None, padding="VALID", ceil_mode=False, *, nd, name):
+def lp_pool(x, p, window, stride=None, padding="VALID", ceil_mode=False, padding_mode="zeros", *, nd, name):
     x = checked_input(name, nd, x)
     if isinstance(p, (bool, str, bytes)):
         raise ValueError(f"{name}: p must be a Python number (a static exponent), got {p!r}")
@@ -191,6 +219,7 @@ def lp_pool(x, p, window, stride=None, padding="VALID", ceil_mode=False, *, nd, 
     if not p > 0 or not np.isfinite(p):
         raise ValueError(f"{name}: p must be a finite number > 0, got {p!r}")
     geo, overhang = pool_geometry(name, x.shape, window, stride, padding, ceil_mode)
+    x, geo = bordered(name, x, geo, overhang, padding_mode)
     return LP_POOL(x, **geometry_params(geo), p=p, overhang=overhang)
 
 
@@ -200,8 +229,10 @@ _LP_POOL_DOC = """{nd}-D p-norm pooling over x {layout}: y = ((1/|W|) sum over t
     underflow.
 
     Tangent: dy = sum over the window of c * dx, c = sign(x) (|x|/y)^(p-1) / |W|; gradient: dx = c * g summed over the
-    windows containing x; both taken as 0 where x = 0 or y = 0 (the formula's kinks and poles)."""
-lp_pool1d, lp_pool2d = (ranked("lp_pool", lp_pool, nd, _LP_POOL_DOC) for nd in (1, 2))
+    windows containing x; both taken as 0 where x = 0 or y = 0 (the formula's kinks and poles). padding_mode as in
+    avg_pool{nd}d."""
+lp_pool1d, lp_pool2d, lp_pool3d = (ranked("lp_pool", lp_pool, nd, _LP_POOL_DOC) for nd in (1, 2, 3))
 
 
-__all__ = ["max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "lp_pool1d", "lp_pool2d"]
+__all__ = ["max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d", "lp_pool1d",
+           "lp_pool2d", "lp_pool3d", "flat_indices"]
