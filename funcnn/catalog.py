@@ -33,6 +33,8 @@ MODELS = {
     "mobilenet_v1": Model("mobile:mobilenet_v1", (224, 224, 3)),
     "all_conv": Model("classic:all_conv", (32, 32, 3)),
     "localizer": Model("localizer:localizer", (64, 64, 1)),
+    "r3d_18": Model("resnet:r3d_18", (16, 112, 112, 3), torch_keys="resnet:video_keys"),
+    "clip_cnn": Model("volumes:clip_cnn", (8, 16, 16, 1)),
 }
 
 # data set name -> the loader's name in funcnn.data.datasets

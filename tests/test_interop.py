@@ -26,7 +26,7 @@ def _randomise_batchnorm(net, torch):
     """Fresh BatchNorm layers are the identity; give them statistics so that the test sees them."""
     with torch.no_grad():
         for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
+            if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 1.5)
                 m.weight.uniform_(0.5, 1.5)
@@ -39,7 +39,7 @@ def _compare_logits(name, net, torch, shape, model):
     x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
     ours = np.asarray(jax.jit(lambda p, s, x: model.apply(p, s, x)[0])(params, state, jnp.asarray(x, jnp.float32)))
     with torch.no_grad():
-        theirs = net.eval()(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
+        theirs = net.eval()(torch.from_numpy(np.moveaxis(x, -1, 1).copy())).numpy()
     assert np.max(np.abs(ours - theirs)) <= 1e-4 * np.max(np.abs(theirs)), name
     back = interop.to_torch(name, params, state)
     assert list(back) == list(sd)  # the same keys, in PyTorch's order
@@ -113,6 +113,54 @@ def test_torchvision_models(name, batch):
     _randomise_batchnorm(net, torch)
     model = models.alexnet(1000, variant="torchvision") if name == "alexnet" else models.get(name)(1000)
     _compare_logits(name, net, torch, (batch, 224, 224, 3), model)
+
+
+def _r3d_18_torch(torch):
+    """torchvision.models.video.r3d_18's modules and names (VideoResNet with BasicStem, Conv3DSimple, BasicBlock),
+    written out so that the test needs PyTorch alone."""
+    nn = torch.nn
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1 = nn.Sequential(nn.Conv3d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm3d(cout), nn.ReLU())
+            self.conv2 = nn.Sequential(nn.Conv3d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm3d(cout))
+            self.downsample = (nn.Sequential(nn.Conv3d(cin, cout, 1, stride, bias=False), nn.BatchNorm3d(cout))
+                               if stride != 1 or cin != cout else None)
+
+        def forward(self, x):
+            shortcut = x if self.downsample is None else self.downsample(x)
+            return torch.relu(self.conv2(self.conv1(x)) + shortcut)
+
+    class R3D(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv3d(3, 64, (3, 7, 7), (1, 2, 2), (1, 3, 3), bias=False),
+                                      nn.BatchNorm3d(64), nn.ReLU())
+            cin = 64
+            for s, (cout, stride) in enumerate([(64, 1), (128, 2), (256, 2), (512, 2)], 1):
+                setattr(self, f"layer{s}", nn.Sequential(Block(cin, cout, stride), Block(cout, cout, 1)))
+                cin = cout
+            self.fc = nn.Linear(512, 400)
+
+        def forward(self, x):
+            x = self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
+            return self.fc(x.mean((2, 3, 4)))
+
+    return R3D()
+
+
+def test_r3d_18_from_torchvision_video_layout():
+    """The 3-D ResNet-18 in torchvision.models.video's layout (NCDHW, stem.0 / layerX.Y.conv1.0 names), random
+    weights and BatchNorm statistics: the same logits on a short clip, and the exact round trip of every tensor."""
+    import torch
+
+    _torch()
+    torch.manual_seed(3)
+    net = _r3d_18_torch(torch)
+    _randomise_batchnorm(net, torch)
+    assert sum(p.numel() for p in net.parameters()) == 33_371_472
+    _compare_logits("r3d_18", net, torch, (1, 4, 32, 32, 3), models.r3d_18(400))
 
 
 def test_a_state_dict_under_other_names_matches_by_position():

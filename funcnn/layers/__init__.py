@@ -10,6 +10,7 @@ from .conv import Conv, ConvTranspose, DepthwiseConv, SeparableConv, TransformIn
 from .core import (BatchNorm, Dense, Dropout, Flatten, GroupNorm, Identity, LayerNorm, LogSoftmax, Relu, Sigmoid,
                    Softmax, Tanh)
 from .pool import AdaptiveAvgPool, AdaptiveMaxPool, AvgPool, GlobalAvgPool, LpPool, MaxPool
+from .reparam import SpectralNorm, WeightNorm
 
 __all__ = [
     "Layer", "named", "stateless", "parameterless",
@@ -18,4 +19,5 @@ __all__ = [
     "Dense", "Flatten", "Identity", "Relu", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Dropout", "BatchNorm",
     "LayerNorm", "GroupNorm",
     "MaxPool", "AvgPool", "LpPool", "AdaptiveAvgPool", "AdaptiveMaxPool", "GlobalAvgPool",
+    "WeightNorm", "SpectralNorm",
 ]

@@ -1,6 +1,6 @@
-"""Convolution layers: Conv (1-D / 2-D), DepthwiseConv, SeparableConv, ConvTranspose, TransformInvariantConv.
+"""Convolution layers: Conv (1-D / 2-D / 3-D), DepthwiseConv, SeparableConv, ConvTranspose, TransformInvariantConv.
 
-Filters are HWIO (WIO in 1-D); the output shape comes from the same geometry funcnn's primitives use, so `init`
+Filters are HWIO (WIO in 1-D, DHWIO in 3-D), the spatial rank taken from the input shape at init; the output shape comes from the same geometry funcnn's primitives use, so `init`
 also validates the configuration (a kernel larger than the padded input fails at init, naming the shapes).
 """
 
@@ -13,37 +13,32 @@ import jax.numpy as jnp
 
 from .. import init as initializers
 from .. import primitives as P
+from ..primitives.borders import check_fits, check_mode
 from ..primitives.geometry import as_tuple, make_geometry
 from ..primitives.conv import transpose_geometry
-from .base import stateless
+from .base import by_rank, stateless
 from .combinators import serial
 
 
-def _conv_out_shape(name, input_shape, kernel, stride, padding, dilation):
+def _conv_out_shape(name, input_shape, kernel, stride, padding, dilation, padding_mode="zeros"):
     geo = make_geometry(name, input_shape, kernel, stride, padding, dilation, window_name="kernel")
+    check_fits(name, padding_mode, input_shape, geo.padding)
     return tuple(geo.out_sizes(input_shape[1:-1]))
 
 
-def _by_rank(functions: dict, name: str, x):
-    """The 1-D or 2-D function for x's rank; ValueError naming the layer and x's shape otherwise."""
-    if x.ndim - 2 not in functions:
-        raise ValueError(f"{name}: input must be (N, W, C) or (N, H, W, C), got shape {tuple(x.shape)}")
-    return functions[x.ndim - 2]
-
-
 def _conv_fn(x, name="Conv"):
-    return _by_rank({1: P.conv1d, 2: P.conv2d}, name, x)
+    return by_rank("conv", name, x.shape)
 
 
-def _conv_init(name, out_channels, kernel, stride, padding, dilation, groups, use_bias, w_init, b_init):
+def _conv_init(name, out_channels, kernel, stride, padding, dilation, groups, use_bias, w_init, b_init,
+               padding_mode="zeros"):
     """The init of a convolution layer (output shape from the shared geometry, He-initialised HWIO filter), shared
     by Conv, DepthwiseConv and TransformInvariantConv without reporting a layer of its own to `summary`.
     `out_channels` and `groups` may be functions of the input channel count (depth-wise: groups = C_in)."""
 
     def init(rng, input_shape):
         nd = len(input_shape) - 2
-        if nd not in (1, 2):
-            raise ValueError(f"{name}: input must be (N, W, C) or (N, H, W, C), got shape {tuple(input_shape)}")
+        by_rank("conv", name, input_shape)
         channels = input_shape[-1]
         g = groups(channels) if callable(groups) else groups
         cout = out_channels(channels) if callable(out_channels) else out_channels
@@ -51,7 +46,7 @@ def _conv_init(name, out_channels, kernel, stride, padding, dilation, groups, us
         if channels < 1 or channels % g or cout % g:
             raise ValueError(f"{name}: groups={g} must divide the input channels {channels} and the output "
                              f"channels {cout} (input shape {tuple(input_shape)})")
-        spatial = _conv_out_shape(name, input_shape, window, stride, padding, dilation)
+        spatial = _conv_out_shape(name, input_shape, window, stride, padding, dilation, padding_mode)
         k_w, k_b = jax.random.split(rng)
         params = {"w": w_init(k_w, (*window, channels // g, cout))}
         if use_bias:
@@ -73,18 +68,22 @@ def _check_channels(name, value, what):
 
 
 def Conv(out_channels: int, kernel, *, stride=1, padding="VALID", dilation=1, groups: int = 1, use_bias=True,
-         w_init=initializers.he_normal, b_init=initializers.zeros):
-    """Convolution over (N, W, C) or (N, H, W, C) inputs with funcnn.conv1d / conv2d.
+         w_init=initializers.he_normal, b_init=initializers.zeros, padding_mode="zeros"):
+    """Convolution over (N, W, C), (N, H, W, C) or (N, D, H, W, C) inputs with funcnn.conv1d / conv2d / conv3d.
 
-    `kernel` is an int (square / 1-D window, dimension taken from the input) or a tuple. Params {"w", "b"}.
+    `kernel` is an int (a cube / square / 1-D window, dimension taken from the input) or a tuple. Params {"w", "b"}.
+    padding_mode: "zeros", "reflect", "replicate" or "circular" (PyTorch's Conv modes).
     """
     _check_channels("Conv", out_channels, "out_channels")
     _check_channels("Conv", groups, "groups")
-    init = _conv_init("Conv", out_channels, kernel, stride, padding, dilation, groups, use_bias, w_init, b_init)
+    check_mode("Conv", padding_mode)
+    init = _conv_init("Conv", out_channels, kernel, stride, padding, dilation, groups, use_bias, w_init, b_init,
+                      padding_mode)
 
     def apply(params, x, **_):
         conv = _conv_fn(x)
-        return conv(x, params["w"], params.get("b"), stride=stride, padding=padding, dilation=dilation, groups=groups)
+        return conv(x, params["w"], params.get("b"), stride=stride, padding=padding, dilation=dilation, groups=groups,
+                    padding_mode=padding_mode)
 
     return stateless("Conv", init, apply, flops=_conv_flops)
 
@@ -121,14 +120,17 @@ def SeparableConv(out_channels: int, kernel, *, stride=1, padding="VALID", dilat
 
 
 def ConvTranspose(out_channels: int, kernel, *, stride=1, padding="VALID", dilation=1, output_padding=0,
-                  use_bias=True, w_init=initializers.he_normal, b_init=initializers.zeros):
-    """Transposed (expanding) convolution with funcnn.conv_transpose1d / 2d; filter (*K, out_channels, C_in)."""
+                  use_bias=True, w_init=initializers.he_normal, b_init=initializers.zeros, padding_mode="zeros"):
+    """Transposed (expanding) convolution with funcnn.conv_transpose1d / 2d / 3d; filter (*K, out_channels, C_in)."""
+    check_mode("ConvTranspose", padding_mode)
 
     def init(rng, input_shape):
         nd = len(input_shape) - 2
+        by_rank("conv_transpose", "ConvTranspose", input_shape)
         window = as_tuple(kernel, nd, "ConvTranspose: kernel")
-        spatial, _ = transpose_geometry("ConvTranspose", input_shape, window, stride, padding, dilation,
-                                        output_padding)
+        spatial, geo = transpose_geometry("ConvTranspose", input_shape, window, stride, padding, dilation,
+                                          output_padding)
+        check_fits("ConvTranspose", padding_mode, (1, *spatial, 1), geo.padding)
         k_w, k_b = jax.random.split(rng)
         # fan_in of a transposed conv is K^2 * C_in, the last filter axis: initialise as the swapped filter
         w = jnp.swapaxes(w_init(k_w, (*window, input_shape[-1], out_channels)), -1, -2)
@@ -138,9 +140,9 @@ def ConvTranspose(out_channels: int, kernel, *, stride=1, padding="VALID", dilat
         return (input_shape[0], *spatial, out_channels), params
 
     def apply(params, x, **_):
-        fn = _by_rank({1: P.conv_transpose1d, 2: P.conv_transpose2d}, "ConvTranspose", x)
+        fn = by_rank("conv_transpose", "ConvTranspose", x.shape)
         return fn(x, params["w"], params.get("b"), stride=stride, padding=padding, dilation=dilation,
-                  output_padding=output_padding)
+                  output_padding=output_padding, padding_mode=padding_mode)
 
     def flops(input_shape, out_shape, params):  # every input entry meets every weight of its filter column
         return 2 * math.prod(input_shape[:-1]) * math.prod(params["w"].shape) + (math.prod(out_shape) if "b" in params

@@ -10,6 +10,8 @@
 | mobilenet_v1 | 224x224x3 | 4,231,976 (1000) |
 | all_conv | 32x32x3 | 1,369,738 (10) |
 | localizer | 64x64x1 | 549,518 (10) |
+| r3d_18 | 16x112x112x3 | 33,371,472 (400) |
+| clip_cnn | 8x16x16x1 | 17,684 (4) |
 """
 
 import importlib
@@ -18,7 +20,8 @@ from .. import catalog
 from .classic import alexnet, all_conv, lenet5, vgg16
 from .localizer import localizer
 from .mobile import mobilenet_v1
-from .resnet import basic_block, resnet18, resnet20
+from .resnet import basic_block, r3d_18, resnet18, resnet20
+from .volumes import clip_cnn
 
 
 def resolve(reference: str):
@@ -58,5 +61,6 @@ def get(name: str):
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}") from None
 
 
-__all__ = ["lenet5", "alexnet", "vgg16", "resnet18", "resnet20", "mobilenet_v1", "all_conv", "localizer",
+__all__ = ["lenet5", "alexnet", "vgg16", "resnet18", "resnet20", "mobilenet_v1", "all_conv", "localizer", "r3d_18",
+           "clip_cnn",
            "basic_block", "get", "resolve", "num_classes", "MODELS", "INPUT_SHAPES"]

@@ -1,5 +1,6 @@
-"""ResNet-18 (ImageNet layout) and ResNet-20 (CIFAR layout): BatchNorm after every convolution, identity shortcuts,
-and 1x1 strided projection shortcuts (with BatchNorm) where the shape changes."""
+"""ResNet-18 (ImageNet layout), ResNet-20 (CIFAR layout) and R3D-18 (video clips): BatchNorm after every
+convolution, identity shortcuts, and 1x1 strided projection shortcuts (with BatchNorm) where the shape changes. The
+blocks take their spatial rank from the input, so R3D-18 is ResNet-18's stages over (D, H, W)."""
 
 from __future__ import annotations
 
@@ -74,6 +75,20 @@ def resnet20(num_classes: int = 10, remat: bool = False, norm: str = "batch"):
                     L.Dense(num_classes), name="resnet20")
 
 
+def r3d_18(num_classes: int = 400, remat: bool = False, norm: str = "batch"):
+    """R3D-18 for 16x112x112x3 clips (Tran et al. 2018, "A Closer Look at Spatiotemporal Convolutions", the 3-D
+    ResNet-18 of torchvision.models.video.r3d_18): conv (3, 7, 7) stride (1, 2, 2) 64, BN, ReLU, ResNet-18's four
+    stages with 3x3x3 convolutions (the later stages strided by 2 in time and space, with 1x1x1 projection
+    shortcuts), global average pool, FC. 33,371,472 parameters for the 400 Kinetics classes (torchvision's count)."""
+    normalisation(64, norm)
+    return L.serial(
+        *_conv_bn(64, (3, 7, 7), (1, 2, 2), padding=(1, 3, 3), norm=norm), L.Relu(),
+        *_stages("resnet18", 64, remat, norm),
+        L.GlobalAvgPool(), L.Dense(num_classes),
+        name="r3d_18",
+    )
+
+
 def torchvision_keys(name: str, layers) -> list:
     """torchvision's ResNet key names (funcnn.interop), one per layer with parameters in `layers.walk` order: conv1,
     bn1, then layer<s>.<b>.conv1 / bn1 / conv2 / bn2 (and .downsample.0 / .1 for a projection shortcut) for block
@@ -97,4 +112,19 @@ def torchvision_keys(name: str, layers) -> list:
         suffix = (f"downsample.{0 if kind == 'Conv' else 1}" if branch == "downsample"
                   else f"{'conv' if kind == 'Conv' else 'bn'}{n}")
         keys.append(f"{current[block]}.{suffix}")
+    return keys
+
+
+_VIDEO_NAMES = {"conv1": "stem.0", "bn1": "stem.1"}
+_VIDEO_SUFFIXES = {"conv1": "conv1.0", "bn1": "conv1.1", "conv2": "conv2.0", "bn2": "conv2.1"}
+
+
+def video_keys(name: str, layers) -> list:
+    """torchvision.models.video's key names for R3D-18: its stem is `stem.0` / `stem.1` and each block's
+    convolution and BatchNorm sit together in `conv1.0` / `conv1.1` and `conv2.0` / `conv2.1`; otherwise ResNet-18's."""
+    keys = []
+    for key in torchvision_keys("resnet18", layers):
+        block, _, suffix = key.rpartition(".")
+        keys.append(_VIDEO_NAMES.get(key) or (f"{block}.{_VIDEO_SUFFIXES[suffix]}" if suffix in _VIDEO_SUFFIXES
+                                              else key))
     return keys
