@@ -17,12 +17,15 @@ PUBLISHED = {
     "resnet20": 272_474,
     "mobilenet_v1": 4_231_976,
     "all_conv": 1_369_738,
+    "r3d_18": 33_371_472,  # torchvision.models.video.r3d_18's count (400 Kinetics classes)
+    "clip_cnn": 17_684,  # 224 + 3,472 + 13,856 + 132
 }
+CLASSES = {"lenet5": 10, "resnet20": 10, "all_conv": 10, "localizer": 10, "r3d_18": 400, "clip_cnn": 4}
 
 
 @pytest.mark.parametrize("name", sorted(models.MODELS))
 def test_summary_prints_a_table_with_the_published_total(name, capsys):
-    classes = 10 if name in ("lenet5", "resnet20", "all_conv", "localizer") else 1000
+    classes = CLASSES.get(name, 1000)
     table = fn.summary(models.get(name)(classes).init, (1, *models.INPUT_SHAPES[name]))
     assert table == capsys.readouterr().out.rstrip("\n")
     assert "Total parameters" in table and "Output shape" in table
@@ -32,7 +35,7 @@ def test_summary_prints_a_table_with_the_published_total(name, capsys):
 
 # forward FLOPs per example (a multiply-add is 2); the convolution and dense terms are the published MAC counts x 2
 FLOPS = {"resnet18": (3.60e9, 3.66e9), "vgg16": (30.9e9, 31.0e9), "resnet20": (8.1e7, 8.4e7),
-         "mobilenet_v1": (1.13e9, 1.17e9)}
+         "mobilenet_v1": (1.13e9, 1.17e9), "r3d_18": (81.3e9, 81.6e9)}  # r3d_18: torchvision's 40.70 GMACs
 
 
 def test_flops_per_layer_and_in_total():
@@ -73,6 +76,20 @@ def test_summary_has_no_phantom_rows_and_paths_name_every_conv():
     assert "6_BasicBlock/0_BasicBlock/1_parallel/1_projection/0_Conv" in paths_table(models.resnet20(10),
                                                                                       (2, 32, 32, 3),
                                                                                       print_table=False)
+
+
+def test_volume_models_take_their_rank_from_the_input():
+    """R3D-18's stem is (3, 7, 7) with stride (1, 2, 2); its stages stride time and space alike; clip_cnn is the same
+    layers on clips and on frames."""
+    table = fn.summary(models.r3d_18().init, (1, 16, 112, 112, 3), print_table=False)
+    assert table.splitlines()[2].split()[:3] == ["r3d_18", "(1,", "400)"]
+    assert "(1, 16, 56, 56, 64)" in table and "(1, 2, 7, 7, 512)" in table
+    clip = models.clip_cnn(4)
+    for clip_shape, count in [((3, 8, 16, 16, 1), 17_684), ((3, 16, 16, 1), 6_020)]:
+        out, params, state = clip.init(jax.random.PRNGKey(0), clip_shape)
+        assert out == (3, 4) and fn.count_params(params) == count
+        y, _ = clip.apply(params, state, jnp.ones(clip_shape))
+        assert y.shape == (3, 4) and bool(jnp.all(jnp.isfinite(y)))
 
 
 def test_unknown_model_name():
