@@ -53,6 +53,18 @@ def _lax_conv_transpose(stride, padding):
     return f
 
 
+def _lax_conv3d(padding="SAME"):
+    def f(x, w):
+        return lax.conv_general_dilated(x, w, (1, 1, 1), padding, dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
+    return f
+
+
+def _lax_pool3d(window, stride):
+    def f(x):
+        return lax.reduce_window(x, -jnp.inf, lax.max, (1, *(window,) * 3, 1), (1, *(stride,) * 3, 1), "VALID")
+    return f
+
+
 def _lax_pool(op, init, window, stride, scale=1.0):
     def f(x):
         y = lax.reduce_window(x, init, op, (1, window, window, 1), (1, stride, stride, 1), "VALID")
@@ -104,6 +116,12 @@ def cases(batch_scale: float = 1.0):
     out.append(("transposed 4x4/2, 64->32", lambda y, w: fn.conv_transpose2d(y, w, stride=2, padding=1),
                 _lax_conv_transpose(2, 1), [(n, 16, 16, 64), (4, 4, 32, 64)], conv_flops(n, 16, 16, 64, 4, 32),
                 ("conv_transpose", {"stride": 2, "padding": 1})))
+    n = b(8)
+    out.append(("3-D conv 3x3x3 32->32, 16^3", lambda x, w: fn.conv3d(x, w, padding="SAME"), _lax_conv3d(),
+                [(n, 16, 16, 16, 32), (3, 3, 3, 32, 32)], 3 * 2 * n * 16 ** 3 * 32 * 27 * 32,
+                ("conv3d", {"padding": 1})))
+    out.append(("3-D max pool 2x2x2/2, 32 ch", lambda x: fn.max_pool3d(x, 2), _lax_pool3d(2, 2),
+                [(n, 16, 16, 16, 32)], 2 * n * 16 ** 3 * 32, ("max_pool3d", {"kernel_size": 2, "stride": 2})))
     return out
 
 
@@ -120,7 +138,8 @@ def _torch_inputs(kind, shapes, rng):
     if kind == "matmul":
         out = arrays
     else:
-        out = [arrays[0].transpose(0, 3, 1, 2)] + [a.transpose(3, 2, 0, 1) for a in arrays[1:]]
+        nd = arrays[0].ndim - 2  # channels to axis 1; a filter's (*K, I, O) to (O, I, *K)
+        out = [np.moveaxis(arrays[0], -1, 1)] + [a.transpose(nd + 1, nd, *range(nd)) for a in arrays[1:]]
     return [torch.tensor(np.ascontiguousarray(a), requires_grad=True) for a in out]
 
 
@@ -130,6 +149,7 @@ def _torch_op(kind, kwargs):
 
     return {"conv": lambda x, w: F.conv2d(x, w, **kwargs), "conv_transpose": lambda y, w: F.conv_transpose2d(y, w,
             **kwargs), "max_pool": lambda x: F.max_pool2d(x, **kwargs), "avg_pool": lambda x: F.avg_pool2d(x, **kwargs),
+            "conv3d": lambda x, w: F.conv3d(x, w, **kwargs), "max_pool3d": lambda x: F.max_pool3d(x, **kwargs),
             "matmul": torch.matmul}[kind]
 
 

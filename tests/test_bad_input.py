@@ -428,7 +428,7 @@ CLI = [
     (["summary", "--model", "nope"], r"unknown model 'nope'"),
     (["summary", "--model", "lenet5", "--num-classes", "0"], r"--num-classes must be >= 1, got 0"),
     (["summary", "--model", "lenet5", "--input-shape", "8", "8", "1"], r"Conv: kernel 5 is larger than the padded input 2\+0\+0=2"),
-    (["gradcheck", "--primitive", "conv3d"], r"unknown primitive 'conv3d'; known: .*avg_pool1d"),
+    (["gradcheck", "--primitive", "conv4d"], r"unknown primitive 'conv4d'; known: .*avg_pool1d"),
     (["train", "--sweep", "lr=1e-3", "--sweep", "lr=1e-2,1e-1"], r"--sweep 'lr=1e-2,1e-1': lr is swept twice; give all its values in one list"),
     (["train", "--local-devices", "2"], r"--local-devices sets the simulated CPU devices of each process that --processes starts"),
     (["train", "--seed", str(2 ** 70)], r"--seed must be an integer that fits in 64 bits"),

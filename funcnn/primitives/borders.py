@@ -171,9 +171,9 @@ __all__ = ["MODES", "BORDER_PAD", "BORDER_FOLD", "border_pad", "check_mode", "ch
 
 @register_cases("border_pad")
 def _verify_cases(make, ref):
-    for i, (shape, padding, mode) in enumerate([((2, 5, 3), (4,), "reflect"), ((2, 5, 4, 2), ((2, 3), (1, 0)), "reflect"),
-                                                ((2, 4, 3, 2), ((3, 5), (0, 2)), "replicate"),
-                                                ((2, 4, 3, 2), ((4, 1), (3, 3)), "circular"),
-                                                ((1, 3, 4, 3, 2), 2, "reflect"), ((2, 3, 2), 2, "zeros")]):
+    configs = [((2, 5, 3), (4,), "reflect"), ((2, 5, 4, 2), ((2, 3), (1, 0)), "reflect"),
+               ((2, 4, 3, 2), ((3, 5), (0, 2)), "replicate"), ((2, 4, 3, 2), ((4, 1), (3, 3)), "circular"),
+               ((1, 3, 4, 3, 2), 2, "reflect"), ((2, 3, 2), 2, "zeros")]
+    for i, (shape, padding, mode) in enumerate(configs):
         yield make.case("border_pad", f"{shape} {padding} {mode}", lambda x, p=padding, m=mode: border_pad(x, p, m),
                         lambda x, p=padding, m=mode: ref.border_pad(x, p, m), make.normal(*shape), quick=i < 5)

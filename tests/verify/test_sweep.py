@@ -57,9 +57,9 @@ def test_a_wrong_rule_fails_the_sweep_with_exit_status_1(broken_registry, capsys
 
 
 def test_unknown_primitive_lists_the_valid_names(capsys):
-    assert sweep.main(["--primitive", "conv3d", "--no-progress"]) == 2
+    assert sweep.main(["--primitive", "conv4d", "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert "unknown primitive 'conv3d'" in err and "conv2d" in err and "max_pool2d" in err
+    assert "unknown primitive 'conv4d'" in err and "conv2d" in err and "max_pool2d" in err
 
 
 def test_list_and_registration_errors(capsys):

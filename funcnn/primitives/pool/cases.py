@@ -50,8 +50,12 @@ def _verify_cases(make, ref):
     yield case("adaptive_max_pool1d", (2, 9, 3), 4, quick=True)
 
 
+    yield from _volume_cases(case, make)
+    yield from _mode_and_unpool_cases(case, make, pool)
 
-    # volumes (N, D, H, W, C): overlapping and tiling windows, asymmetric padding, ceil mode, ties
+
+def _volume_cases(case, make):
+    """volumes (N, D, H, W, C): overlapping and tiling windows, asymmetric padding, ceil mode, ties"""
     vol = (2, 5, 4, 6, 2)
     for i, (args, kw) in enumerate([((2,), {}), ((3, 2), dict(padding=1)),
                                     (((2, 3, 2), (1, 2, 3)), dict(padding=((1, 0), (0, 1), (1, 1)), ceil_mode=True))]):
@@ -64,7 +68,10 @@ def _verify_cases(make, ref):
     yield case("adaptive_avg_pool3d", vol, (2, 3, 4), quick=True)
     yield case("adaptive_max_pool3d", vol, (2, 3, 4), quick=True)
 
-    # padding modes: the border filled from x, the backward folding it back
+
+def _mode_and_unpool_cases(case, make, pool):
+    """padding modes (the border filled from x, the backward folding it back), and max unpooling"""
+    vol = (2, 5, 4, 6, 2)
     for i, mode in enumerate(("reflect", "replicate", "circular")):
         yield case("max_pool2d", (2, 7, 8, 3), 3, 2, quick=i == 0, padding=((1, 2), (2, 1)), padding_mode=mode)
         yield case("avg_pool2d", (2, 7, 8, 3), 3, 2, quick=i == 0, padding=1, ceil_mode=True, padding_mode=mode)
