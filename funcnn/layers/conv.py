@@ -1,6 +1,7 @@
 """Convolution layers: Conv (1-D / 2-D / 3-D), DepthwiseConv, SeparableConv, ConvTranspose, TransformInvariantConv.
 
-Filters are HWIO (WIO in 1-D, DHWIO in 3-D), the spatial rank taken from the input shape at init; the output shape comes from the same geometry funcnn's primitives use, so `init`
+Filters are HWIO (WIO in 1-D, DHWIO in 3-D), the spatial rank taken from the input shape at init; the output shape
+comes from the same geometry funcnn's primitives use, so `init`
 also validates the configuration (a kernel larger than the padded input fails at init, naming the shapes).
 """
 
@@ -26,8 +27,15 @@ def _conv_out_shape(name, input_shape, kernel, stride, padding, dilation, paddin
     return tuple(geo.out_sizes(input_shape[1:-1]))
 
 
-def _conv_fn(x, name="Conv"):
-    return by_rank("conv", name, x.shape)
+def _conv_fn(x, name="Conv", w=None, kind="conv"):
+    """The conv primitive for x's spatial rank; with the layer's filter w, a clear error when the two ranks differ
+    (a layer initialised for images applied to clips)."""
+    fn = by_rank(kind, name, x.shape)
+    if w is not None and w.ndim != x.ndim:
+        raise ValueError(f"{name}: the input has {x.ndim - 2} spatial axes (shape {tuple(x.shape)}) but the layer's "
+                         f"filter w has {w.ndim - 2} (shape {tuple(w.shape)}): initialise the layer with an input "
+                         f"shape of the same rank")
+    return fn
 
 
 def _conv_init(name, out_channels, kernel, stride, padding, dilation, groups, use_bias, w_init, b_init,
@@ -81,7 +89,7 @@ def Conv(out_channels: int, kernel, *, stride=1, padding="VALID", dilation=1, gr
                       padding_mode)
 
     def apply(params, x, **_):
-        conv = _conv_fn(x)
+        conv = _conv_fn(x, "Conv", params["w"])
         return conv(x, params["w"], params.get("b"), stride=stride, padding=padding, dilation=dilation, groups=groups,
                     padding_mode=padding_mode)
 
@@ -99,8 +107,9 @@ def DepthwiseConv(kernel, *, multiplier: int = 1, stride=1, padding="VALID", dil
                       use_bias, w_init, b_init)
 
     def apply(params, x, **_):
-        return _conv_fn(x)(x, params["w"], params.get("b"), stride=stride, padding=padding,
-                                    dilation=dilation, groups=x.shape[-1])
+        conv = _conv_fn(x, "DepthwiseConv", params["w"])
+        return conv(x, params["w"], params.get("b"), stride=stride, padding=padding, dilation=dilation,
+                    groups=x.shape[-1])
 
     return stateless("DepthwiseConv", init, apply, flops=_conv_flops)
 
@@ -140,7 +149,7 @@ def ConvTranspose(out_channels: int, kernel, *, stride=1, padding="VALID", dilat
         return (input_shape[0], *spatial, out_channels), params
 
     def apply(params, x, **_):
-        fn = by_rank("conv_transpose", "ConvTranspose", x.shape)
+        fn = _conv_fn(x, "ConvTranspose", params["w"], "conv_transpose")
         return fn(x, params["w"], params.get("b"), stride=stride, padding=padding, dilation=dilation,
                   output_padding=output_padding, padding_mode=padding_mode)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-from .. import primitives as P
 from ..primitives.borders import check_mode
 from ..primitives.geometry import as_tuple
 from ..primitives.pool import pool_geometry
