@@ -402,6 +402,8 @@ MATRIX = _matrix()
 
 CLI = [
     (["train", "--epochs", "-3"], r"--epochs must be an integer >= 1, got -3"),
+    (["train", "--model", "clip_cnn"], r"digits does not fit clip_cnn's input \(8, 16, 16, 1\): images \(32, 32, 1\) "
+                                       r"can be adapted to an image input \(H, W, C\) only"),
     (["train", "--epochs", "0"], r"--epochs must be an integer >= 1, got 0"),
     (["train", "--batch-size", "0"], r"--batch-size must be an integer >= 1, got 0"),
     (["train", "--batch-size", "5000"], r"--batch-size 5000 is larger than the 1258 training examples of digits"),

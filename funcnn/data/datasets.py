@@ -239,6 +239,10 @@ def fit_to_shape(x: np.ndarray, shape) -> np.ndarray:
     """Adapt (n, H, W, C) images to a model's input (H', W', C'): zero-pad centrally when at most 4 pixels smaller
     (MNIST 28 -> LeNet's 32, as LeCun et al. did), resize bilinearly otherwise; replicate grey to RGB or average
     RGB to grey."""
+    if len(shape) != 3 or x.ndim != 4:
+        raise ValueError(f"images {tuple(x.shape[1:])} can be adapted to an image input (H, W, C) only, not to "
+                         f"{tuple(shape)} (a clip or volume model: make its inputs from Python, as "
+                         f"experiments/motion_clips.py does)")
     h, w, c = shape
     if x.shape[-1] != c:
         x = np.repeat(x, c, axis=-1) if x.shape[-1] == 1 else x.mean(-1, keepdims=True)
