@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import strategies as st
 
 
@@ -72,3 +73,8 @@ def dropped_rows(x_shape, w_shape, stride, padding, dilation):
 
 def inner(a, b):
     return float(np.vdot(np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()))
+
+
+def torch_or_skip():
+    """PyTorch, the independent float64 oracle, or a visible skip where it is not installed."""
+    return pytest.importorskip("torch", reason="PyTorch is the independent oracle here; pip install torch")

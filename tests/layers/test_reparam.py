@@ -8,16 +8,10 @@ import pytest
 
 import funcnn as fn
 from funcnn import layers as L
+from ..helpers import torch_or_skip
 
 
-@pytest.fixture(autouse=True)
-def _x64():
-    with jax.enable_x64(True):
-        yield
-
-
-def _torch():
-    return pytest.importorskip("torch", reason="PyTorch is the independent oracle here; pip install torch")
+_torch = torch_or_skip  # float64 is on for every test (conftest.py)
 
 
 def _f64(tree):

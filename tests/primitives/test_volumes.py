@@ -10,20 +10,14 @@ import numpy as np
 import pytest
 
 import funcnn.primitives as P
+from ..helpers import torch_or_skip
 from funcnn.primitives.conv import force_algorithm
 from funcnn.verify import reference as R
 
 MODES = ("reflect", "replicate", "circular")
 
 
-@pytest.fixture(autouse=True)
-def _x64():
-    with jax.enable_x64(True):
-        yield
-
-
-def _torch():
-    return pytest.importorskip("torch", reason="PyTorch is the independent oracle here; pip install torch")
+_torch = torch_or_skip  # float64 is on for every test (conftest.py)
 
 
 def _t(torch, a):
