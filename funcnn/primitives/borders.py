@@ -10,7 +10,8 @@ src(p), with j = p - lo the position relative to the input (PyTorch's `torch.nn.
     circular   src(p) = j mod N                                                           (the input wraps around)
 
 The forward is y[p] = x[src(p)], a copy, so the op is linear: its tangent is the op applied to dx, and its
-transpose, the backward, is the adjoint of the copy (`shared/notes/derivations.md`, "Padding modes"):
+transpose, the backward, is the adjoint of the copy (dy/dx[j] is 1 at every p with src(p) = j, so the chain rule sums
+g over those p, as the lecture's "+=" does for overlapping windows):
 
     dx[j] = sum_{p : src(p) = j} g[p]      the interior g[lo:lo+N] plus each border entry of g folded back onto the
                                            entry it copied: reflect adds g at the mirrored index, circular at the
