@@ -10,8 +10,9 @@ inner layer the reparametrised weight; the inner layer's other params and state 
 `dim` is the axis kept apart, funcnn's output-channel axis -1 by default (filters are HWIO, Dense weights
 (in, out)); it is the axis PyTorch's default dim=0 names in its (out, in, ...) layout, so the two agree layer for
 layer. One exception: PyTorch's `spectral_norm` takes dim=1 for its ConvTranspose layers (their output channels),
-which is funcnn's dim=-2 for a ConvTranspose filter (*K, C_out, C_in). Gradients flow through the reparametrisation by JAX's autodiff of these few array operations (no new rule:
-each step is a `jnp` expression whose derivative JAX knows).
+which is funcnn's dim=-2 for a ConvTranspose filter (*K, C_out, C_in). Gradients flow through the reparametrisation
+by JAX's autodiff of these few array operations (no new rule: each step is a `jnp` expression whose derivative JAX
+knows).
 """
 
 from __future__ import annotations
