@@ -13,7 +13,8 @@ label is the direction. Three models of the same layers (`funcnn.models.clip_cnn
     2-D network on the first frame no motion at all: chance
 
 The mean frame is the same for "right" and "left" (and for "down" and "up"), so the 2-D network on it can reach
-about one half at best; the 3-D network can tell the directions apart. Prints and writes the test accuracies.
+about one half at best; the 3-D network can tell the directions apart. Prints and writes the test accuracies, and
+draws one test clip per direction with its mean frame (`clips.png`).
 """
 
 import time
@@ -22,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from funcnn import count_params, data, models, report, train
+from funcnn import count_params, data, models, report, train, viz
 
 DIRECTIONS = {"right": (0, 1), "left": (0, -1), "down": (1, 0), "up": (-1, 0)}
 
@@ -66,7 +67,7 @@ def run(args):
         accuracy, n_params, seconds = train_one(view, sets, args)
         rows.append({"model": name, "input": "x".join(map(str, view(sets[2][0][:1]).shape[1:])),
                      "parameters": n_params, "test accuracy": accuracy, "train seconds": seconds})
-    return rows, [len(s[0]) for s in sets]
+    return rows, [len(s[0]) for s in sets], sets[2]
 
 
 def main(argv=None):
@@ -79,7 +80,14 @@ def main(argv=None):
         parser.error(f"--frames must be at least 2 (a clip needs motion), got {args.frames}")
     if args.width < 1 or args.train_size < 1 or args.epochs < 1:
         parser.error("--width, --train-size and --epochs must be positive")
-    rows, sizes = run(args)
+    rows, sizes, (test_clips, test_labels) = run(args)
+    examples = [int(np.flatnonzero(test_labels == k)[0]) for k in range(len(DIRECTIONS))]
+    frames = [test_clips[n, t] for n in examples for t in range(args.frames)]
+    titles = [f"{list(DIRECTIONS)[test_labels[n]]} t={t}" for n in examples for t in range(args.frames)]
+    viz.plot_images(frames + [test_clips[n].mean(axis=0) for n in examples], f"{args.out}/clips.png",
+                    columns=args.frames, titles=titles + [f"mean frame ({list(DIRECTIONS)[test_labels[n]]})"
+                                                          for n in examples],
+                    title="one test clip per direction, frame by frame; last row: the mean frames the 2-D net sees")
     report.write_results(
         args.out, rows, title="Motion direction from 8-frame digit clips: 3-D against 2-D convolutions",
         settings={"clips": f"{args.frames} frames of 16x16, train / val / test {sizes[0]} / {sizes[1]} / {sizes[2]}",

@@ -140,7 +140,7 @@ def test_every_registry_is_the_catalogs_table():
         jax.eval_shape(lambda r: init(r, (1, *spec.input_shape)), jax.random.PRNGKey(0))
         if spec.torch_keys:
             assert name in interop.MODELS and callable(models.resolve(spec.torch_keys))
-    assert set(interop.MODELS) == {"lenet5", "alexnet", "vgg16", "resnet18", "resnet20"}
+    assert set(interop.MODELS) == {"lenet5", "alexnet", "vgg16", "resnet18", "resnet20", "r3d_18"}
     assert list(data.LOADERS) == list(catalog.DATASETS) and list(train.RECIPES) == list(catalog.OPTIMIZERS)
     assert precision.Policy.PRESETS is catalog.PRECISIONS and pipeline.PRECISIONS == tuple(catalog.PRECISIONS)
     assert pipeline.RUN_FILES == tuple(catalog.RUN_FILES) and set(catalog.RUN_MARKERS) <= set(catalog.RUN_FILES)

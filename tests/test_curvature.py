@@ -42,18 +42,22 @@ def use_lax(monkeypatch):
     from funcnn.primitives.geometry import make_geometry
     from funcnn.primitives.pool import pool_geometry
 
-    def conv2d(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1):
+    def conv2d(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1, padding_mode="zeros"):
+        assert padding_mode == "zeros"
         geo = make_geometry("conv2d", x.shape, w.shape[:2], stride, padding, dilation)
         z = lax.conv_general_dilated(x, w, geo.stride, geo.padding, rhs_dilation=geo.dilation, dimension_numbers=DN,
                                      feature_group_count=groups)
         return z if b is None else z + b
 
-    def max_pool2d(x, window, stride=None, padding="VALID", ceil_mode=False):
+    def max_pool2d(x, window, stride=None, padding="VALID", ceil_mode=False, padding_mode="zeros"):
+        assert padding_mode == "zeros"
         geo, _ = pool_geometry("max_pool2d", x.shape, window, stride, padding, ceil_mode)
         return lax.reduce_window(x, -jnp.inf, lax.max, (1, *geo.window, 1), (1, *geo.stride, 1),
                                  ((0, 0), *geo.padding, (0, 0)))
 
-    def avg_pool2d(x, window, stride=None, padding="VALID", count_include_pad=True, ceil_mode=False):
+    def avg_pool2d(x, window, stride=None, padding="VALID", count_include_pad=True, ceil_mode=False,
+                   padding_mode="zeros"):
+        assert padding_mode == "zeros"
         geo, _ = pool_geometry("avg_pool2d", x.shape, window, stride, padding, ceil_mode)
         total = lax.reduce_window(x, 0.0, lax.add, (1, *geo.window, 1), (1, *geo.stride, 1),
                                   ((0, 0), *geo.padding, (0, 0)))

@@ -153,9 +153,7 @@ def _r3d_18_torch(torch):
 def test_r3d_18_from_torchvision_video_layout():
     """The 3-D ResNet-18 in torchvision.models.video's layout (NCDHW, stem.0 / layerX.Y.conv1.0 names), random
     weights and BatchNorm statistics: the same logits on a short clip, and the exact round trip of every tensor."""
-    import torch
-
-    _torch()
+    torch = _torch()
     torch.manual_seed(3)
     net = _r3d_18_torch(torch)
     _randomise_batchnorm(net, torch)

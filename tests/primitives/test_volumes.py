@@ -74,6 +74,23 @@ def test_conv3d_against_pytorch(kw, algorithm):
     np.testing.assert_allclose(dw, np.transpose(gw.numpy(), (2, 3, 4, 1, 0)), rtol=1e-10, atol=1e-10)
 
 
+def test_3d_pools_against_pytorch():
+    """Max (ceil mode), mean (count_include_pad=False), p-norm (PyTorch's LPPool sums where funcnn averages: the
+    outputs differ by |W|^(1/p)), adaptive mean and max, global mean."""
+    torch = _torch()
+    F = torch.nn.functional
+    x = np.random.default_rng(13).normal(size=(2, 7, 6, 9, 3))
+    _compare(torch, lambda x: P.max_pool3d(x, 3, 2, 1, ceil_mode=True),
+             lambda t: F.max_pool3d(t, 3, 2, 1, ceil_mode=True), x)
+    _compare(torch, lambda x: P.avg_pool3d(x, (3, 2, 3), 2, 1, count_include_pad=False, ceil_mode=True),
+             lambda t: F.avg_pool3d(t, (3, 2, 3), 2, 1, count_include_pad=False, ceil_mode=True), x)
+    _compare(torch, lambda x: P.lp_pool3d(x, 3.0, (2, 3, 2), 2) * 12.0 ** (1 / 3),
+             lambda t: F.lp_pool3d(t.abs(), 3.0, (2, 3, 2), 2), x)
+    _compare(torch, lambda x: P.adaptive_avg_pool3d(x, (3, 4, 5)), lambda t: F.adaptive_avg_pool3d(t, (3, 4, 5)), x)
+    _compare(torch, lambda x: P.adaptive_max_pool3d(x, (3, 4, 5)), lambda t: F.adaptive_max_pool3d(t, (3, 4, 5)), x)
+    _compare(torch, P.global_avg_pool3d, lambda t: t.mean((2, 3, 4)), x)
+
+
 def test_depthwise_conv3d_takes_the_taps_path_and_matches_the_reference():
     rng = np.random.default_rng(2)
     x, w = jnp.asarray(rng.normal(size=(2, 4, 5, 6, 3))), jnp.asarray(rng.normal(size=(3, 3, 3, 1, 6)))
