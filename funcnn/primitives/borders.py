@@ -177,4 +177,4 @@ def _verify_cases(make, ref):
                ((1, 3, 4, 3, 2), 2, "reflect"), ((2, 3, 2), 2, "zeros")]
     for i, (shape, padding, mode) in enumerate(configs):
         yield make.case("border_pad", f"{shape} {padding} {mode}", lambda x, p=padding, m=mode: border_pad(x, p, m),
-                        lambda x, p=padding, m=mode: ref.border_pad(x, p, m), make.normal(*shape), quick=i < 5)
+                        lambda x, p=padding, m=mode: ref.border_pad(x, p, m), make.normal(*shape), quick=i in (1, 3))

@@ -104,7 +104,7 @@ def add_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--primitive", action="append", metavar="NAME",
                         help="check only this primitive (repeatable; --list shows the names)")
     parser.add_argument("--full", action="store_true", help="every registered configuration with every check "
-                                                            "(minutes), not the bounded default set (about 75 s on "
+                                                            "(minutes), not the bounded default set (about 110 s on "
                                                             "2 cores)")
     parser.add_argument("--verbose", action="store_true", help="print the report of every configuration")
     parser.add_argument("--seed", type=int, default=0, help="seed of the inputs and cotangents")

@@ -220,11 +220,12 @@ def _verify_cases(make, ref):
     # volumes: the same rules over three spatial axes (every path of the table: banded for few channels, taps for
     # depth-wise, the canonical forward with tap-matmul dX / batch-chunk dW), and the padding modes
     yield conv_case(3, 2, (4, 5, 3), 2, 3, (3, 2, 2), quick=True, stride=(1, 2, 1), padding=((1, 0), (1, 1), (0, 1)))
-    yield conv_case(3, 1, (5, 4, 4), 3, 3, (3, 3, 3), quick=True, groups=3, stride=2, padding="SAME")
+    yield conv_case(3, 1, (5, 4, 4), 3, 3, (3, 3, 3), groups=3, stride=2, padding="SAME")
     yield conv_case(3, 1, (4, 4, 5), 12, 12, (2, 2, 3), stride=2, padding=1, dilation=(1, 2, 1))
     for i, mode in enumerate(("reflect", "replicate", "circular")):
-        yield conv_case(2, 2, (6, 5), 3, 4, (3, 3), quick=True, stride=2, padding=((2, 1), (1, 2)), padding_mode=mode)
-        yield conv_case(3, 1, (4, 3, 5), 2, 3, (3, 2, 3), quick=i == 0, padding="SAME", padding_mode=mode)
+        yield conv_case(2, 2, (6, 5), 3, 4, (3, 3), quick=i == 0, stride=2, padding=((2, 1), (1, 2)),
+                        padding_mode=mode)
+        yield conv_case(3, 1, (4, 3, 5), 2, 3, (3, 2, 3), padding="SAME", padding_mode=mode)
     for i, (mode, cfg) in enumerate([("reflect", dict(stride=2, padding=1, output_padding=1)),
                                      ("circular", dict(stride=(2, 1, 3), padding=((1, 2), (0, 1), (2, 0)))),
                                      ("replicate", dict(padding=1))]):

@@ -56,14 +56,14 @@ def _verify_cases(make, ref):
 
 def _volume_cases(case, make):
     """volumes (N, D, H, W, C): overlapping and tiling windows, asymmetric padding, ceil mode, ties"""
-    vol = (2, 5, 4, 6, 2)
+    vol = (1, 4, 4, 5, 2)
     for i, (args, kw) in enumerate([((2,), {}), ((3, 2), dict(padding=1)),
                                     (((2, 3, 2), (1, 2, 3)), dict(padding=((1, 0), (0, 1), (1, 1)), ceil_mode=True))]):
         yield case("max_pool3d", vol, *args, quick=i == 1, **kw)
         yield case("avg_pool3d", vol, *args, quick=i == 1, **kw)
         yield case("lp_pool3d", vol, 2.0, *args, quick=i == 1, **kw)
     yield case("avg_pool3d", vol, 3, 2, padding=1, count_include_pad=False)
-    yield case("max_pool3d", (1, 3, 4, 4, 2), 2, 1, quick=True, x=make.integers(0, 3, 1, 3, 4, 4, 2).astype(float))
+    yield case("max_pool3d", (1, 3, 4, 4, 2), 2, 1, x=make.integers(0, 3, 1, 3, 4, 4, 2).astype(float))  # ties
     yield case("global_avg_pool3d", vol, quick=True)
     yield case("adaptive_avg_pool3d", vol, (2, 3, 4), quick=True)
     yield case("adaptive_max_pool3d", vol, (2, 3, 4), quick=True)
@@ -71,11 +71,11 @@ def _volume_cases(case, make):
 
 def _mode_and_unpool_cases(case, make, pool):
     """padding modes (the border filled from x, the backward folding it back), and max unpooling"""
-    vol = (2, 5, 4, 6, 2)
+    vol = (1, 4, 4, 5, 2)
     for i, mode in enumerate(("reflect", "replicate", "circular")):
         yield case("max_pool2d", (2, 7, 8, 3), 3, 2, quick=i == 0, padding=((1, 2), (2, 1)), padding_mode=mode)
-        yield case("avg_pool2d", (2, 7, 8, 3), 3, 2, quick=i == 0, padding=1, ceil_mode=True, padding_mode=mode)
-        yield case("lp_pool3d", vol, 3.0, 3, 2, quick=i == 0, padding=1, padding_mode=mode)
+        yield case("avg_pool2d", (2, 7, 8, 3), 3, 2, quick=i == 2, padding=1, ceil_mode=True, padding_mode=mode)
+        yield case("lp_pool3d", vol, 3.0, 3, 2, padding=1, padding_mode=mode)
         yield case("max_pool1d", (2, 9, 3), 3, 2, padding=2, padding_mode=mode)
 
     # max unpooling at the indices of a max pool (linear in x; tiling windows: distinct indices)
