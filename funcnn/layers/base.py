@@ -125,17 +125,15 @@ def apply_child(key: str, layer: Layer, params, state, x, **kwargs):
         return layer.apply(params, state, x, **kwargs)
 
 
-_SHAPES = {1: "(N, W, C)", 2: "(N, H, W, C)", 3: "(N, D, H, W, C)"}
-
-
 def by_rank(kind: str, name: str, shape) -> Callable:
     """The primitive `funcnn.primitives.{kind}{nd}d` for an input of this shape (nd = its spatial axes, 1 to 3);
     ValueError naming the layer and the shape otherwise. Layers take their spatial rank from the input."""
     from .. import primitives
+    from ..primitives.geometry import SPATIAL_AXES
 
     nd = len(shape) - 2
-    if nd not in _SHAPES:
-        shapes = list(_SHAPES.values())
+    if nd not in SPATIAL_AXES:
+        shapes = [f"(N, {', '.join(letters)}, C)" for letters in SPATIAL_AXES.values()]
         raise ValueError(f"{name}: input must be {', '.join(shapes[:-1])} or {shapes[-1]}, got shape {tuple(shape)}")
     return getattr(primitives, f"{kind}{nd}d")
 

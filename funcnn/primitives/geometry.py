@@ -17,6 +17,14 @@ import numpy as np
 
 Pads = tuple[tuple[int, int], ...]
 
+SPATIAL_AXES = {1: "W", 2: "HW", 3: "DHW"}  # the spatial ranks funcnn's primitives take, and their axis letters
+
+
+def layout(nd: int, lead: str = "N", trail: str = "C") -> str:
+    """A layout string with the nd spatial letters between `lead` and `trail`: layout(3) = "NDHWC",
+    layout(2, "", "IO") = "HWIO"."""
+    return lead + SPATIAL_AXES[nd] + trail
+
 
 def effective_window(window: Sequence[int], dilation: Sequence[int]) -> tuple[int, ...]:
     """K_eff = D*(K-1)+1 per axis: the extent a dilated window covers."""
@@ -149,4 +157,5 @@ def make_geometry(name, x_shape, window, stride, padding, dilation, *, window_na
     return geo
 
 
-__all__ = ["Pads", "Geometry", "effective_window", "as_tuple", "same_padding", "resolve_padding", "make_geometry"]
+__all__ = ["Pads", "SPATIAL_AXES", "layout", "Geometry", "effective_window", "as_tuple", "same_padding",
+           "resolve_padding", "make_geometry"]

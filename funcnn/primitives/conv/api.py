@@ -8,12 +8,12 @@ from __future__ import annotations
 from ..cases import register_cases
 from ..borders import BORDER_FOLD, check_fits, check_mode, pad_border
 from ..checks import as_array, check_rank, float_dtype, reverse_mode_only
-from ..geometry import make_geometry
+from ..geometry import SPATIAL_AXES, layout, make_geometry
 from . import dispatch
 from .geometry import ConvSpec, transpose_geometry
 from .rules import conv, conv_dx
 
-LAYOUTS = {1: ("NWC", "WIO"), 2: ("NHWC", "HWIO"), 3: ("NDHWC", "DHWIO")}
+LAYOUTS = {nd: (layout(nd), layout(nd, "", "IO")) for nd in SPATIAL_AXES}  # NHWC / HWIO and the 1-D, 3-D forms
 
 
 def _check_conv_args(name, nd, x, w, b, groups):

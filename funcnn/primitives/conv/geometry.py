@@ -10,9 +10,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from ..geometry import Geometry, as_tuple, effective_window, make_geometry, resolve_padding
-
-_SPATIAL = {1: "W", 2: "HW", 3: "DHW"}
+from ..geometry import SPATIAL_AXES, Geometry, as_tuple, effective_window, make_geometry, resolve_padding
 
 
 class ConvSpec(NamedTuple):
@@ -30,7 +28,7 @@ class ConvSpec(NamedTuple):
 
 def dimension_numbers(nd: int, lhs: str, rhs: str, out: str):
     """Dimension-number strings with the spatial letters filled in, e.g. ("N*C", "*IO", "N*C") -> NHWC, HWIO, NHWC."""
-    sp = _SPATIAL[nd]
+    sp = SPATIAL_AXES[nd]
     return tuple(s.replace("*", sp) for s in (lhs, rhs, out))
 
 

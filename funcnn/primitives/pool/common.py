@@ -10,10 +10,9 @@ from jax import lax
 
 from ..borders import check_mode, pad_border
 from ..checks import as_float, check_nonempty_spatial, check_rank, reverse_mode_only
-from ..geometry import Geometry, make_geometry
+from ..geometry import SPATIAL_AXES, Geometry, layout, make_geometry
 
-LAYOUT = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
-_AXES = {1: "W", 2: "H, W", 3: "D, H, W"}
+LAYOUT = {nd: layout(nd) for nd in SPATIAL_AXES}
 
 
 def geometry_of(window, stride, padding) -> Geometry:
@@ -113,7 +112,7 @@ def ranked(kind: str, fn, nd: int, doc: str):
         return fn(*args, **kwargs, nd=nd, name=name)
 
     public.__name__ = public.__qualname__ = name
-    public.__doc__ = doc.format(nd=nd, layout=f"(N, {_AXES[nd]}, C)")
+    public.__doc__ = doc.format(nd=nd, layout=f"(N, {', '.join(SPATIAL_AXES[nd])}, C)")
     return reverse_mode_only(name)(public)
 
 
