@@ -31,6 +31,8 @@ from jax import lax
 from . import carrier
 from .cases import register_cases
 from .checks import as_float, check_rank
+from .geometry import resolve_padding, spatial_sizes
+from .windows import crop_spatial, pad_spatial, padded_sum
 
 MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -68,12 +70,8 @@ def _take(x, axis, start, stop, step=1):
 
 
 def _copy_axis(x, axis, lo, hi, mode):
-    """y[p] = x[src(p)] along one axis."""
+    """y[p] = x[src(p)] along one axis (a mode other than zeros)."""
     n = x.shape[axis]
-    if mode == "zeros":
-        config = [(0, 0, 0)] * x.ndim
-        config[axis] = (lo, hi, 0)
-        return lax.pad(x, jnp.zeros((), x.dtype), config)
     if mode == "reflect":     # p < lo copies lo - p, ..., 1; the high border n-2, n-3, ...
         before, after = _take(x, axis, lo, 0, -1), _take(x, axis, n - 2, n - 2 - hi, -1)
     elif mode == "replicate":
@@ -84,18 +82,10 @@ def _copy_axis(x, axis, lo, hi, mode):
     return jnp.concatenate([before, x, after], axis=axis)
 
 
-def _placed(v, axis, start, n):
-    """v placed at [start, start + len) of a zero array with n entries along `axis`."""
-    config = [(0, 0, 0)] * v.ndim
-    config[axis] = (start, n - start - v.shape[axis], 0)
-    return lax.pad(v, jnp.zeros((), v.dtype), config)
-
-
 def _fold_axis(g, axis, lo, hi, n, mode):
-    """dx[j] = sum_{p : src(p) = j} g[p] along one axis: the interior, plus the borders folded back."""
+    """dx[j] = sum_{p : src(p) = j} g[p] along one axis (a mode other than zeros): the interior, plus the borders
+    folded back, each placed at its start along an axis of n entries ("+=" where they meet, `padded_sum`)."""
     interior = lax.slice_in_dim(g, lo, lo + n, axis=axis)
-    if mode == "zeros" or (lo == 0 and hi == 0):
-        return interior
     before, after = lax.slice_in_dim(g, 0, lo, axis=axis), lax.slice_in_dim(g, lo + n, lo + n + hi, axis=axis)
     if mode == "reflect":     # before[p] copied x[lo - p]: reversed, it lands on [1, lo + 1); after on [n-1-hi, n-1)
         terms = [(lax.rev(before, (axis,)), 1), (lax.rev(after, (axis,)), n - 1 - hi)]
@@ -103,10 +93,13 @@ def _fold_axis(g, axis, lo, hi, n, mode):
         terms = [(jnp.sum(before, axis=axis, keepdims=True), 0), (jnp.sum(after, axis=axis, keepdims=True), n - 1)]
     else:                     # circular: before copied [n - lo, n), after [0, hi)
         terms = [(before, n - lo), (after, 0)]
-    for v, start in terms:
-        if v.shape[axis]:
-            interior = interior + _placed(v, axis, start, n)
-    return interior
+
+    def at(v, start):
+        config = [(0, 0, 0)] * v.ndim
+        config[axis] = (start, n - start - v.shape[axis], 0)
+        return v, config
+
+    return padded_sum(at(v, start) for v, start in [(interior, 0), *terms] if v.shape[axis])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -114,25 +107,25 @@ def _fold_axis(g, axis, lo, hi, n, mode):
 
 
 def _border_pad_impl(x, *, pads, mode):
+    if mode == "zeros":
+        return pad_spatial(x, pads)
     for axis, (lo, hi) in enumerate(pads, start=1):
         x = _copy_axis(x, axis, lo, hi, mode)
     return x
 
 
 def _border_fold_impl(g, *, pads, mode, sizes):
-    """dx[n, j, c] = sum over the padded positions p copying j of g[n, p, c], axis by axis."""
+    """dx[n, j, c] = sum over the padded positions p copying j of g[n, p, c], axis by axis (zeros: the crop)."""
+    if mode == "zeros":
+        return crop_spatial(g, pads)
     for axis in reversed(range(1, len(pads) + 1)):
         lo, hi = pads[axis - 1]
         g = _fold_axis(g, axis, lo, hi, sizes[axis - 1], mode)
     return g
 
 
-def _input_sizes(params, specs):
-    return {"sizes": tuple(specs[0].shape[1:-1]) if specs else None}
-
-
 BORDER_PAD, BORDER_FOLD = carrier.define_adjoint_pair(
-    "border_pad", _border_pad_impl, "border_fold", _border_fold_impl, fixed=0, adjoint_params=_input_sizes,
+    "border_pad", _border_pad_impl, "border_fold", _border_fold_impl, fixed=0, adjoint_params=spatial_sizes,
     batch=carrier.fold_into_batch)
 
 
@@ -151,8 +144,6 @@ def border_pad(x, padding, mode: str = "reflect"):
 
     Linear: its tangent is the op on dx. Gradient: the interior of g plus every border entry of g folded back onto
     the input entry it copied (reflect: the mirrored index; circular: the wrapped one; replicate: the edge)."""
-    from .geometry import resolve_padding
-
     x = as_float("border_pad", "x", x)
     if x.ndim < 3:
         check_rank("border_pad", "x", x.shape, 3, "(N, *spatial, C) with at least one spatial axis")

@@ -59,6 +59,12 @@ class Geometry(NamedTuple):
                                                       self.stride))
 
 
+def spatial_sizes(params, specs) -> dict:
+    """An adjoint pair's extra parameter (`carrier.define_adjoint_pair(adjoint_params=...)`): {"sizes": the spatial
+    sizes of the (N, *spatial, C) array the adjoint maps back to}."""
+    return {"sizes": tuple(specs[0].shape[1:-1]) if specs else None}
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # argument normalisation
 
@@ -157,5 +163,5 @@ def make_geometry(name, x_shape, window, stride, padding, dilation, *, window_na
     return geo
 
 
-__all__ = ["Pads", "SPATIAL_AXES", "layout", "Geometry", "effective_window", "as_tuple", "same_padding",
-           "resolve_padding", "make_geometry"]
+__all__ = ["Pads", "SPATIAL_AXES", "layout", "spatial_sizes", "Geometry", "effective_window", "as_tuple",
+           "same_padding", "resolve_padding", "make_geometry"]

@@ -13,5 +13,5 @@ from .api import conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, con
 from .dispatch import ALGORITHMS, TABLE, force_algorithm
 from .geometry import ConvSpec, transpose_geometry
 
-__all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "ALGORITHMS", "TABLE", "force_algorithm",
-           "ConvSpec", "transpose_geometry"]
+__all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "ALGORITHMS",
+           "TABLE", "force_algorithm", "ConvSpec", "transpose_geometry"]

@@ -15,9 +15,9 @@ from jax import lax
 
 from .. import carrier
 from ..checks import accumulation_dtype, check_nonempty_spatial
-from ..geometry import as_tuple
+from ..geometry import as_tuple, spatial_sizes
 from ..windows import first_max, padded_sum
-from .common import checked_input, input_sizes, ranked
+from .common import checked_input, ranked
 
 # ----------------------------------------------------------------------------------------------------------------
 # adaptive pooling
@@ -151,7 +151,7 @@ def _global_avg_pool_backward_impl(g, *, sizes):
 
 GLOBAL_AVG_POOL, GLOBAL_AVG_POOL_BACKWARD = carrier.define_adjoint_pair(
     "global_avg_pool", _global_avg_pool_impl, "global_avg_pool_backward", _global_avg_pool_backward_impl,
-    fixed=0, adjoint_params=input_sizes, batch=carrier.fold_into_batch)
+    fixed=0, adjoint_params=spatial_sizes, batch=carrier.fold_into_batch)
 
 
 def global_avg_pool(x, *, nd, name):

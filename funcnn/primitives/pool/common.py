@@ -25,11 +25,6 @@ def geometry_params(geo: Geometry) -> dict:
     return dict(window=geo.window, stride=geo.stride, padding=geo.padding)
 
 
-def input_sizes(params, specs):
-    """The adjoint's extra parameter: the spatial sizes of the input it maps back to."""
-    return {"sizes": tuple(specs[0].shape[1:-1])} if specs else {"sizes": None}
-
-
 def reduce_window(x, init, op, geo: Geometry):
     """lax.reduce_window with a NumPy scalar init, so that JAX emits its differentiable reduce_window_max / _sum
     (`verify.primal_of` differentiates the forward as a reference)."""
@@ -116,5 +111,5 @@ def ranked(kind: str, fn, nd: int, doc: str):
     return reverse_mode_only(name)(public)
 
 
-__all__ = ["LAYOUT", "bordered", "geometry_of", "geometry_params", "input_sizes", "reduce_window", "window_counts",
+__all__ = ["LAYOUT", "bordered", "geometry_of", "geometry_params", "reduce_window", "window_counts",
            "pool_geometry", "checked_input", "ranked"]

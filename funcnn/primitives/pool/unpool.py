@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from .. import carrier
 from ..checks import as_array, check_rank
-from ..geometry import as_tuple, resolve_padding
+from ..geometry import as_tuple, resolve_padding, spatial_sizes
 from .common import LAYOUT, checked_input, ranked
 
 
@@ -54,12 +54,8 @@ def _unpool_impl(idx, x, *, sizes):
     return out.reshape(n, *sizes, c)
 
 
-def _output_sizes(params, specs):
-    return {"sizes": tuple(specs[0].shape[1:-1]) if specs else None}
-
-
 MAX_UNPOOL_GATHER, MAX_UNPOOL = carrier.define_adjoint_pair(
-    "max_unpool_gather", _gather_impl, "max_unpool", _unpool_impl, fixed=1, adjoint_params=_output_sizes,
+    "max_unpool_gather", _gather_impl, "max_unpool", _unpool_impl, fixed=1, adjoint_params=spatial_sizes,
     constant=True, batch=carrier.fold_into_batch)
 
 

@@ -12,10 +12,10 @@ from jax import lax
 
 from .. import carrier
 from ..checks import accumulation_dtype
-from ..geometry import Geometry
+from ..geometry import Geometry, spatial_sizes
 from ..windows import first_max, pad_spatial, place_windows, spread_windows, window_offsets, window_slice
-from .common import (bordered, checked_input, geometry_of, geometry_params, input_sizes, pool_geometry, ranked,
-                     reduce_window, window_counts)
+from .common import (bordered, checked_input, geometry_of, geometry_params, pool_geometry, ranked, reduce_window,
+                     window_counts)
 
 # ----------------------------------------------------------------------------------------------------------------
 # max pooling
@@ -54,7 +54,7 @@ def _max_pool_backward_impl(x, g, *, sizes, **params):
 
 MAX_POOL_TANGENT, MAX_POOL_BACKWARD = carrier.define_adjoint_pair(
     "max_pool_tangent", _max_pool_tangent_impl, "max_pool_backward", _max_pool_backward_impl, fixed=1,
-    adjoint_params=input_sizes, constant=True, batch=carrier.fold_into_batch)
+    adjoint_params=spatial_sizes, constant=True, batch=carrier.fold_into_batch)
 MAX_POOL = carrier.define("max_pool", _max_pool_impl, batch=carrier.fold_into_batch,
                           tangent=lambda args, y, ts, **params: MAX_POOL_TANGENT(args[0], ts[0], **params))
 
@@ -119,7 +119,7 @@ def _avg_pool_backward_impl(g, *, include_pad, overhang, sizes, **params):
 
 
 AVG_POOL, AVG_POOL_BACKWARD = carrier.define_adjoint_pair(
-    "avg_pool", _avg_pool_impl, "avg_pool_backward", _avg_pool_backward_impl, fixed=0, adjoint_params=input_sizes,
+    "avg_pool", _avg_pool_impl, "avg_pool_backward", _avg_pool_backward_impl, fixed=0, adjoint_params=spatial_sizes,
     batch=carrier.fold_into_batch)
 
 
@@ -203,7 +203,7 @@ def _lp_pool_backward_impl(x, y, g, *, p, overhang, sizes, **params):
 
 LP_POOL_TANGENT, LP_POOL_BACKWARD = carrier.define_adjoint_pair(
     "lp_pool_tangent", _lp_pool_tangent_impl, "lp_pool_backward", _lp_pool_backward_impl, fixed=2,
-    adjoint_params=input_sizes, batch=carrier.fold_into_batch)
+    adjoint_params=spatial_sizes, batch=carrier.fold_into_batch)
 LP_POOL = carrier.define("lp_pool", _lp_pool_impl, batch=carrier.fold_into_batch,
                          tangent=lambda args, y, ts, **params: LP_POOL_TANGENT(args[0], y, ts[0], **params))
 
