@@ -104,22 +104,9 @@ def _windows(xp, window, stride, dilation, out):
 # convolution
 
 
-def conv2d(x, w, b=None, **kw):
-    """z(n, i, j, f) = sum_{u, v, c} w(u, v, c, f) Y_pad(n, S*i + D*u, S*j + D*v, c) + b(f), group by group."""
-    return conv_nd(x, w, b, **kw)
-
-
-def conv1d(x, w, b=None, **kw):
-    """1-D form of `conv2d`."""
-    return conv_nd(x, w, b, **kw)
-
-
-def conv3d(x, w, b=None, **kw):
-    """3-D form of `conv2d`: i, u run over (d, h, w)."""
-    return conv_nd(x, w, b, **kw)
-
-
 def conv_nd(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1, padding_mode="zeros"):
+    """z(n, i, j, f) = sum_{u, v, c} w(u, v, c, f) Y_pad(n, S*i + D*u, S*j + D*v, c) + b(f), group by group (in 2-D;
+    i and u run over every spatial axis); Y_pad the zero padding or the literal `border_pad` in `padding_mode`."""
     window, stride, dilation, pads, out = _params(x.shape, w.shape[:-2], stride, padding, dilation)
     xp = _pad(x, pads) if padding_mode == "zeros" else border_pad(x, pads, padding_mode)
     cin_g, cout = w.shape[-2], w.shape[-1]
@@ -137,23 +124,13 @@ def conv_nd(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1, pa
     return z if b is None else z + b
 
 
-def conv_transpose2d(y, w, b=None, **kw):
-    """Lecture "Expanding convolution layer": z(n, S*x + D*u, c) += w(u, c, f) y(n, x, f), then crop the padding."""
-    return conv_transpose_nd(y, w, b, **kw)
-
-
-def conv_transpose1d(y, w, b=None, **kw):
-    """1-D form of `conv_transpose2d`."""
-    return conv_transpose_nd(y, w, b, **kw)
-
-
-def conv_transpose3d(y, w, b=None, **kw):
-    """3-D form of `conv_transpose2d`."""
-    return conv_transpose_nd(y, w, b, **kw)
+conv1d = conv2d = conv3d = conv_nd
 
 
 def conv_transpose_nd(y, w, b=None, *, stride=1, padding="VALID", dilation=1, output_padding=0,
                       padding_mode="zeros"):
+    """Lecture "Expanding convolution layer": z(n, S*x + D*u, c) += w(u, c, f) y(n, x, f), then crop the padding
+    (with a padding mode: fold each padded entry onto the entry it copied, the adjoint of `border_pad`)."""
     window, stride, dilation, pads, out_sizes = _transpose_params(y.shape, w.shape[:-2], stride, padding, dilation,
                                                                   output_padding)
     in_sizes = y.shape[1:-1]
@@ -173,6 +150,9 @@ def conv_transpose_nd(y, w, b=None, *, stride=1, padding="VALID", dilation=1, ou
         crop = tuple(slice(lo, lo + n) for (lo, _), n in zip(pads, out_sizes))
         z = z[(slice(None), *crop, slice(None))]
     return z if b is None else z + b
+
+
+conv_transpose1d = conv_transpose2d = conv_transpose3d = conv_transpose_nd
 
 
 def conv_dx_literal(g, w, x_shape, *, stride=1, padding="VALID", dilation=1):
