@@ -1,8 +1,8 @@
 """Convolution layers: Conv (1-D / 2-D / 3-D), DepthwiseConv, SeparableConv, ConvTranspose, TransformInvariantConv.
 
 Filters are HWIO (WIO in 1-D, DHWIO in 3-D), the spatial rank taken from the input shape at init; the output shape
-comes from the same geometry funcnn's primitives use, so `init`
-also validates the configuration (a kernel larger than the padded input fails at init, naming the shapes).
+comes from the same geometry funcnn's primitives use, so `init` also validates the configuration (a kernel larger
+than the padded input fails at init, naming the shapes).
 """
 
 from __future__ import annotations
