@@ -33,12 +33,12 @@ from jax import lax
 import funcnn as fn
 from timing import median_seconds as _time
 
-DN = ("NHWC", "HWIO", "NHWC")
+DN = {2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
 
 
-def _lax_conv(stride=1, padding="VALID", groups=1):
+def _lax_conv(stride=1, padding="VALID", groups=1, nd=2):
     def f(x, w):
-        return lax.conv_general_dilated(x, w, (stride, stride), padding, dimension_numbers=DN,
+        return lax.conv_general_dilated(x, w, (stride,) * nd, padding, dimension_numbers=DN[nd],
                                         feature_group_count=groups)
     return f
 
@@ -48,26 +48,13 @@ def _lax_conv_transpose(stride, padding):
     def f(y, w):
         k = w.shape[0]
         pads = [(k - 1 - padding, k - 1 - padding)] * 2
-        return lax.conv_transpose(y, w, (stride, stride), pads, dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                  transpose_kernel=True)
+        return lax.conv_transpose(y, w, (stride, stride), pads, dimension_numbers=DN[2], transpose_kernel=True)
     return f
 
 
-def _lax_conv3d(padding="SAME"):
-    def f(x, w):
-        return lax.conv_general_dilated(x, w, (1, 1, 1), padding, dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
-    return f
-
-
-def _lax_pool3d(window, stride):
+def _lax_pool(op, init, window, stride, scale=1.0, nd=2):
     def f(x):
-        return lax.reduce_window(x, -jnp.inf, lax.max, (1, *(window,) * 3, 1), (1, *(stride,) * 3, 1), "VALID")
-    return f
-
-
-def _lax_pool(op, init, window, stride, scale=1.0):
-    def f(x):
-        y = lax.reduce_window(x, init, op, (1, window, window, 1), (1, stride, stride, 1), "VALID")
+        y = lax.reduce_window(x, init, op, (1, *(window,) * nd, 1), (1, *(stride,) * nd, 1), "VALID")
         return y * scale if scale != 1.0 else y
     return f
 
@@ -117,10 +104,10 @@ def cases(batch_scale: float = 1.0):
                 _lax_conv_transpose(2, 1), [(n, 16, 16, 64), (4, 4, 32, 64)], conv_flops(n, 16, 16, 64, 4, 32),
                 ("conv_transpose", {"stride": 2, "padding": 1})))
     n = b(8)
-    out.append(("3-D conv 3x3x3 32->32, 16^3", lambda x, w: fn.conv3d(x, w, padding="SAME"), _lax_conv3d(),
+    out.append(("3-D conv 3x3x3 32->32, 16^3", lambda x, w: fn.conv3d(x, w, padding="SAME"), _lax_conv(1, "SAME", nd=3),
                 [(n, 16, 16, 16, 32), (3, 3, 3, 32, 32)], 3 * 2 * n * 16 ** 3 * 32 * 27 * 32,
                 ("conv3d", {"padding": 1})))
-    out.append(("3-D max pool 2x2x2/2, 32 ch", lambda x: fn.max_pool3d(x, 2), _lax_pool3d(2, 2),
+    out.append(("3-D max pool 2x2x2/2, 32 ch", lambda x: fn.max_pool3d(x, 2), _lax_pool(lax.max, -jnp.inf, 2, 2, nd=3),
                 [(n, 16, 16, 16, 32)], 2 * n * 16 ** 3 * 32, ("max_pool3d", {"kernel_size": 2, "stride": 2})))
     return out
 
