@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from funcnn import report
+from funcnn.primitives.conv.engines import CPU_ENGINES
 
 FRAMEWORKS = {"lenet5": ["funcnn", "stax", "flax", "equinox", "torch"], "resnet20": ["funcnn", "flax", "torch"],
               "mobilenet": ["funcnn", "flax", "torch"], "resnet18": ["funcnn", "flax", "torch"]}
@@ -83,7 +84,7 @@ def _optax(name):
     return optax.adam(1e-3) if name == "adam" else optax.sgd(0.05, momentum=0.9)
 
 
-def bench_funcnn(model, batch, steps, repeats, precision="float32", optimizer="adam"):
+def bench_funcnn(model, batch, steps, repeats, precision="float32", optimizer="adam", cpu_engine="eigen"):
     import jax
 
     from funcnn import models, train
@@ -94,7 +95,7 @@ def bench_funcnn(model, batch, steps, repeats, precision="float32", optimizer="a
         init, apply = models.get(model)(CLASSES[model])
     _, params, state = init(jax.random.PRNGKey(0), (batch, *SHAPES[model]))
     apply, opt = train.with_precision(precision, apply, _optax(optimizer))
-    step = train.make_train_step(apply, opt)
+    step = train.make_train_step(apply, opt, cpu_engine=cpu_engine)
     x, y = _jax_data(model, batch)
     key = jax.random.PRNGKey(2)
 
@@ -342,15 +343,17 @@ BENCH = {"funcnn": bench_funcnn, "stax": bench_stax, "flax": bench_flax, "equino
          "torch": bench_torch}
 
 
-def _label(framework, precision):
-    return framework if precision == "float32" else f"{framework} ({precision})"
+def _label(framework, precision, cpu_engine="eigen"):
+    notes = [n for n in (precision != "float32" and precision, cpu_engine != "eigen" and f"{cpu_engine} engines") if n]
+    return f"{framework} ({', '.join(notes)})" if notes else framework
 
 
-def worker(framework, model, batch, steps, repeats, precision, optimizer, others, device):
-    label = _label(framework, precision if framework == "funcnn" else others)
+def worker(framework, model, batch, steps, repeats, precision, optimizer, others, device, cpu_engine="eigen"):
+    label = _label(framework, precision if framework == "funcnn" else others,
+                   cpu_engine if framework == "funcnn" else "eigen")
     try:
         if framework == "funcnn":
-            first, rate = bench_funcnn(model, batch, steps, repeats, precision, optimizer)
+            first, rate = bench_funcnn(model, batch, steps, repeats, precision, optimizer, cpu_engine)
         elif framework == "torch":
             first, rate = bench_torch(model, batch, steps, repeats, optimizer, others, device)
         else:
@@ -409,6 +412,9 @@ def main(argv=None):
                         help="funcnn's precision policies to run (the speed-up column compares with the first)")
     parser.add_argument("--others", default="float32", choices=["float32", "bfloat16"],
                         help="the other frameworks' compute dtype (bfloat16: Flax dtype=, PyTorch autocast)")
+    parser.add_argument("--cpu-engine", nargs="+", default=["eigen"], choices=list(CPU_ENGINES),
+                        help="funcnn's CPU engine settings to run (funcnn.train.make_train_step(cpu_engine=...): "
+                             "eigen = no YNNPACK fusion, xla = XLA's default, ynn-dots = YNNPACK for dots only)")
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.repeats = 5, 2
@@ -422,25 +428,27 @@ def main(argv=None):
     if args.worker:
         framework, model = args.worker
         worker(framework, model, args.batch, args.steps, args.repeats, args.precision[0],
-               args.optimizer or OPTIMIZER[model], args.others, args.device)
+               args.optimizer or OPTIMIZER[model], args.others, args.device, args.cpu_engine[0])
         return
-    runs = [(model, framework, precision) for model in args.models for framework in FRAMEWORKS[model]
+    runs = [(model, framework, precision, engine) for model in args.models for framework in FRAMEWORKS[model]
             for precision in (args.precision if framework == "funcnn" else ["float32"])
+            for engine in (args.cpu_engine if framework == "funcnn" else ["eigen"])
             if not args.frameworks or framework in args.frameworks]
     measured = []  # one list of rows per round
     for round_ in range(args.rounds):
         if args.rounds > 1:
             print(f"round {round_ + 1} of {args.rounds}", flush=True)
         measured.append([])
-        for model, framework, precision in runs:
+        for model, framework, precision, engine in runs:
             cmd = [sys.executable, __file__, "--worker", framework, model, "--batch", str(args.batch),
                    "--steps", str(args.steps), "--repeats", str(args.repeats), "--precision", precision,
                    "--optimizer", args.optimizer or OPTIMIZER[model], "--others", args.others, "--device",
-                   args.device]
+                   args.device, "--cpu-engine", engine]
             env = dict(os.environ, JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="") if args.device == "cpu" else None
             done = subprocess.run(cmd, capture_output=True, text=True, env=env)
             lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-            row = json.loads(lines[-1]) if lines else {"framework": _label(framework, precision), "model": model,
+            label = _label(framework, precision, engine)
+            row = json.loads(lines[-1]) if lines else {"framework": label, "model": model,
                                                        "error": done.stderr.strip().splitlines()[-1:]}
             measured[-1].append(row)
             print(f"  {model:9s} {row['framework']:8s} " + (f"{row['images_per_s']:9.0f} images/s, first step "

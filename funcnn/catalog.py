@@ -1,9 +1,10 @@
 """funcnn's names, one table each, importable without JAX (so that `funcnn --help` answers at once). Every
 registry that holds the things themselves is derived from these tables: `funcnn.models.MODELS` and `INPUT_SHAPES`
 (and the models `funcnn.interop` converts) from `MODELS`, `funcnn.data.LOADERS` from `DATASETS`,
-`funcnn.train.RECIPES` from `OPTIMIZERS`, the precision presets from `PRECISIONS`, the run directory's files (and
-the command's description of them) from `RUN_FILES`, and the public primitives from `PRIMITIVES`. A name added here
-and nowhere else fails at import with the missing function's name.
+`funcnn.train.RECIPES` from `OPTIMIZERS`, the precision presets from `PRECISIONS`, the CPU engine settings
+(`funcnn.primitives.conv.engines.CPU_ENGINES`) from `CPU_ENGINES`, the run directory's files (and the command's
+description of them) from `RUN_FILES`, and the public primitives from `PRIMITIVES`. A name added here and nowhere
+else fails at import with the missing function's name.
 """
 
 from __future__ import annotations
@@ -47,6 +48,14 @@ OPTIMIZERS = {"adam": "adam", "alexnet": "alexnet_recipe", "resnet": "resnet_rec
 # precision policy name -> (parameter, compute, output) dtypes (funcnn.train.precision)
 PRECISIONS = {"float32": ("float32", "float32", "float32"), "bfloat16": ("float32", "bfloat16", "float32"),
               "float16": ("float32", "float16", "float32")}
+
+# CPU engine setting -> the value of XLA's per-executable option xla_cpu_experimental_ynn_fusion_type (None: XLA's
+# default set), for the steps funcnn compiles (funcnn.primitives.conv.engines.compiler_options)
+CPU_ENGINES = {
+    "eigen": "",                                       # no YNNPACK fusion: convolutions in Eigen, dots in XLA's own
+    "xla": None,                                       # XLA's default: YNNPACK wherever it takes the op
+    "ynn-dots": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",  # YNNPACK for dots only, convolutions in Eigen
+}
 
 # what a run directory holds (funcnn.train.run), in the order `funcnn train --help` lists it
 RUN_FILES = {

@@ -111,7 +111,12 @@ def build_parser():
     s.add_argument("--input-shape", type=int, nargs=3, metavar=("H", "W", "C"),
                    help="input size (default: the model's)")
     s.add_argument("--paths", action="store_true", help="also print which algorithm computes each convolution's "
-                                                        "forward, dX and dW on this backend")
+                                                        "forward, dX and dW on this backend, and in which engine")
+    s.add_argument("--batch-size", type=int, default=128, help="the batch the --paths table is traced for (a dW's "
+                                                              "CPU engine can depend on it)")
+    s.add_argument("--cpu-engine", choices=list(catalog.CPU_ENGINES), default="eigen",
+                   help="the CPU engine setting the --paths table assumes: eigen (funcnn train's steps) or xla (a "
+                        "plain jax.jit: YNNPACK where XLA's CPU backend takes the op)")
     e = sub.add_parser("export", help="serialise a trained model for deployment (jax.export, StableHLO)",
                        description="Write a trained model's inference function (parameters included, any batch size) "
                                    "as a jax.export artifact that JAX alone can load and run.",
@@ -267,6 +272,8 @@ def summary_command(args) -> int:
         raise CliError(str(err)) from None
     if args.num_classes is not None and args.num_classes < 1:
         raise CliError(f"--num-classes must be >= 1, got {args.num_classes}")
+    if args.batch_size < 1:
+        raise CliError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.input_shape is not None and min(args.input_shape) < 1:
         raise CliError(f"--input-shape sizes must be >= 1, got {' '.join(map(str, args.input_shape))}")
     shape = tuple(args.input_shape) if args.input_shape else models.INPUT_SHAPES[args.model]
@@ -276,7 +283,7 @@ def summary_command(args) -> int:
         summary(model.init, (1, *shape))
         if args.paths:
             print()
-            paths_table(model, (2, *shape))
+            paths_table(model, (args.batch_size, *shape), cpu_engine=args.cpu_engine)
     except ValueError as err:
         raise CliError(str(err)) from None
     return 0

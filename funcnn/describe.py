@@ -89,6 +89,7 @@ class Choice(NamedTuple):
     role: str       # "forward", "dX", "dW", or "dY" (a transposed convolution's input gradient)
     path: str       # the `algorithm` parameter of the op (the table's or the pinned path)
     backend: str    # what runs on the default backend: `path`, or "canonical" for a CPU path elsewhere
+    engine: str     # what runs it on the CPU (`conv.engines.engine`: YNNPACK, Eigen, matmul, loops); "XLA" elsewhere
 
 
 _TRANSFORM = re.compile(r"\w+\(|\)")  # the transforms wrapped around a name stack: "transpose(jvp(0_Conv))"
@@ -104,17 +105,23 @@ def _equations(jaxpr):
             yield from _equations(sub)
 
 
-def conv_paths(model, input_shape, *, rng=None) -> list:
-    """Which algorithm computes each convolution's forward, dX and dW on the default backend, by layer.
+def conv_paths(model, input_shape, *, rng=None, cpu_engine: str = "eigen") -> list:
+    """Which algorithm computes each convolution's forward, dX and dW on the default backend, by layer, and in which
+    engine, for a step compiled with `conv.engines.compiler_options(cpu_engine)` ("eigen": funcnn.train's steps,
+    "xla": a plain `jax.jit`).
 
     Traces the gradient of the model's training-mode output to a jaxpr (nothing is compiled or allocated) and reads
-    every conv-family equation: its `algorithm` parameter, and its layer from the name scope the layers put around
-    their children (a backward equation carries its forward's scope inside "transpose(...)"). Returns `Choice`s, one
-    per (layer, role), in the order the gradient computes them.
+    every conv-family equation: its `algorithm` parameter, its operand shapes (the engine depends on them: `input_shape`
+    includes the batch), and its layer from the name scope the layers put around their children (a backward
+    equation carries its forward's scope inside "transpose(...)"). Returns `Choice`s, one per (layer, role), in the
+    order the gradient computes them.
     """
     import jax.numpy as jnp
 
-    from .primitives.conv import dispatch, rules
+    from .primitives.conv import dispatch, engines, rules
+
+    engines.compiler_options(cpu_engine)  # a named error for an unknown setting
+    on_cpu = jax.default_backend() == "cpu"
 
     init, apply = model
     rng = jax.random.PRNGKey(0) if rng is None else rng
@@ -139,23 +146,31 @@ def conv_paths(model, input_shape, *, rng=None) -> list:
         if (label, role) not in seen:
             seen.add((label, role))
             path = eqn.params["algorithm"]
-            choices.append(Choice(label, role, path, dispatch.on_backend(path, eqn.params["forced"])))
+            runs = dispatch.on_backend(path, eqn.params["forced"])
+            name = eqn.primitive.name.removeprefix("funcnn.")
+            case = rules.rule_case(name, eqn.params, [v.aval.shape for v in eqn.invars])
+            engine = (engines.engine(runs, *case, eqn.invars[0].aval.dtype, cpu_engine) if on_cpu else "XLA")
+            choices.append(Choice(label, role, path, runs, engine))
     return choices
 
 
-def paths_table(model, input_shape, *, print_table: bool = True) -> str:
-    """`conv_paths` as a table: one row per convolution layer, its forward, dX and dW paths on this backend."""
-    choices = conv_paths(model, input_shape)
+def paths_table(model, input_shape, *, cpu_engine: str = "eigen", print_table: bool = True) -> str:
+    """`conv_paths` as a table: one row per convolution layer, the path and engine of its forward, dX and dW on
+    this backend. `input_shape` includes the batch (a dW's engine can depend on it)."""
+    choices = conv_paths(model, input_shape, cpu_engine=cpu_engine)
     backend = jax.default_backend()
     by_layer: dict = {}
     for c in choices:
-        by_layer.setdefault(c.label or "(unnamed)", {})[c.role] = c.backend
+        by_layer.setdefault(c.label or "(unnamed)", {})[c.role] = f"{c.backend} / {c.engine}"
     width = max([len(k) for k in by_layer] + [5]) + 2
-    lines = [f"Convolution paths on {backend} (funcnn.primitives.conv.dispatch.TABLE)",
-             f"{'Layer':<{width}}{'forward':<14}{'dX / dY':<14}{'dW':<14}", "-" * (width + 42)]
+    where = (f"compiled with cpu_engine={cpu_engine!r}" + (" (funcnn.train's steps)" if cpu_engine == "eigen" else
+             " (a plain jax.jit)" if cpu_engine == "xla" else "")) if backend == "cpu" else "engines chosen by XLA"
+    lines = [f"Convolution paths / engines on {backend}, batch {input_shape[0]}, {where}",
+             "(paths: funcnn.primitives.conv.dispatch.TABLE; engines: funcnn.primitives.conv.engines)",
+             f"{'Layer':<{width}}{'forward':<26}{'dX / dY':<26}{'dW':<26}", "-" * (width + 78)]
     for label, roles in by_layer.items():
-        lines.append(f"{label:<{width}}{roles.get('forward', '-'):<14}{roles.get('dX', roles.get('dY', '-')):<14}"
-                     f"{roles.get('dW', '-'):<14}")
+        lines.append(f"{label:<{width}}{roles.get('forward', '-'):<26}{roles.get('dX', roles.get('dY', '-')):<26}"
+                     f"{roles.get('dW', '-'):<26}")
     if not by_layer:
         lines.append("(no convolution)")
     table = "\n".join(lines)

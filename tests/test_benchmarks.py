@@ -116,6 +116,35 @@ def test_train_step_benchmark_precisions_and_rounds(tmp_path):
     assert "median of 2 rounds" in stdout
 
 
+def test_train_step_benchmark_cpu_engines(tmp_path):
+    """A funcnn row per CPU engine setting (--cpu-engine), labelled by the setting, compared with the first."""
+    out = tmp_path / "train_step.json"
+    stdout = _run([str(BENCH / "train_step.py"), "--models", "lenet5", "--frameworks", "funcnn", "--cpu-engine",
+                   "eigen", "xla", "ynn-dots", "--batch", "8", "--steps", "1", "--repeats", "1", "--out", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["framework"] for r in rows] == ["funcnn", "funcnn (xla engines)", "funcnn (ynn-dots engines)"]
+    assert all(r["images_per_s"] > 0 for r in rows) and "| lenet5 | funcnn (xla engines) |" in stdout
+
+
+def test_engines_benchmark_predicts_what_compiles(tmp_path):
+    """Every rule of LeNet-5 by every path that can compute it, compiled with and without YNNPACK: the predicted
+    engine of each is the compiled HLO's."""
+    out = tmp_path / "engines.json"
+    stdout = _run([str(BENCH / "engines.py"), "--models", "lenet5", "--batch", "32", "--calls", "1", "--out",
+                   str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["rule"] for r in rows} == {"forward", "dx", "dw"} and sum(r["chosen"] for r in rows) == 5
+    for r in rows:
+        assert r["ms_default"] > 0 and r["ms_eigen"] > 0
+        if r["predicted"] in ("YNNPACK", "Eigen"):
+            convs = r["compiled"]["conv YNNPACK"] + r["compiled"]["conv Eigen"]
+            assert convs > 0 and r["compiled"][f"conv {r['predicted']}"] == convs, r
+    assert "| lenet5 | dw x1 |" in stdout
+    bad = subprocess.run([sys.executable, str(BENCH / "engines.py"), "--calls", "0"], capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and "--calls must be >= 1" in bad.stderr
+
+
 def test_train_step_benchmark_rejects_bad_arguments():
     for args, message in ((["--rounds", "0"], "--rounds must be >= 1"),
                           (["--frameworks", "pytorch"], "--frameworks: unknown pytorch")):

@@ -153,8 +153,13 @@ def test_every_registry_is_the_catalogs_table():
 def test_summary_and_gradcheck_subcommands(capsys, monkeypatch):
     assert cli.main(["summary", "--model", "lenet5", "--paths"]) == 0
     out = capsys.readouterr().out
-    assert "Total parameters: 61,706" in out and "Convolution paths on cpu" in out
-    assert "0_Conv" in out and "banded" in out
+    assert "Total parameters: 61,706" in out and "Convolution paths / engines on cpu, batch 128" in out
+    assert "0_Conv" in out and "banded / matmul" in out
+    assert cli.main(["summary", "--model", "resnet20", "--paths", "--cpu-engine", "xla", "--batch-size", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "batch 16, compiled with cpu_engine='xla'" in out and "canonical / YNNPACK" in out
+    assert "canonical / Eigen" in out  # the 16-channel layers: YNNPACK takes more than 16 features only
+    assert cli.main(["summary", "--model", "lenet5", "--paths", "--batch-size", "0"]) == 2
     result = _run("gradcheck", "--primitive", "relu", "--no-progress")
     assert result.returncode == 0 and "relu" in result.stdout and "all passed" in result.stdout
     assert cli.main(["gradcheck", "--list"]) == 0 and "conv2d" in capsys.readouterr().out.split()

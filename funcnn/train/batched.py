@@ -31,6 +31,7 @@ from ..data.batching import batch_indices, batches, num_batches
 from ..io import save
 from .fit import check_examples
 from .loop import Loop, Progress, positive, train as train_loop
+from ..primitives.conv.engines import compiler_options
 from .steps import classification_loss, make_eval_step, make_train_step
 
 
@@ -98,13 +99,15 @@ def map_replicas(fn: Callable, in_axes, strategy: str = "auto") -> Callable:
 
 
 def make_replica_train_step(apply: Callable, optimizer, loss: Callable = classification_loss, *,
-                            shared_batch: bool = True, augment=None, strategy: str = "auto"):
+                            shared_batch: bool = True, augment=None, strategy: str = "auto",
+                            cpu_engine: str = "eigen"):
     """A jit-compiled step over stacked replicas: (params, state, opt_state, batch, rngs) -> same, metrics per
     replica. shared_batch: every replica sees the same batch (a sweep); False: batch arrays carry a replica axis.
-    strategy: "vmap", "map" or "auto" (map on the CPU, vmap elsewhere; see `map_replicas`)."""
-    step = make_train_step(apply, optimizer, loss, augment=augment, jit=False)
+    strategy: "vmap", "map" or "auto" (map on the CPU, vmap elsewhere; see `map_replicas`). cpu_engine: as in
+    `make_train_step`."""
+    step = make_train_step(apply, optimizer, loss, augment=augment, jit=False, cpu_engine=cpu_engine)
     mapped = map_replicas(step, (0, 0, 0, None if shared_batch else 0, 0), strategy)
-    return jax.jit(mapped, donate_argnums=(0, 1, 2))
+    return jax.jit(mapped, donate_argnums=(0, 1, 2), compiler_options=compiler_options(cpu_engine))
 
 
 def per_example_grads(loss: Callable, params, batch):
@@ -222,7 +225,8 @@ def _replica_step(apply, optimizer, loss, augment, strategy, keys):
 
 
 def _replica_validation(apply, loss, val, eval_batch_size: int, strategy):
-    eval_fn = jax.jit(map_replicas(make_eval_step(apply, loss, jit=False), (0, 0, None), strategy))
+    eval_fn = jax.jit(map_replicas(make_eval_step(apply, loss, jit=False), (0, 0, None), strategy),
+                      compiler_options=compiler_options("eigen"))
 
     def validate(trees):
         sums: dict = {}

@@ -22,6 +22,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ..primitives.conv.engines import compiler_options
 from .steps import classification_loss, make_train_step
 
 
@@ -83,12 +84,15 @@ class DataParallelStep:
 
 
 def make_data_parallel_train_step(apply: Callable, optimizer, loss: Callable = classification_loss, *,
-                                  mesh: Mesh | None = None, axis: str = "data", augment=None) -> DataParallelStep:
-    """make_train_step's step, compiled for a Mesh: replicated parameters and states, batch split over `axis`."""
+                                  mesh: Mesh | None = None, axis: str = "data", augment=None,
+                                  cpu_engine: str = "eigen") -> DataParallelStep:
+    """make_train_step's step, compiled for a Mesh: replicated parameters and states, batch split over `axis`;
+    cpu_engine as in `make_train_step`."""
     mesh = data_mesh(axis=axis) if mesh is None else mesh
     replicated = NamedSharding(mesh, PartitionSpec())
     split = NamedSharding(mesh, PartitionSpec(axis))
-    step = make_train_step(apply, optimizer, loss, augment=augment, jit=False)
+    step = make_train_step(apply, optimizer, loss, augment=augment, jit=False, cpu_engine=cpu_engine)
     compiled = jax.jit(step, in_shardings=(replicated, replicated, replicated, split, replicated),
-                       out_shardings=replicated, donate_argnums=(0, 1, 2))
+                       out_shardings=replicated, donate_argnums=(0, 1, 2),
+                       compiler_options=compiler_options(cpu_engine, mesh.devices.flat[0].platform))
     return DataParallelStep(compiled, mesh, axis)

@@ -18,6 +18,7 @@ import numpy as np
 import optax
 
 from .. import primitives as P
+from ..primitives.conv.engines import compiler_options
 from ..data.augment import augment_batch
 from .loop import positive
 
@@ -44,12 +45,15 @@ def _metrics(outputs, labels, losses):
 
 
 def make_train_step(apply: Callable, optimizer: optax.GradientTransformation, loss: Callable = classification_loss,
-                    *, augment: Callable | None = None, donate: bool = True, jit: bool = True):
+                    *, augment: Callable | None = None, donate: bool = True, jit: bool = True,
+                    cpu_engine: str = "eigen"):
     """A pure step (params, state, opt_state, batch, rng) -> (params, state, opt_state, metrics).
 
     loss(outputs, labels) -> per-example losses (their mean is minimised). augment: an optional (key, image) ->
     image function applied to every training image (vmapped, inside the compiled step). rng feeds both the
-    augmentation and the model (Dropout).
+    augmentation and the model (Dropout). cpu_engine: which engines XLA's CPU backend may use in this executable
+    (`funcnn.primitives.conv.engines.compiler_options`; ignored on other backends): "eigen" (the default, no YNNPACK
+    fusion; faster whole steps on both CPUs measured, README Performance), "xla" (XLA's default) or "ynn-dots".
     """
 
     def step(params, state, opt_state, batch, rng):
@@ -72,20 +76,24 @@ def make_train_step(apply: Callable, optimizer: optax.GradientTransformation, lo
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), new_state, opt_state, _metrics(outputs, y, losses)
 
+    options = compiler_options(cpu_engine)  # checked even when not compiling
     if not jit:
         return step
-    return jax.jit(step, donate_argnums=(0, 1, 2) if donate else ())
+    return jax.jit(step, donate_argnums=(0, 1, 2) if donate else (), compiler_options=options)
 
 
-def make_eval_step(apply: Callable, loss: Callable = classification_loss, *, jit: bool = True):
-    """A pure step (params, state, batch) -> metrics, with the model in evaluation mode (running statistics)."""
+def make_eval_step(apply: Callable, loss: Callable = classification_loss, *, jit: bool = True,
+                   cpu_engine: str = "eigen"):
+    """A pure step (params, state, batch) -> metrics, with the model in evaluation mode (running statistics);
+    cpu_engine as in `make_train_step`."""
 
     def step(params, state, batch):
         x, y = batch
         outputs, _ = apply(params, state, x, train=False)
         return _metrics(outputs, y, loss(outputs, y))
 
-    return jax.jit(step) if jit else step
+    options = compiler_options(cpu_engine)
+    return jax.jit(step, compiler_options=options) if jit else step
 
 
 def evaluate(eval_step, params, state, x, y, batch_size: int = 256) -> dict:
@@ -109,5 +117,6 @@ def predict(apply, params, state, x, batch_size: int = 256):
     positive("predict", batch_size=batch_size)
     if len(x) == 0:
         raise ValueError(f"predict: x holds no example (shape {tuple(np.shape(x))})")
-    fn = jax.jit(lambda p, s, xb: jnp.argmax(logits_of(apply(p, s, xb, train=False)[0]), -1))
+    fn = jax.jit(lambda p, s, xb: jnp.argmax(logits_of(apply(p, s, xb, train=False)[0]), -1),
+                 compiler_options=compiler_options("eigen"))
     return jnp.concatenate([fn(params, state, x[i:i + batch_size]) for i in range(0, len(x), batch_size)])

@@ -26,7 +26,10 @@ def _funcnn(*args, env=None, timeout=600):
                           env=dict(os.environ, **QUIET, **(env or {})))
 
 
-def _close(a, b, rtol=1e-6):
+def _close(a, b, rtol=1e-5):
+    """Equal within float32 rounding: XLA's CPU reductions and dots round differently on a share of the batch than
+    on all of it (measured: up to 3e-6 of the largest entry after 5 to 45 steps); a missing all-reduce is off by far
+    more (half the batch's statistics)."""
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
         x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
         assert np.max(np.abs(x - y)) <= rtol * max(np.max(np.abs(y)), 1e-12), np.max(np.abs(x - y))
@@ -44,7 +47,9 @@ def one_process(tmp_path_factory):
 @pytest.mark.parametrize("local_devices", [None, 2])
 def test_two_processes_give_the_one_process_parameters(tmp_path, one_process, local_devices):
     """2 processes x 1 device, and 2 x 2 simulated devices: every process reads only its rows of each global batch,
-    and the parameters equal the one-process run's within float32 rounding (the all-reduce sums in another order)."""
+    and the parameters equal the one-process run's within float32 rounding: the all-reduce sums in another order,
+    and each device's matmuls run on its share of the batch, which XLA's CPU dot emitter blocks differently (after
+    one epoch of Adam the largest difference measured 2e-6 of the largest parameter with 2 x 2 devices)."""
     out = tmp_path / "two"
     extra = ["--local-devices", str(local_devices)] if local_devices else []
     result = _funcnn("train", "--processes", "2", *extra, "--epochs", "1", "--out", str(out), "--no-plots",

@@ -163,4 +163,18 @@ CONV_DW = carrier.define("conv_dw", _conv_dw_impl, linear=(0, 1), multilinear=Tr
 
 ROLES = {CONV.name: "forward", CONV_TRANSPOSE.name: "dx", CONV_DW.name: "dw"}
 
-__all__ = ["conv", "conv_dx", "conv_dw", "spec_params", "spec_of", "CONV", "CONV_TRANSPOSE", "CONV_DW", "ROLES"]
+
+def rule_case(name: str, params: dict, shapes):
+    """What the path of one conv-family equation sees, from its primitive's name, its parameters and its two operand
+    shapes: (rule, spec, filter shape, the forward input's spatial sizes, batch)."""
+    rule = ROLES[name]
+    spec = spec_of({k: v for k, v in params.items() if k not in ("algorithm", "sizes")})
+    a, b = (tuple(s) for s in shapes)
+    if rule == "forward":
+        return rule, spec, b, a[1:-1], a[0]
+    if rule == "dx":
+        return rule, spec, b, tuple(params["sizes"]), a[0]
+    return rule, spec, _w_shape(spec, a[-1], b[-1]), a[1:-1], a[0]
+
+__all__ = ["conv", "conv_dx", "conv_dw", "spec_params", "spec_of", "CONV", "CONV_TRANSPOSE", "CONV_DW", "ROLES",
+           "rule_case"]

@@ -1,0 +1,127 @@
+"""Which engine XLA's CPU backend runs each path's work in: YNNPACK, Eigen, a matmul or fused loops.
+
+Since jaxlib 0.10 the CPU backend wraps a convolution in a YNNPACK fusion (`__ynn_fusion` in the compiled HLO) when
+`xla/backends/cpu/ynn_support.cc` accepts it, and leaves it to Eigen otherwise. It accepts a convolution, once XLA has
+put its operands in the canonical order (batch, spatial..., feature), only if
+
+    it is 2-D, float32 or float64 (the CPU compiler computes float16 and bfloat16 convolutions in float32 first),
+    with batch_group_count = 1,
+    max(input features, output features) > 16,
+    no output and no kernel spatial size exceeds the input's (unpadded) size,
+    no base (input) dilation and no window reversal.
+
+What that means for each rule of the canonical form (`paths/canonical.py`), in its HLO operands:
+
+    forward  lhs x (features C_in), out z (features C_out), kernel K
+    dX       lhs g (features C_out), out dX (features C_in, spatial = the input's), kernel K; base dilation S
+    dW       lhs x with batch and feature swapped (features N), out dW (features C_out, spatial K), kernel g
+             (spatial = the output's); the groups are batch groups
+
+The batch chunks path is the canonical dW on N/8 images at a time. The other paths emit no convolution: banded and
+tap matmuls are matmuls (`dot`), taps are elementwise loops. `engine` predicts the engine from the shapes alone (no
+compiling); `hlo_engines` reads it from a compiled executable's text, and the tests check one against the other.
+The measurements that decide which engine a rule should get are in the README (`benchmarks/engines.py`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+import jax.numpy as jnp
+
+from ... import catalog
+from .geometry import ConvSpec
+from .paths.batch_chunks import CHUNKS
+
+YNN = "YNNPACK"
+EIGEN = "Eigen"
+MATMUL = "matmul"
+LOOPS = "loops"
+
+YNN_DTYPES = tuple(jnp.dtype(t) for t in (jnp.float32, jnp.float64, jnp.float16, jnp.bfloat16))
+YNN_MIN_FEATURES = 17  # ynn_support.cc: max(input features, output features) > 16
+CPU_ENGINE_OPTION = "xla_cpu_experimental_ynn_fusion_type"  # compiler option: "" leaves every convolution to Eigen
+CPU_ENGINES = catalog.CPU_ENGINES  # setting -> per-executable value of CPU_ENGINE_OPTION (one enum name, or none)
+
+
+def ynn_takes(nd: int, dtype, features: tuple[int, int], in_sizes: Sequence[int], out_sizes: Sequence[int],
+              kernel_sizes: Sequence[int], *, base_dilated: bool = False, batch_groups: int = 1) -> bool:
+    """ynn_support.cc's test for one convolution in canonical operand order (see the module docstring)."""
+    return (nd == 2 and jnp.dtype(dtype) in YNN_DTYPES and batch_groups == 1
+            and max(features) >= YNN_MIN_FEATURES and not base_dilated
+            and all(o <= i for o, i in zip(out_sizes, in_sizes))
+            and all(k <= i for k, i in zip(kernel_sizes, in_sizes)))
+
+
+def conv_engine(rule: str, spec: ConvSpec, w_shape, in_sizes, batch: int, dtype="float32") -> str:
+    """The engine of the one convolution the canonical path emits for `rule` ("forward", "dx" or "dw"), for an
+    input of `batch` images with spatial sizes `in_sizes` and a filter of `w_shape` (*K, C_in/G, C_out)."""
+    geo = spec.geo
+    nd, kernel = len(geo.window), tuple(geo.window)
+    c_in, c_out = w_shape[-2] * spec.groups, w_shape[-1]
+    in_sizes = tuple(in_sizes)
+    out_sizes = geo.out_sizes(in_sizes)
+    if rule == "forward":
+        takes = ynn_takes(nd, dtype, (c_in, c_out), in_sizes, out_sizes, kernel)
+    elif rule == "dx":
+        takes = ynn_takes(nd, dtype, (c_out, c_in), out_sizes, in_sizes, kernel,
+                          base_dilated=any(s > 1 for s in geo.stride))
+    else:
+        takes = ynn_takes(nd, dtype, (batch, c_out), in_sizes, kernel, out_sizes, batch_groups=spec.groups)
+    return YNN if takes else EIGEN
+
+
+def engine(path: str, rule: str, spec: ConvSpec, w_shape, in_sizes, batch: int, dtype="float32",
+           cpu_engine: str = "xla") -> str:
+    """What runs `rule` of `path` on XLA's CPU backend in an executable compiled with `compiler_options(cpu_engine)`
+    ("xla": a plain `jax.jit`): YNNPACK or Eigen for a convolution, "matmul" for the paths that are matmuls,
+    "loops" for the depth-wise taps."""
+    if path in ("banded", "tap_matmuls"):
+        return MATMUL
+    if path == "taps":
+        return LOOPS
+    if CPU_ENGINES[cpu_engine] is not None:  # "eigen", "ynn-dots": no YNNPACK convolution in the executable
+        return EIGEN
+    if path == "batch_chunks" and rule == "dw":
+        batch = -(-batch // max(1, min(CHUNKS, batch)))  # the largest chunk
+    return conv_engine(rule, spec, w_shape, in_sizes, batch, dtype)
+
+
+def compiler_options(cpu_engine: str = "eigen", backend: str | None = None) -> dict | None:
+    """Per-executable compiler options that pick the CPU engines (`jax.jit(f, compiler_options=...)`): None on
+    other backends and for "xla". Never a change of the process's XLA_FLAGS: only the executable built with them."""
+    if cpu_engine not in CPU_ENGINES:
+        raise ValueError(f"cpu_engine must be one of {', '.join(map(repr, CPU_ENGINES))}, got {cpu_engine!r}")
+    import jax
+
+    value = CPU_ENGINES[cpu_engine]
+    if value is None or (backend or jax.default_backend()) != "cpu":
+        return None
+    return {CPU_ENGINE_OPTION: value}
+
+
+_COMPUTATION = re.compile(r"^(?:ENTRY )?(%[\w.\-]+) \(")
+_YNN_CALL = re.compile(r"calls=(%[\w.\-]+)[^\n]*__ynn_fusion")
+
+
+def hlo_engines(text: str) -> dict:
+    """Counts of the convolutions and dots in a compiled CPU executable's HLO text (`compiled.as_text()`), by
+    whether they sit in a YNNPACK fusion: {"conv YNNPACK": n, "conv Eigen": n, "dot YNNPACK": n, "dot other": n}."""
+    ynn_computations = set(_YNN_CALL.findall(text))
+    counts = {"conv YNNPACK": 0, "conv Eigen": 0, "dot YNNPACK": 0, "dot other": 0}
+    current = None
+    for line in text.splitlines():
+        start = _COMPUTATION.match(line)
+        if start:
+            current = start.group(1)
+        inside = current in ynn_computations
+        if " convolution(" in line:
+            counts["conv YNNPACK" if inside else "conv Eigen"] += 1
+        elif " dot(" in line:
+            counts["dot YNNPACK" if inside else "dot other"] += 1
+    return counts
+
+
+__all__ = ["YNN", "EIGEN", "MATMUL", "LOOPS", "CPU_ENGINE_OPTION", "CPU_ENGINES", "compiler_options", "ynn_takes",
+           "conv_engine", "engine", "hlo_engines"]
