@@ -1,5 +1,7 @@
 """conv1d / conv2d / conv_transpose: forward, VJP (reference, finite differences, adjoint), lecture numbers, errors."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -529,3 +531,43 @@ def test_tap_matmuls_are_chosen_for_cpu_only():
     assert count("cuda") == (2, 0)  # one dX and one dW convolution
     with force_algorithm("tap_matmuls"):
         assert count("cuda") == (0, 18)
+
+
+def _input_dilated_convolutions(text):
+    """(the window text, whether its kernel is a reversed array) of every convolution with lhs_dilate in an export."""
+    found = []
+    for function in text.split("func.func")[1:]:
+        flipped = set(re.findall(r"(%[\w#]+) = stablehlo\.reverse", function))
+        for name, source in re.findall(r"(%[\w#]+) = stablehlo\.(?:reshape|transpose) (%[\w#]+)", function):
+            if source in flipped:  # the groups' regrouping of a flipped filter (steps.flip_and_swap)
+                flipped.add(name)
+        for operands, window in re.findall(r"stablehlo\.convolution\(([^)]*)\)[^\n]*?window = \{([^}]*)\}", function):
+            if "lhs_dilate" in window:
+                found.append((window, operands.split(", ")[1] in flipped))
+    return found
+
+
+@pytest.mark.parametrize("name, f, shapes, counts", [  # counts: input-dilated convolutions in the CUDA, CPU exports
+    ("conv 3x3/2", lambda x, w: fn.conv2d(x, w, stride=2, padding=1), [(2, 9, 9, 16), (3, 3, 16, 32)], (1, 0)),
+    ("conv 1x1/2", lambda x, w: fn.conv2d(x, w, stride=2), [(2, 8, 8, 16), (1, 1, 16, 32)], (1, 0)),
+    ("dilated 3x3", lambda x, w: fn.conv2d(x, w, dilation=2, padding=2), [(2, 8, 8, 16), (3, 3, 16, 32)], (0, 0)),
+    ("depth-wise 3x3/2", lambda x, w: fn.conv2d(x, w, stride=2, padding=1, groups=16), [(2, 8, 8, 16), (3, 3, 1, 16)],
+     (0, 0)),
+    ("grouped 3x3/2", lambda x, w: fn.conv2d(x, w, stride=2, padding=1, groups=4), [(2, 8, 8, 16), (3, 3, 4, 32)],
+     (1, 1)),
+    ("transposed 4x4/2", lambda y, w: fn.conv_transpose2d(y, w, stride=2, padding=1), [(2, 4, 4, 32), (4, 4, 16, 32)],
+     (1, 0)),
+    ("conv3d 3x3x3/2", lambda x, w: fn.conv3d(x, w, stride=2, padding=1), [(2, 6, 6, 6, 8), (3, 3, 3, 8, 16)], (1, 0)),
+    ("conv1d 5/3", lambda x, w: fn.conv1d(x, w, stride=3, padding=2), [(2, 20, 8), (5, 8, 16)], (1, 0)),
+])
+def test_input_dilation_only_in_the_cudnn_backward_data_form(name, f, shapes, counts):
+    """Input (base) dilation, which YNNPACK refuses and cuDNN takes only as its backward-data kernel, appears in the
+    CUDA export of a rule only in that kernel's form (stride 1, reversed filter: the strided dX, and the transposed
+    conv's forward), and in the CPU export only in the grouped strided dX, which no CPU path without zero insertion
+    computes (it stays canonical)."""
+    args = [jnp.ones(s, jnp.float32) for s in shapes]
+    grads = jax.jit(jax.value_and_grad(lambda *a: f(*a).sum(), argnums=(0, 1)))
+    cuda = _input_dilated_convolutions(jax.export.export(grads, platforms=["cuda"])(*args).mlir_module())
+    cpu = _input_dilated_convolutions(jax.export.export(grads, platforms=["cpu"])(*args).mlir_module())
+    assert (len(cuda), len(cpu)) == counts, (cuda, cpu)
+    assert all("stride" not in window and flipped for window, flipped in cuda + cpu), (cuda, cpu)
