@@ -72,7 +72,7 @@ def test_summary_has_no_phantom_rows_and_paths_name_every_conv():
     assert {c.role for c in choices} == {"forward", "dX", "dW"}
     stem = [c for c in choices if c.label == "0_Conv"]
     # read from the traced gradient: the stem's dX is never computed (the image is not differentiated)
-    assert [(c.role, c.path) for c in stem] == [("forward", "banded"), ("dW", "banded")]
+    assert [(c.role, c.path) for c in stem] == [("forward", "banded"), ("dW", "batch_chunks")]
     assert "6_BasicBlock/0_BasicBlock/1_parallel/1_projection/0_Conv" in paths_table(models.resnet20(10),
                                                                                       (2, 32, 32, 3),
                                                                                       print_table=False)
