@@ -2,10 +2,12 @@
 
     TABLE[rule] = ((condition, path), ...)     the first condition that holds picks the path
 
-Every path passes the same gradient checks (the tests sweep all of them); the table only decides speed. The
-"CPU" paths were measured on CPU and are taken there alone: on other backends the canonical form stays, the one XLA
-maps to vendor kernels (cuDNN), chosen at lowering time by `lax.platform_dependent`. Why each path exists is in its
-module's docstring (`paths/`), and the measurements are in the README's Performance section.
+Every path passes the same gradient checks (the tests sweep all of them); the table only decides speed. Which engine
+XLA's CPU backend runs a path's convolutions in (YNNPACK or Eigen) is `engines.engine`; the table was measured with
+both (`benchmarks/engines.py`). The "CPU" paths were measured on CPU and are taken there alone: on other backends
+the canonical form stays, the one XLA maps to vendor kernels (cuDNN), chosen at lowering time by
+`lax.platform_dependent`. Why each path exists is in its module's docstring (`paths/`), and the measurements are in
+the README's Performance section.
 
 `force_algorithm(name)` pins one path for every rule it applies to (tests and benchmarks); it is part of the jit
 cache key, so a function traced under one setting is traced again under another. The chosen path is the `algorithm`
