@@ -4,7 +4,7 @@ Why it exists: XLA's CPU dW convolution (batch and feature axes swapped) contrac
 into a small filter-sized output, and ran 1.8-3x slower on all of the batch than on 1-16 images at a time
 (ResNet-20's layers; README, Performance). The same sum in a different order. A dW path only: its forward and dX are
 the canonical ones. The engine (`conv/engines.py`): XLA's dW convolution has the batch as its features, so a chunk
-of at most 16 images with at most 16 output channels stays in Eigen even where YNNPACK is on (YNNPACK's dW ran 2-16x
+of at most 16 images with at most 16 output channels stays in Eigen even where YNNPACK is on (YNNPACK's dW ran 1.4-16x
 slower than Eigen's); with YNNPACK off (funcnn's steps) the chunks' whole ResNet-20 step was 509 against 647 ms
 for one dW convolution per layer (4 interleaved rounds, AMD EPYC).
 
