@@ -56,7 +56,7 @@ def rules_of(model_name: str, batch: int):
 
 
 def rule_function(name: str, params: dict, path: str, shapes):
-    """(spec, w_shape, in_sizes, f(a, b)) computing the equation's rule with `path` pinned."""
+    """(rule, spec, w_shape, in_sizes, f(a, b)) computing the equation's rule with `path` pinned."""
     rule, spec, w_shape, in_sizes, _ = rules.rule_case(name, params, shapes)
     spec = spec._replace(forced=path)
     return rule, spec, w_shape, in_sizes, lambda a, b: dispatch.run(path, rule, spec, w_shape, in_sizes, a, b)
@@ -75,7 +75,7 @@ def measure(model_name: str, batch: int, calls: int):
                 continue
             lowered = jax.jit(f).lower(*args)
             default = lowered.compile()
-            eigen = lowered.compile(compiler_options={engines.CPU_ENGINE_OPTION: ""})
+            eigen = lowered.compile(compiler_options=engines.compiler_options("eigen"))
             rows.append(dict(
                 model=model_name, rule=rule, count=count, shapes=[list(s) for s in shapes],
                 window=list(spec.geo.window), stride=list(spec.geo.stride), groups=spec.groups, path=path,
