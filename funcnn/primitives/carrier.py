@@ -24,7 +24,9 @@ Batching: `batch(op, args, dims, **params) -> (out, out_dim)`, or by default a l
 
 The API used (`jax.extend.core.Primitive`, `jax.interpreters.ad.primitive_jvps` / `primitive_transposes` /
 `Zero` / `UndefinedPrimal`, `jax.interpreters.batching.primitive_batchers`, `jax.interpreters.mlir`) is present
-with the same signatures from jax 0.10 to 0.11 (the range pyproject.toml pins). Where it is missing (another JAX),
+with the same signatures from jax 0.10.2 to 0.12.x (`TESTED_JAX`, the range pyproject.toml pins; CI runs both ends).
+These are the names JAX's own extension libraries register primitives with; `REQUIRED_API` lists them and a test
+names any that moves. Where one is missing (another JAX),
 `define` builds each op as a `jax.custom_vjp` from the same rules instead (the backward: the transposes, or the
 VJP of the linear tangent rule), reverse mode only, and warns once. `FUNCNN_CARRIER=custom_vjp` asks for that form.
 """
@@ -42,6 +44,7 @@ import jax.numpy as jnp
 from jax import lax
 
 NAMESPACE = "funcnn."
+TESTED_JAX = ">=0.10.2,<0.13"  # pyproject.toml's pin on jax and jaxlib (a test keeps the two the same)
 
 
 def _load_primitive_api():
@@ -75,7 +78,7 @@ if API is None:
     warnings.warn(f"funcnn: JAX {jax.__version__} lacks the primitive API funcnn's forward-mode rules use "
                   f"({FALLBACK_REASON}); the primitives run as jax.custom_vjp with the same backward rules, in reverse "
                   "mode only (jax.jvp, jax.hessian and jax.linearize will fail on them). funcnn is tested with jax "
-                  ">=0.10.2,<0.12.", RuntimeWarning, stacklevel=2)
+                  f"{TESTED_JAX}.", RuntimeWarning, stacklevel=2)
 
 
 @dataclasses.dataclass(eq=False)
@@ -446,4 +449,4 @@ def _custom_vjp_form(op: Op, frozen):
 
 
 __all__ = ["Op", "OPS", "define", "undefined", "define_adjoint_pair", "op_of", "map_batch", "moved_to_front",
-           "fold_into_batch", "MODE", "FALLBACK_REASON", "REQUIRED_API", "NAMESPACE"]
+           "fold_into_batch", "MODE", "FALLBACK_REASON", "REQUIRED_API", "NAMESPACE", "TESTED_JAX"]

@@ -7,8 +7,9 @@ holds, so that JAX differentiates that computation itself.
 
 The function is traced to a jaxpr and evaluated equation by equation; a `custom_vjp_call` or `custom_jvp_call`
 equation is evaluated as its primal jaxpr (the body the decorator wraps), a funcnn primitive as its forward `impl`
-(lax operations), and so are the calls and checkpoints that contain one. Control flow that contains one (`cond`,
-`scan`, `while`, including `lax.platform_dependent`) is rebuilt around primal jaxprs.
+(lax operations). Any other equation that holds a jaxpr with a rule in it (control flow, jit, checkpoint / remat,
+closed calls) is bound again around the primal of that jaxpr: found by structure, so the names JAX gives these
+wrappers, which change between releases, are never listed here.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from typing import Callable
 import jax
 from jax.extend import core as jcore
 
+# the JAX names the checker reads jaxprs with (documented in jax.extend); a test names any that moves
+REQUIRED_API = ("jax.extend.core.ClosedJaxpr", "jax.extend.core.Jaxpr", "jax.extend.core.Literal",
+                "jax.extend.core.DropVar", "jax.make_jaxpr")
 _CUSTOM_VJP = "custom_vjp_call"
 _CUSTOM_CALLS = {_CUSTOM_VJP, "custom_jvp_call"}
-_INLINE = {"jit", "pjit", "closed_call", "core_call", "remat", "checkpoint", "custom_lin"}
 
 
 def _op(eqn):
@@ -91,47 +94,67 @@ def _evaluate_closed(closed, args):
     return _evaluate(closed, (), args)
 
 
-def _control_flow(name, params, invals):
-    """cond / scan / while_loop rebuilt around their bodies evaluated as primal computations."""
-    from jax import lax
+def _same_types(jaxpr, eqn) -> bool:
+    """Whether a sub-jaxpr takes and returns exactly the equation's operand and result types (a call-like wrapper:
+    jit, checkpoint / remat, a closed call), so that evaluating it inline is the equation itself."""
+    inner = _open(jaxpr)
+    shapes = lambda vs: [(tuple(v.aval.shape), v.aval.dtype) for v in vs]  # noqa: E731
+    return shapes(inner.invars) == shapes(eqn.invars) and shapes(inner.outvars) == shapes(eqn.outvars)
 
-    if name == "cond":
-        index, *operands = invals
-        branches = [lambda *ops, b=b: _evaluate_closed(b, ops) for b in params["branches"]]
-        return lax.switch(index, branches, *operands)
-    if name == "scan":
-        nc, ncarry = params["num_consts"], params["num_carry"]
-        consts, init, xs = invals[:nc], invals[nc:nc + ncarry], invals[nc + ncarry:]
 
-        def body(carry, x):
-            outs = _evaluate_closed(params["jaxpr"], [*consts, *carry, *x])
-            return outs[:ncarry], outs[ncarry:]
+def _primal_jaxpr(jaxpr):
+    """`jaxpr` (closed or open) with its rules replaced by their forward computations: the same input and output
+    types, retraced. None for an open jaxpr whose retrace picked up constants (it cannot hold them)."""
+    inner = _open(jaxpr)
+    consts = jaxpr.consts if isinstance(jaxpr, jcore.ClosedJaxpr) else ()
+    specs = [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype, weak_type=getattr(v.aval, "weak_type", False))
+             for v in inner.invars]
+    closed = jax.make_jaxpr(lambda *a: _evaluate(inner, consts, a))(*specs)
+    if isinstance(jaxpr, jcore.ClosedJaxpr):
+        return closed
+    return None if closed.consts else closed.jaxpr
 
-        carry, ys = lax.scan(body, list(init), list(xs), length=params["length"], reverse=params["reverse"],
-                             unroll=params["unroll"])
-        return [*carry, *ys]
-    if name == "while":
-        cn, bn = params["cond_nconsts"], params["body_nconsts"]
-        cconsts, bconsts, init = invals[:cn], invals[cn:cn + bn], invals[cn + bn:]
-        return lax.while_loop(lambda c: _evaluate_closed(params["cond_jaxpr"], [*cconsts, *c])[0],
-                              lambda c: _evaluate_closed(params["body_jaxpr"], [*bconsts, *c]), list(init))
-    raise NotImplementedError(f"funcnn.verify.primal_of: a custom_vjp inside a {name!r} operation is not supported; "
-                              "pass reference= explicitly")
+
+def _primal_params(params):
+    """An equation's parameters with every jaxpr that holds a rule replaced by its primal (None where one cannot
+    be: see `_primal_jaxpr`)."""
+    failed = []
+
+    def swap(item):
+        if isinstance(item, (jcore.ClosedJaxpr, jcore.Jaxpr)) and has_rules(item):
+            primal = _primal_jaxpr(item)
+            if primal is None:
+                failed.append(item)
+            return primal
+        return item
+
+    new = {key: type(value)(swap(v) for v in value) if isinstance(value, (tuple, list)) else swap(value)
+           for key, value in params.items()}
+    return None if failed else new
 
 
 def _equation(eqn, invals):
-    name = eqn.primitive.name
-    if name in _CUSTOM_CALLS:
+    """One equation evaluated as a primal computation. Found by structure, not by the names JAX gives its wrapper
+    primitives (they change between releases: remat2, pjit / jit, closed_call, ...): an equation that holds a jaxpr
+    with a rule in it is bound again with each such jaxpr replaced by its primal (control flow: cond, scan, while,
+    `lax.platform_dependent`; calls: jit, checkpoint), or, where that jaxpr cannot be replaced, evaluated inline when
+    it is a call-like wrapper."""
+    if eqn.primitive.name in _CUSTOM_CALLS:
         return _evaluate_closed(eqn.params["call_jaxpr"], invals)
     op = _op(eqn)
     if op is not None:
         out = op.impl(*invals, **eqn.params)
         return list(out) if op.multiple_results else out
-    if not any(has_rules(j) for j in _sub_jaxprs(eqn.params)):
-        return eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
-    if name in _INLINE:
-        return _evaluate_closed(next(_sub_jaxprs(eqn.params)), invals)
-    return _control_flow(name, eqn.params, invals)
+    params = eqn.params
+    if any(has_rules(j) for j in _sub_jaxprs(params)):
+        params = _primal_params(eqn.params)
+        if params is None:
+            subs = list(_sub_jaxprs(eqn.params))
+            if len(subs) == 1 and _same_types(subs[0], eqn):
+                return _evaluate_closed(subs[0], invals)
+            raise NotImplementedError(f"funcnn.verify.primal_of: a hand-written rule inside a {eqn.primitive.name!r} "
+                                      "operation whose body cannot be rebuilt; pass reference= explicitly")
+    return eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(params))
 
 
 def primal_of(f: Callable) -> Callable:
@@ -162,4 +185,4 @@ def primal_of(f: Callable) -> Callable:
     return primal
 
 
-__all__ = ["primal_of", "has_custom_vjp", "has_rules"]
+__all__ = ["primal_of", "has_custom_vjp", "has_rules", "REQUIRED_API"]

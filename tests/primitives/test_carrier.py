@@ -22,18 +22,44 @@ def _resolve(dotted: str):
     return getattr(__import__(module, fromlist=[name]), name)
 
 
-def test_the_primitive_api_funcnn_carries_its_rules_on_is_present():
-    """Fails, naming what moved, when a JAX in the pinned range lacks a name the carrier registers rules with."""
+# JAX names funcnn reads outside the carrier and the checker: the tracer type its argument checks skip, the jaxpr
+# walk of `funcnn summary --paths`, export and the multi-process helpers
+OTHER_API = ("jax.core.Tracer", "jax.extend.core.jaxprs_in_params", "jax.export.export", "jax.export.deserialize",
+             "jax.experimental.multihost_utils.process_allgather", "jax.experimental.multihost_utils.broadcast_one_to_all")
+
+
+def test_the_jax_api_funcnn_carries_and_checks_its_rules_on_is_present():
+    """Fails, naming what moved, when a JAX in the pinned range lacks a name the carrier registers rules with, the
+    checker reads jaxprs with, or another funcnn module uses."""
+    from funcnn.verify.primal import REQUIRED_API as CHECKER_API
+
     missing = []
-    for dotted in carrier.REQUIRED_API:
+    for dotted in (*carrier.REQUIRED_API, *CHECKER_API, *OTHER_API):
         try:
             _resolve(dotted)
         except (ImportError, AttributeError) as err:
             missing.append(f"{dotted} ({type(err).__name__}: {err})")
-    assert not missing, (f"jax {jax.__version__} moved the primitive API funcnn's carrier uses: {missing}; "
-                         "see funcnn/primitives/carrier.py and pin or port")
+    assert not missing, (f"jax {jax.__version__} moved the API funcnn uses: {missing}; see "
+                         "funcnn/primitives/carrier.py (REQUIRED_API), funcnn/verify/primal.py and pin or port")
     assert carrier.MODE == "primitive", f"funcnn fell back to custom_vjp: {carrier.FALLBACK_REASON}"
     assert all(op.primitive is not None for op in carrier.OPS.values())
+
+
+def test_the_pinned_jax_range_is_the_carriers_and_holds_the_installed_jax():
+    """pyproject.toml pins jax and jaxlib to carrier.TESTED_JAX, and the JAX under test is inside it."""
+    import pathlib
+    import re
+
+    import jaxlib
+
+    text = (pathlib.Path(__file__).parents[2] / "pyproject.toml").read_text()
+    for name in ("jax", "jaxlib"):
+        pinned = re.search(rf'"{name}([<>=!,.0-9]+)"', text)
+        assert pinned and pinned.group(1) == carrier.TESTED_JAX, (name, pinned and pinned.group(1))
+    floor, ceiling = re.fullmatch(r">=([\d.]+),<([\d.]+)", carrier.TESTED_JAX).groups()
+    version = lambda v: tuple(int(p) for p in re.findall(r"\d+", v)[:3])  # noqa: E731
+    for installed in (jax.__version__, jaxlib.__version__):
+        assert version(floor) <= version(installed) < version(ceiling), (installed, carrier.TESTED_JAX)
 
 
 _FALLBACK = textwrap.dedent("""

@@ -8,6 +8,7 @@ from jax import lax
 
 import funcnn as fn
 from funcnn.verify import CHECKS, assert_vjp, check_vjp, default_rtol, primal_of, reference as ref
+from funcnn.verify.primal import has_rules
 
 from ..helpers import normal
 
@@ -221,6 +222,26 @@ def test_primal_of_inlines_custom_vjps_under_jit_cond_and_scan():
     np.testing.assert_allclose(jax.grad(primal)(x), expected, rtol=1e-12)
     with pytest.raises(TypeError, match="holds no hand-written rule"):
         primal_of(jnp.sin)(x)
+
+
+def test_primal_of_rebuilds_checkpoint_and_loops_by_structure_whatever_jax_names_them():
+    """jax.checkpoint (remat2 on jax 0.10-0.12), a jit inside it, a fori_loop and a scan whose parameters changed
+    between releases (num_consts on 0.10, ft_in on 0.12): each is rebuilt around its primal, so a funcnn op under
+    them passes the forward and vjp rows."""
+    rng = np.random.default_rng(3)
+    x, w = normal(rng, 2, 6, 6, 3), normal(rng, 3, 3, 3, 4)
+
+    def net(x, w):
+        y = jax.checkpoint(lambda x, w: jax.jit(fn.relu)(fn.conv2d(x, w, padding="SAME")))(x, w)
+        y = lax.fori_loop(0, 2, lambda i, y: fn.relu(y) * 0.5, y)
+        y, _ = lax.scan(lambda c, _: (fn.max_pool2d(c, 1) + c, None), y, None, length=2)
+        return y
+
+    assert_vjp(net, x, w, checks=("forward", "vjp"))
+    primal = primal_of(net)
+    assert has_rules(jax.make_jaxpr(net)(x, w))
+    assert not has_rules(jax.make_jaxpr(primal)(x, w))  # no rule left at any depth
+    np.testing.assert_allclose(primal(x, w), net(x, w), rtol=1e-12)
 
 
 def test_every_funcnn_primitive_checks_against_its_own_primal():

@@ -21,11 +21,18 @@ The batch chunks path is the canonical dW on N/8 images at a time. The other pat
 tap matmuls are matmuls (`dot`), taps are elementwise loops. `engine` predicts the engine from the shapes alone (no
 compiling); `hlo_engines` reads it from a compiled executable's text, and the tests check one against the other.
 The measurements that decide which engine a rule should get are in the README (`benchmarks/engines.py`).
+
+Known bugs of XLA's YNNPACK fusions (`YNN_BUGS`): on jaxlib 0.10.2 a vmapped matrix-vector product followed by a
+sum comes out wrong (jax#39103) and a rank-7/8 multiply-and-reduce crashes or hangs (jax#39257, #40412; #39257 also
+on 0.11.0); 0.11.2 and 0.12.x are fixed. funcnn's ops do not emit those forms (a test compiles them and looks), and
+funcnn's compiled steps run with "eigen", which turns the YNNPACK fusions off, so nothing else in a step meets them
+either. Asking for "xla" on such a jaxlib warns once.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Sequence
 
 import jax.numpy as jnp
@@ -88,15 +95,35 @@ def engine(path: str, rule: str, spec: ConvSpec, w_shape, in_sizes, batch: int, 
     return conv_engine(rule, spec, w_shape, in_sizes, batch, dtype)
 
 
+# jaxlib releases whose YNNPACK fusions (on with "xla") have known CPU bugs, and the JAX issues that report them
+YNN_BUGS = {
+    "0.10.2": "jax#39103 (a vmapped matrix-vector product and sum comes out wrong under jit), jax#39257 and "
+              "jax#40412 (a rank-7/8 multiply-and-reduce crashes or hangs)",
+    "0.11.0": "jax#39257 (a rank-7/8 broadcast-multiply-reduce crashes or hangs)",
+}
+_warned: set = set()
+
+
 def compiler_options(cpu_engine: str = "eigen", backend: str | None = None) -> dict | None:
     """Per-executable compiler options that pick the CPU engines (`jax.jit(f, compiler_options=...)`): None on
-    other backends and for "xla". Never a change of the process's XLA_FLAGS: only the executable built with them."""
+    other backends and for "xla". Never a change of the process's XLA_FLAGS: only the executable built with them.
+    "xla" on a jaxlib listed in `YNN_BUGS` warns once (RuntimeWarning) naming the bugs."""
     if cpu_engine not in CPU_ENGINES:
         raise ValueError(f"cpu_engine must be one of {', '.join(map(repr, CPU_ENGINES))}, got {cpu_engine!r}")
     import jax
+    import jaxlib
 
+    if (backend or jax.default_backend()) != "cpu":
+        return None
     value = CPU_ENGINES[cpu_engine]
-    if value is None or (backend or jax.default_backend()) != "cpu":
+    if value is None:
+        bugs = YNN_BUGS.get(jaxlib.__version__)
+        if bugs and jaxlib.__version__ not in _warned:
+            _warned.add(jaxlib.__version__)
+            warnings.warn(f"funcnn: cpu_engine='xla' compiles with XLA's YNNPACK fusions, which on jaxlib "
+                          f"{jaxlib.__version__} have known bugs: {bugs}. funcnn's own ops do not meet them, other "
+                          "code in the same step can; cpu_engine='eigen' (the default) avoids them, and jaxlib >= "
+                          "0.11.2 fixes them.", RuntimeWarning, stacklevel=2)
         return None
     return {CPU_ENGINE_OPTION: value}
 
@@ -123,5 +150,5 @@ def hlo_engines(text: str) -> dict:
     return counts
 
 
-__all__ = ["YNN", "EIGEN", "MATMUL", "LOOPS", "CPU_ENGINE_OPTION", "CPU_ENGINES", "compiler_options", "ynn_takes",
-           "conv_engine", "engine", "hlo_engines"]
+__all__ = ["YNN", "EIGEN", "MATMUL", "LOOPS", "CPU_ENGINE_OPTION", "CPU_ENGINES", "YNN_BUGS", "compiler_options",
+           "ynn_takes", "conv_engine", "engine", "hlo_engines"]
