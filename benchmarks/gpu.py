@@ -1,6 +1,10 @@
 """One script for a GPU machine: funcnn's correctness, determinism and speed there, every result in one folder.
 
     PYTHONPATH=. python benchmarks/gpu.py --out gpu-results                 # on the GPU machine, ~8 minutes
+
+The GPU machine's image has jax 0.11.2 with CUDA (inside funcnn's supported range, pyproject.toml), PyTorch, Flax and
+optax; the script runs there from the tree as it is. environment.json records the versions and devices it ran on
+(jax 0.11.x has an open report of wrong per-op results on CUDA 13, jax#40633: step 1 would show it).
     python benchmarks/gpu.py --device cpu --quick --out /tmp/gpu-check      # the same steps, tiny, on a CPU
 
 Steps (each writes a JSON file into --out; summary.md collects the tables):
@@ -40,6 +44,17 @@ def _run(cmd, out_dir, name, timeout, env=None):
         code, text = "timeout", f"timed out after {timeout} s\n{err.output or ''}"
     (out_dir / f"{name}.log").write_text(str(text))
     return {"step": name, "status": code, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def _environment() -> dict:
+    """The versions and the device this run measured."""
+    import platform
+
+    import jax
+    import jaxlib
+
+    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "python": platform.python_version(),
+            "backend": jax.default_backend(), "devices": [d.device_kind for d in jax.devices()]}
 
 
 def verify_on_device(out_dir, quick):
@@ -171,6 +186,8 @@ def main(argv=None):
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
     log = []
     started = time.perf_counter()
+    environment = _environment()
+    (out / "environment.json").write_text(json.dumps(environment, indent=2) + "\n")
 
     rows = verify_on_device(out, args.quick)
     log.append({"step": "verify", "status": 0 if all(r["ok"] for r in rows) else 1,
@@ -201,7 +218,8 @@ def main(argv=None):
             steps += json.loads(path.read_text())["rows"]
     share_of_peak(out, steps)
 
-    lines = ["# funcnn on " + device, "", f"total {time.perf_counter() - started:.0f} s", "", "| step | status |",
+    lines = ["# funcnn on " + device, "", ", ".join(f"{k} {v}" for k, v in environment.items()), "",
+             f"total {time.perf_counter() - started:.0f} s", "", "| step | status |",
              "|---|---|"]
     lines += [f"| {entry['step']} | {entry['status']} |" for entry in log]
     lines += ["", "| verify: primitive | dtype | worst rel err | tol | ok |", "|---|---|---:|---:|---|"]

@@ -160,6 +160,7 @@ def test_gpu_script_quick_on_cpu(tmp_path):
     steps = json.loads((tmp_path / "steps.json").read_text())
     assert [s["step"] for s in steps][:2] == ["verify", "determinism"] and all(s["status"] == 0 for s in steps)
     assert "| verify: primitive |" in (tmp_path / "summary.md").read_text()
+    assert json.loads((tmp_path / "environment.json").read_text())["backend"] == "cpu"
 
 
 def test_winograd_probe_is_exact_and_reports(tmp_path):
