@@ -122,4 +122,6 @@ def test_a_deprecation_raised_from_a_funcnn_module_fails_the_tests():
         with pytest.raises(category):
             warnings.warn_explicit("jax.old_name is deprecated", category, carrier.__file__, 1,
                                    module="funcnn.primitives.carrier")
-    warnings.warn_explicit("another library's deprecation", DeprecationWarning, "other.py", 1, module="other")
+    with warnings.catch_warnings(record=True) as caught:  # another library's stays a warning
+        warnings.warn_explicit("another library's deprecation", DeprecationWarning, "other.py", 1, module="other")
+    assert [type(c.message) for c in caught] == [DeprecationWarning]
