@@ -171,3 +171,29 @@ def test_winograd_probe_is_exact_and_reports(tmp_path):
     assert [r["layer"] for r in rows] == ["32x32x16 -> 16", "16x16x32 -> 32", "8x8x64 -> 64"]
     assert all(r["relative_error"] < 1e-5 and r["winograd_ms"] > 0 for r in rows)
     assert "| layer (3x3, stride 1) | Winograd F(2x2,3x3) ms |" in stdout
+
+
+def test_the_guard_flags_a_ratio_more_than_15_percent_worse_and_nothing_else():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import guard
+    finally:
+        sys.path.remove(str(BENCH))
+    rows = {r[0]: r for r in guard.compare({"a": 0.80, "b": 0.90, "c": 1.5, "d": 2.0}, {"a": 1.0, "b": 1.0, "c": 1.0})}
+    assert rows["a"][4] == "WORSE" and rows["b"][4] == "ok" and rows["c"][4] == "ok" and rows["d"][4] == "new"
+    assert abs(rows["a"][3] + 0.20) < 1e-12
+    # each extractor reads the committed file it is paired with, and every ratio is a positive number
+    for name, (committed, _, _, _, extract) in guard.BENCHMARKS.items():
+        path = BENCH / "results" / committed
+        ratios = extract(json.loads(path.read_text())) if path.exists() else {}
+        assert all(v > 0 for v in ratios.values()), name
+        assert ratios or name == "vmapped", f"{name}: no ratio read from {committed}"
+
+
+def test_the_guard_runs_every_benchmark_at_tiny_sizes(tmp_path):
+    """`guard.py --tiny`: every benchmark's script runs and its ratios are read and printed (not judged)."""
+    stdout = _run([str(BENCH / "guard.py"), "--tiny", "--keep", str(tmp_path)])
+    for name in ("train steps", "primitives", "replicas", "vmapped", "engines"):
+        assert f"\n{name}: " in "\n" + stdout and f"| {name} | " in stdout, name
+    assert "tiny sizes: every step ran; ratios not judged" in stdout
+    assert "replicas R=2: map / sequential" in stdout and "per-example grads lenet5" in stdout

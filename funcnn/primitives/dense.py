@@ -46,7 +46,7 @@ def _batch(op, args, dims):
     (x, w), (dx, dw) = args, dims
     if dw is None:
         return DENSE(jnp.moveaxis(x, dx, 0), w), 0
-    if w.ndim == 3:  # weights stacked twice (nested vmap): a loop over the outer stack
+    if w.ndim == 4:  # the mapped axis of weights already stacked (nested vmap): a loop over the outer stack
         return carrier.map_batch(op, args, dims)
     (x, w), _ = carrier.moved_to_front([x, w], [dx, dw])
     return DENSE(x, w), 0

@@ -31,6 +31,7 @@ from ..data.batching import batch_indices, batches, num_batches
 from ..io import save
 from .fit import check_examples
 from .loop import Loop, Progress, positive, train as train_loop
+from ..primitives.conv.dispatch import loop_body
 from ..primitives.conv.engines import compiler_options
 from .steps import classification_loss, make_eval_step, make_train_step
 
@@ -93,7 +94,8 @@ def map_replicas(fn: Callable, in_axes, strategy: str = "auto") -> Callable:
             it = iter(sliced)
             return fn(*(next(it) if axis is not None else a for a, axis in zip(args, in_axes)))
 
-        return jax.lax.map(one, stacked)
+        with loop_body():  # the conv rules traced here run inside the loop: no batch chunks
+            return jax.lax.map(one, stacked)
 
     return mapped
 

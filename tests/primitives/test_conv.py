@@ -420,6 +420,52 @@ def test_algorithm_table_and_override():
             pass
 
 
+def test_a_conv_traced_as_a_loop_body_takes_no_batch_chunks():
+    """Inside a loop the dW's batch chunks would run one after another: under `loop_body` a few-channel dW takes the
+    band, a dW of at most 8 images (per-example gradients) the tap matmuls, and any other 2-D dW one canonical
+    convolution; forward and dX choose as before. The flag travels in the spec, so a backward traced after the block
+    (JAX transposing a scan's body) chooses the same way."""
+    from funcnn.primitives.conv import ConvSpec
+    from jax.extend import core as jax_core
+
+    from funcnn.primitives.conv.dispatch import choose, loop_body, looped
+    from funcnn.primitives.geometry import Geometry
+
+    geo = Geometry((3, 3), (1, 1), ((0, 0), (0, 0)), (1, 1))
+    one = Geometry((1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1))
+    for g, groups, w_shape, outside, inside in ((geo, 1, (3, 3, 1, 6), "batch_chunks", "banded"),  # LeNet-like
+                                                (geo, 1, (3, 3, 16, 16), "batch_chunks", "canonical"),  # ResNet-20
+                                                (one, 1, (1, 1, 16, 32), "tap_matmuls", "tap_matmuls"),
+                                                (geo, 8, (3, 3, 1, 8), "taps", "taps")):
+        assert choose("dw", ConvSpec(g, groups), w_shape, (16, 16)) == outside, w_shape
+        assert choose("dw", ConvSpec(g, groups, None, True), w_shape, (16, 16), 128) == inside, w_shape
+    assert choose("dw", ConvSpec(geo, 1, None, True), (3, 3, 16, 16), (16, 16), 1) == "tap_matmuls"  # one image
+    assert choose("dw", ConvSpec(geo, 1, None, True), (3, 3, 16, 16), (16, 16), 8) == "tap_matmuls"
+    assert choose("dw", ConvSpec(geo, 1, None, True), (3, 3, 16, 16), (16, 16), 9) == "canonical"
+    assert choose("dw", ConvSpec(geo, 1), (3, 3, 16, 16), (16, 16), 1) == "batch_chunks"  # not in a loop
+    assert choose("forward", ConvSpec(geo, 1, None, True), (3, 3, 16, 16)) == "canonical"
+    assert not looped()
+    x, w = jnp.ones((3, 16, 8, 8, 16)), jnp.ones((3, 3, 16, 16))
+
+    def loss(w):
+        return lax.scan(lambda c, xi: (c + jnp.sum(fn.conv2d(xi, w) ** 2), None), 0.0, x)[0]
+
+    with loop_body():
+        closed = jax.make_jaxpr(lambda w: lax.scan(lambda c, xi: (c + jnp.sum(fn.conv2d(xi, w) ** 2), None), 0.0,
+                                                   x)[0])(w)
+    # the forward was traced in the block and the backward after it: the backward still runs no batch chunks
+    backward = jax.make_jaxpr(jax.grad(lambda w: jax_core.jaxpr_as_fun(closed)(w)[0]))(w)
+    assert {p for _, p, _ in _conv_paths(backward)} == {"canonical"}
+    assert all(e.params["looped"] for e in _equations_of(backward) if e.primitive.name.startswith("funcnn.conv"))
+    assert "batch_chunks" in {p for _, p, _ in _conv_paths(jax.make_jaxpr(jax.grad(loss))(w))}
+
+
+def _equations_of(closed):
+    from funcnn.describe import _equations
+
+    return list(_equations(closed.jaxpr))
+
+
 def _conv_paths(closed) -> set:
     """The `algorithm` parameters of the conv-family equations of a jaxpr (nested ones included)."""
     from funcnn.describe import _equations

@@ -163,3 +163,61 @@ def test_a_diverging_replica_is_reported_and_the_others_train_on(capsys):
     with pytest.raises(train.TrainingDiverged, match=r"every replica has diverged: loss is nan at step \d+"):
         train.fit_replicas(MODEL.apply, params, state, train.sgd(), (x, y), keys=keys, epochs=1, batch_size=8,
                            hyperparams={"learning_rate": [1e30, 1e31]}, progress=False)
+
+
+def _replica_step_module(platform, replicas=4):
+    """The vmapped replica step of LeNet-5 exported (lowered only: no device needed) for one platform."""
+    import re
+
+    from funcnn import models
+    from funcnn.train.batched import map_replicas
+    from funcnn.train.steps import make_train_step
+
+    model = models.lenet5(10)
+    keys = jax.random.split(jax.random.PRNGKey(0), replicas)
+    params, state = train.init_replicas(model.init, (1, 32, 32, 1), keys)
+    opt = train.adam()
+    opt_state = train.init_replica_optimizer(opt, params, learning_rate=jnp.linspace(1e-4, 1e-3, replicas))
+    batch = (jnp.ones((replicas, 8, 32, 32, 1)), jnp.zeros((replicas, 8), jnp.int32))
+    step = map_replicas(make_train_step(model.apply, opt, jit=False), (0, 0, 0, 0, 0), "vmap")
+    text = jax.export.export(jax.jit(step), platforms=[platform])(params, state, opt_state, batch,
+                                                                   keys).mlir_module()
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("#loc"))  # no source locations
+    convs = re.findall(r"stablehlo\.convolution[^\n]*", text)
+    return text, convs, [int(g) for c in convs for g in re.findall(r"feature_group_count = (\d+)", c)]
+
+
+@pytest.mark.parametrize("platform", ["cuda", "tpu"])
+def test_the_vmapped_replica_step_on_accelerators_is_grouped_convolutions_with_no_loop_and_no_scatter(platform):
+    """On GPUs and TPUs the replicas of a conv with per-replica filters fold into one grouped convolution (the form
+    cuDNN and TPUs run well) and the dense layers into batched matmuls: the exported program holds no loop over the
+    replicas and no scatter."""
+    import re
+
+    text, convs, groups = _replica_step_module(platform)
+    assert not re.findall(r"stablehlo\.(?:while|scatter|select_and_scatter)\b", text)
+    assert convs and 4 in groups, groups  # conv2 (6 -> 16) of 4 replicas: one convolution with 4 groups
+    assert "stablehlo.dot_general" in text
+
+
+def test_the_vmapped_replica_step_on_the_cpu_loops_over_single_replica_convolutions():
+    """On the CPU (where a grouped convolution is slow) each conv rule runs per replica in a loop, with the
+    single-model paths chosen for a loop body (no batch chunks); the dense layers stay batched matmuls."""
+    from funcnn import models
+    from funcnn.describe import _equations
+    from funcnn.train.batched import map_replicas
+    from funcnn.train.steps import make_train_step
+
+    model = models.lenet5(10)
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    params, state = train.init_replicas(model.init, (1, 32, 32, 1), keys)
+    opt = train.adam()
+    opt_state = train.init_replica_optimizer(opt, params, learning_rate=[1e-3, 1e-3])
+    batch = (jnp.ones((2, 8, 32, 32, 1)), jnp.zeros((2, 8), jnp.int32))
+    step = map_replicas(make_train_step(model.apply, opt, jit=False), (0, 0, 0, 0, 0), "vmap")
+    eqns = list(_equations(jax.make_jaxpr(step)(params, state, opt_state, batch, keys).jaxpr))
+    looped = {e.params["algorithm"] for e in eqns if e.primitive.name.startswith("funcnn.conv") and e.params["looped"]}
+    assert looped == {"banded"}  # LeNet's few-channel layers: the band, as one model's step takes it in a loop
+    from funcnn.verify.checks import scatter_ops
+
+    assert not scatter_ops(step, (params, state, opt_state, batch, keys), "cpu")

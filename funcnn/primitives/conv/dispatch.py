@@ -34,14 +34,17 @@ RULES = ("forward", "dx", "dw")
 
 BANDED_MAX_CHANNEL_PRODUCT = 128
 ZERO_FRACTION_FOR_TAPS = 0.5
+LOOP_SMALL_BATCH = 8  # a looped dW of at most this many images takes the tap matmuls (per-example gradients)
 
 
 class Case(NamedTuple):
-    """What a condition sees: the static configuration, the filter's shape and the forward input's spatial sizes."""
+    """What a condition sees: the static configuration, the filter's shape, the forward input's spatial sizes and
+    (for dW) the batch."""
 
     spec: ConvSpec
     w_shape: tuple
     in_sizes: tuple | None
+    batch: int | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -74,6 +77,24 @@ def few_channels_1d(case: Case) -> bool:
     return len(case.spec.geo.window) == 1 and few_channels(case)
 
 
+def few_channels_in_a_loop(case: Case) -> bool:
+    """groups == 1, C_in x C_out <= 128, traced as a loop's body (replicas under lax.map): the band, one matmul,
+    not the batch chunks, which a loop runs one after another"""
+    return case.spec.looped and few_channels(case)
+
+
+def few_images_in_a_loop(case: Case) -> bool:
+    """traced as a loop's body, on at most LOOP_SMALL_BATCH images (per-example gradients under vmap: one image per
+    iteration): a matmul per tap, not a convolution with almost no batch to spread over (README, Performance)"""
+    return case.spec.looped and case.batch is not None and case.batch <= LOOP_SMALL_BATCH and case.spec.groups == 1
+
+
+def in_a_loop(case: Case) -> bool:
+    """traced as a loop's body (`loop_body`): XLA's CPU runtime runs the work of a loop body one operation at a
+    time, so the batch chunks' eight convolutions would run one after another; one canonical convolution instead"""
+    return case.spec.looped
+
+
 def one_by_one(case: Case) -> bool:
     """a 1x1 window (dW is one matmul)"""
     return math.prod(case.spec.geo.window) == 1
@@ -94,8 +115,9 @@ TABLE: dict[str, tuple[tuple[Callable, str], ...]] = {
     "forward": ((depthwise, "taps"), (grouped, "canonical"), (few_channels, "banded"), (always, "canonical")),
     "dx": ((depthwise, "taps"), (grouped, "canonical"), (few_channels, "banded"), (mostly_zeros, "tap_matmuls"),
            (always, "canonical")),
-    "dw": ((depthwise, "taps"), (grouped, "canonical"), (few_channels_1d, "banded"), (one_by_one, "tap_matmuls"),
-           (volumetric, "canonical"), (always, "batch_chunks")),
+    "dw": ((depthwise, "taps"), (grouped, "canonical"), (few_channels_1d, "banded"),
+           (few_channels_in_a_loop, "banded"), (one_by_one, "tap_matmuls"), (volumetric, "canonical"),
+           (few_images_in_a_loop, "tap_matmuls"), (in_a_loop, "canonical"), (always, "batch_chunks")),
 }
 
 
@@ -126,6 +148,7 @@ def applies(path: str, rule: str, case: Case) -> bool:
 
 
 _FORCED = jax.make_user_context(default_value="")  # JAX retraces a jitted function when this context changes
+_LOOPED = jax.make_user_context(default_value=False)
 
 
 def forced() -> str | None:
@@ -145,14 +168,29 @@ def force_algorithm(name: str | None):
         yield
 
 
+def looped() -> bool:
+    """Whether the ops are being traced as a loop's body (an enclosing `loop_body`)."""
+    return bool(_LOOPED.value)
+
+
+@contextlib.contextmanager
+def loop_body():
+    """Trace the block as the body of a loop (`lax.map`, `lax.scan`): a conv's dW then takes a path that is one
+    convolution or matmul (see the table's `in_a_loop` rows), since XLA's CPU runtime runs the operations of a loop
+    body on one thread. Recorded in each op's parameters (`looped=True`), so the backward rules, traced later, choose
+    the same way; part of JAX's compilation cache key, like `force_algorithm`."""
+    with _LOOPED(True):
+        yield
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # choosing and running
 
 
-def choose(rule: str, spec: ConvSpec, w_shape, in_sizes=None) -> str:
+def choose(rule: str, spec: ConvSpec, w_shape, in_sizes=None, batch: int | None = None) -> str:
     """The path for one rule ("forward", "dx" or "dw"): the one `spec.forced` pins where it applies, else the
-    table's. `in_sizes` (the forward input's spatial sizes) is needed for rule "dx"."""
-    case = Case(spec, tuple(w_shape), None if in_sizes is None else tuple(in_sizes))
+    table's. `in_sizes` (the forward input's spatial sizes) is needed for rule "dx", `batch` for a looped dW."""
+    case = Case(spec, tuple(w_shape), None if in_sizes is None else tuple(in_sizes), batch)
     pinned = spec.forced
     if pinned is not None:
         return pinned if applies(pinned, rule, case) else "canonical"
@@ -185,4 +223,4 @@ def on_backend(path: str, forced: str | None, backend: str | None = None) -> str
 
 
 __all__ = ["ALGORITHMS", "CPU_ONLY", "RULES", "TABLE", "PATHS", "Case", "applies", "choose", "run", "on_backend",
-           "force_algorithm", "forced", "table_text"]
+           "force_algorithm", "forced", "loop_body", "looped", "table_text"]

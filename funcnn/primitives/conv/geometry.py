@@ -14,12 +14,14 @@ from ..geometry import SPATIAL_AXES, Geometry, as_tuple, effective_window, make_
 
 
 class ConvSpec(NamedTuple):
-    """Static convolution configuration: the window geometry, the number of groups, and the path an enclosing
-    `force_algorithm` pinned when the forward was traced (so that the backward, traced later, takes it too)."""
+    """Static convolution configuration: the window geometry, the number of groups, the path an enclosing
+    `force_algorithm` pinned when the forward was traced (so that the backward, traced later, takes it too), and
+    whether the forward was traced as a loop's body (`dispatch.loop_body`; its backward runs in the loop too)."""
 
     geo: Geometry
     groups: int
     forced: str | None = None
+    looped: bool = False
 
     def is_depthwise(self, w_shape) -> bool:
         """groups == C_in > 1: one input channel per group (the filter's C_in / groups axis is 1)."""

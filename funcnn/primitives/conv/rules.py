@@ -30,6 +30,7 @@ groups, a pinned path) are the `ConvSpec` spelled out, so that a jaxpr reads `fu
 from __future__ import annotations
 
 import jax.numpy as jnp
+from jax import lax
 
 from .. import carrier
 from ..geometry import Geometry
@@ -41,12 +42,12 @@ def spec_params(spec: ConvSpec) -> dict:
     """The op parameters of a spec (each a hashable static value, printed in jaxprs)."""
     geo = spec.geo
     return dict(window=geo.window, stride=geo.stride, padding=geo.padding, dilation=geo.dilation,
-                groups=spec.groups, forced=spec.forced)
+                groups=spec.groups, forced=spec.forced, looped=spec.looped)
 
 
 def spec_of(params: dict) -> ConvSpec:
     geo = Geometry(params["window"], params["stride"], params["padding"], params["dilation"])
-    return ConvSpec(geo, params["groups"], params["forced"])
+    return ConvSpec(geo, params["groups"], params["forced"], params["looped"])
 
 
 def _w_shape(spec: ConvSpec, c_in: int, c_out: int):
@@ -89,7 +90,7 @@ def conv_dx(g, w, spec: ConvSpec, in_sizes):
 
 def conv_dw(x, g, spec: ConvSpec):
     """dW[u, c, f] = sum_{n, i} g[n, i, f] * x_pad[n, S*i + D*u, c]."""
-    path = dispatch.choose("dw", spec, _w_shape(spec, x.shape[-1], g.shape[-1]), x.shape[1:-1])
+    path = dispatch.choose("dw", spec, _w_shape(spec, x.shape[-1], g.shape[-1]), x.shape[1:-1], x.shape[0])
     return CONV_DW(x, g, **spec_params(spec), algorithm=path)
 
 
@@ -127,10 +128,20 @@ def _unfold(a, size):
 
 def _batch_rule(kind):
     """vmap of a conv-family op. An activation mapped alone folds into the batch axis N (per-example work: one op on
-    B*N examples); otherwise both operands are given the mapped axis and it folds into the groups: B independent
-    convolutions are one grouped convolution with B times the groups (replicas, ensembles, per-example dW). The
-    result is again one funcnn op, its path chosen for the folded shapes, so the rules run under any mix of vmap
-    and differentiation."""
+    B*N examples). Where both operands carry the mapped axis (replicas, ensembles, per-example dW), the B
+    independent convolutions are, on accelerators, one grouped convolution with B times the groups (what cuDNN and
+    TPUs run well), and on the CPU a loop of B single convolutions (`lax.map`, each traced as a loop body so that it
+    takes no batch chunks): XLA's CPU backend runs a grouped convolution an order of magnitude slower than the same
+    work as separate convolutions (README, Performance). The two are picked at lowering time by
+    `lax.platform_dependent`. Either way the result is again funcnn ops, their paths chosen for their shapes, so the
+    rules run under any mix of vmap and differentiation."""
+
+    def single(a, b, spec, sizes):
+        if kind == "conv":
+            return conv(a, b, spec)
+        if kind == "dx":
+            return conv_dx(a, b, spec, sizes)
+        return conv_dw(a, b, spec)
 
     def rule(op, args, dims, *, algorithm, **params):
         spec = spec_of(params)
@@ -139,17 +150,21 @@ def _batch_rule(kind):
         if kind != "dw" and db is None:  # only the activation is mapped: fold into N
             a = jnp.moveaxis(a, da, 0)
             flat = a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])
-            out = conv(flat, b, spec) if kind == "conv" else conv_dx(flat, b, spec, sizes)
+            out = single(flat, b, spec, sizes)
             return out.reshape(a.shape[0], a.shape[1], *out.shape[1:]), 0
         (a, b), size = carrier.moved_to_front([a, b], [da, db])
-        folded = spec._replace(groups=spec.groups * size)
-        if kind == "dw":
-            out = conv_dw(_channels_last(a), _channels_last(b), folded)
-        else:
+
+        def grouped(a, b):  # the mapped axis folded into the groups: one grouped convolution
+            folded = spec._replace(groups=spec.groups * size)
+            if kind == "dw":
+                return _unfold(conv_dw(_channels_last(a), _channels_last(b), folded), size)
             w = jnp.moveaxis(b, 0, -2).reshape(*b.shape[1:-1], size * b.shape[-1])
-            out = (conv(_channels_last(a), w, folded) if kind == "conv"
-                   else conv_dx(_channels_last(a), w, folded, sizes))
-        return _unfold(out, size), 0
+            return _unfold(single(_channels_last(a), w, folded, sizes), size)
+
+        def looped(a, b):  # one convolution per slice, in a loop
+            return lax.map(lambda ab: single(*ab, spec._replace(looped=True), sizes), (a, b))
+
+        return lax.platform_dependent(a, b, cpu=looped, default=grouped), 0
 
     return rule
 
