@@ -66,9 +66,12 @@ def _replicas(data):
 
 
 def _vmapped(data):
+    """The first tree of the file is the one measured (vmapped.py lists it first); other trees keep their label."""
     out = {}
-    for r in data.get("rows", []):
-        label = f" ({r['tree']})" if r.get("tree") not in (None, ".", str(HERE.parent)) else ""
+    rows = data.get("rows", [])
+    first = rows[0].get("tree") if rows else None
+    for r in rows:
+        label = f" ({r['tree']})" if r.get("tree") != first else ""
         out[f"per-example grads {r['model']}{label}: batch grad / per-example"] = 1 / r["per-example / batch grad"]
         out[f"ensemble {r['model']}{label}: sequential / vmap"] = r["ensemble speed-up"]
     return out
