@@ -139,9 +139,17 @@ def main(argv=None):
     parser.add_argument("--tiny", action="store_true", help="the smallest sizes: every step runs; ratios not judged")
     parser.add_argument("--keep", type=Path, default=None, help="keep the new results in this folder")
     args = parser.parse_args(argv)
-    folder = args.keep or Path(tempfile.mkdtemp(prefix="funcnn-guard-"))
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = ["| benchmark | ratio (higher is better for funcnn) | committed | now | change | |", "|---|---|---:|---:|---:|---|"]
+    if args.keep is None:  # the new results go with the run
+        with tempfile.TemporaryDirectory(prefix="funcnn-guard-") as folder:
+            return _guard(args, Path(folder))
+    args.keep.mkdir(parents=True, exist_ok=True)
+    return _guard(args, args.keep)
+
+
+def _guard(args, folder: Path) -> int:
+    """Run the chosen benchmarks into `folder`, print the table, and return the exit status."""
+    lines = ["| benchmark | ratio (higher is better for funcnn) | committed | now | change | |",
+             "|---|---|---:|---:|---:|---|"]
     worse, errors, machines = [], [], {}
     for name in args.only:
         started = time.perf_counter()
