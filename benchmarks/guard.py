@@ -95,12 +95,12 @@ def _engines(data):
 # name -> (committed file, script, quick arguments, tiny arguments, extractor)
 BENCHMARKS = {
     "train steps": ("train_step-cpu.json", "train_step.py", ["--quick"],
-                    ["--models", "lenet5", "--frameworks", "funcnn", "stax", "--batch", "8", "--steps", "1",
-                     "--repeats", "1"], _train_step),
+                    ["--models", "lenet5", "--frameworks", "funcnn", "stax", "--precision", "float32", "bfloat16",
+                     "--batch", "8", "--steps", "1", "--repeats", "1", "--rounds", "2"], _train_step),
     "primitives": ("primitives-cpu.json", "primitives.py", ["--rounds", "3", "--calls", "3", "--no-torch"],
                    ["--quick", "--rounds", "1", "--calls", "1", "--no-torch", "--only", "LeNet conv1"], _primitives),
     "replicas": ("replicas.json", "replicas.py", ["--replicas", "4", "16", "--repeats", "2"],
-                 ["--replicas", "2", "--batch", "8", "--repeats", "1"], _replicas),
+                 ["--replicas", "1", "2", "--batch", "8", "--repeats", "1"], _replicas),
     "vmapped": ("vmapped.json", "vmapped.py", ["--repeats", "3"], ["--quick", "--models", "lenet5"], _vmapped),
     "engines": ("engines-cpu.json", "engines.py", ["--models", "resnet20", "--calls", "3"],
                 ["--models", "lenet5", "--batch", "8", "--calls", "1"], _engines),
@@ -113,6 +113,7 @@ def run_one(name, tiny, folder):
     out = folder / committed_file
     cmd = [sys.executable, str(HERE / script), *(tiny_args if tiny else quick), "--out", str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True)
+    out.with_suffix(".txt").write_text(done.stdout)  # the script's own tables, kept with its results by --keep
     if done.returncode != 0 or not out.exists():
         return {}, {}, None, f"{' '.join(cmd[1:])} failed ({done.returncode}): {done.stderr.strip()[-500:]}"
     committed_path = RESULTS / committed_file
@@ -137,7 +138,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), default=list(BENCHMARKS))
     parser.add_argument("--tiny", action="store_true", help="the smallest sizes: every step runs; ratios not judged")
-    parser.add_argument("--keep", type=Path, default=None, help="keep the new results in this folder")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="keep the new results in this folder (each script's JSON and its printed tables, .txt)")
     args = parser.parse_args(argv)
     if args.keep is None:  # the new results go with the run
         with tempfile.TemporaryDirectory(prefix="funcnn-guard-") as folder:

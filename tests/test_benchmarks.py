@@ -71,19 +71,6 @@ def test_batch_sweep_rejects_bad_arguments():
         assert result.returncode == 2 and message in result.stderr, result.stderr
 
 
-def test_replicas_benchmark_strategies(tmp_path):
-    out = tmp_path / "replicas.json"
-    stdout = _run([str(BENCH / "replicas.py"), "--replicas", "1", "2", "--batch", "8", "--repeats", "1", "--out",
-                   str(out)])
-    rows = json.loads(out.read_text())["rows"]
-    assert [r["replicas"] for r in rows] == [1, 2]
-    for r in rows:
-        for name in ("sequential", "vmap", "map"):
-            assert r[f"{name} ms per round"] > 0
-        assert abs(r["map speed-up"] - r["sequential ms per round"] / r["map ms per round"]) < 1e-9
-    assert "| replicas |" in stdout
-
-
 def test_processes_benchmark_one_and_two(tmp_path):
     out = tmp_path / "processes.json"
     _run([str(BENCH / "processes.py"), "--processes", "1", "2", "--epochs", "2", "--batch", "128", "--out",
@@ -92,28 +79,6 @@ def test_processes_benchmark_one_and_two(tmp_path):
     assert [r["processes"] for r in rows] == [1, 2]
     for r in rows:
         assert r["images/s"] > 0 and 0.5 < r["test accuracy"] <= 1.0
-
-
-def test_train_step_benchmark_precisions_and_rounds(tmp_path):
-    """A funcnn row per precision policy; --rounds K runs every worker K times, and each row holds the K rates, their
-    median, and the speed-up's median and range."""
-    out = tmp_path / "train_step.json"
-    stdout = _run([str(BENCH / "train_step.py"), "--models", "lenet5", "--frameworks", "funcnn", "stax",
-                   "--precision", "float32", "bfloat16", "--batch", "8", "--steps", "1", "--repeats", "1",
-                   "--rounds", "2", "--out", str(out)])
-    data = json.loads(out.read_text())
-    assert data["rounds"] == 2
-    assert [r["framework"] for r in data["rows"]] == ["funcnn", "funcnn (bfloat16)", "stax"]
-    assert "| lenet5 | funcnn (bfloat16) |" in stdout
-    ours = data["rows"][0]
-    for row in data["rows"]:
-        assert row["first_step_s"] > 0 and row["batch"] == 8
-        assert len(row["images_per_s_rounds"]) == 2
-        assert row["images_per_s"] == statistics.median(row["images_per_s_rounds"])
-        low, high = row["speedup_range"]
-        assert low <= row["speedup"] <= high
-    assert ours["speedup"] == 1.0
-    assert "median of 2 rounds" in stdout
 
 
 def test_train_step_benchmark_cpu_engines(tmp_path):
@@ -126,30 +91,12 @@ def test_train_step_benchmark_cpu_engines(tmp_path):
     assert all(r["images_per_s"] > 0 for r in rows) and "| lenet5 | funcnn (xla engines) |" in stdout
 
 
-def test_engines_benchmark_predicts_what_compiles(tmp_path):
-    """Every rule of LeNet-5 by every path that can compute it, compiled with and without YNNPACK: the predicted
-    engine of each is the compiled HLO's."""
-    out = tmp_path / "engines.json"
-    stdout = _run([str(BENCH / "engines.py"), "--models", "lenet5", "--batch", "32", "--calls", "1", "--out",
-                   str(out)])
-    rows = json.loads(out.read_text())["rows"]
-    assert {r["rule"] for r in rows} == {"forward", "dx", "dw"} and sum(r["chosen"] for r in rows) == 5
-    for r in rows:
-        assert r["ms_default"] > 0 and r["ms_eigen"] > 0
-        if r["predicted"] in ("YNNPACK", "Eigen"):
-            convs = r["compiled"]["conv YNNPACK"] + r["compiled"]["conv Eigen"]
-            assert convs > 0 and r["compiled"][f"conv {r['predicted']}"] == convs, r
-    assert "| lenet5 | dw x1 |" in stdout
-    bad = subprocess.run([sys.executable, str(BENCH / "engines.py"), "--calls", "0"], capture_output=True,
-                         text=True, timeout=120)
-    assert bad.returncode == 2 and "--calls must be >= 1" in bad.stderr
-
-
-def test_train_step_benchmark_rejects_bad_arguments():
-    for args, message in ((["--rounds", "0"], "--rounds must be >= 1"),
-                          (["--frameworks", "pytorch"], "--frameworks: unknown pytorch")):
-        result = subprocess.run([sys.executable, str(BENCH / "train_step.py"), *args], capture_output=True,
-                                text=True, timeout=120)
+def test_train_step_and_engines_benchmarks_reject_bad_arguments():
+    for script, args, message in (("train_step.py", ["--rounds", "0"], "--rounds must be >= 1"),
+                                  ("train_step.py", ["--frameworks", "pytorch"], "--frameworks: unknown pytorch"),
+                                  ("engines.py", ["--calls", "0"], "--calls must be >= 1")):
+        result = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True,
+                                timeout=120)
         assert result.returncode == 2 and message in result.stderr, result.stderr
 
 
@@ -191,9 +138,55 @@ def test_the_guard_flags_a_ratio_more_than_15_percent_worse_and_nothing_else():
 
 
 def test_the_guard_runs_every_benchmark_at_tiny_sizes(tmp_path):
-    """`guard.py --tiny`: every benchmark's script runs and its ratios are read and printed (not judged)."""
+    """`guard.py --tiny`: every benchmark's script runs and its ratios are read and printed (not judged); the files
+    it keeps hold what the README's tables are made from (one run serves the benchmarks' own checks below)."""
     stdout = _run([str(BENCH / "guard.py"), "--tiny", "--keep", str(tmp_path)])
     for name in ("train steps", "primitives", "replicas", "vmapped", "engines"):
         assert f"\n{name}: " in "\n" + stdout and f"| {name} | " in stdout, name
     assert "tiny sizes: every step ran; ratios not judged" in stdout
     assert "replicas R=2: map / sequential" in stdout and "per-example grads lenet5" in stdout
+    kept = {name: (json.loads((tmp_path / f"{name}.json").read_text()), (tmp_path / f"{name}.txt").read_text())
+            for name in ("train_step-cpu", "replicas", "engines-cpu")}
+    _train_step_precisions_and_rounds(*kept["train_step-cpu"])
+    _replicas_strategies(*kept["replicas"])
+    _engines_predict_what_compiles(*kept["engines-cpu"])
+
+
+def _train_step_precisions_and_rounds(data, stdout):
+    """(train_step.py --precision float32 bfloat16 --rounds 2) A funcnn row per precision policy; --rounds K runs
+    every worker K times, and each row holds the K rates, their median, and the speed-up's median and range."""
+    assert data["rounds"] == 2
+    assert [r["framework"] for r in data["rows"]] == ["funcnn", "funcnn (bfloat16)", "stax"]
+    ours = data["rows"][0]
+    for row in data["rows"]:
+        assert row["first_step_s"] > 0 and row["batch"] == 8
+        assert len(row["images_per_s_rounds"]) == 2
+        assert row["images_per_s"] == statistics.median(row["images_per_s_rounds"])
+        low, high = row["speedup_range"]
+        assert low <= row["speedup"] <= high
+    assert ours["speedup"] == 1.0
+    assert "| lenet5 | funcnn (bfloat16) |" in stdout and "median of 2 rounds" in stdout
+
+
+def _replicas_strategies(data, stdout):
+    """(replicas.py --replicas 1 2) every strategy timed at each R, the speed-ups their time ratios."""
+    rows = data["rows"]
+    assert [r["replicas"] for r in rows] == [1, 2]
+    for r in rows:
+        for name in ("sequential", "vmap", "map"):
+            assert r[f"{name} ms per round"] > 0
+        assert abs(r["map speed-up"] - r["sequential ms per round"] / r["map ms per round"]) < 1e-9
+    assert "| replicas |" in stdout
+
+
+def _engines_predict_what_compiles(data, stdout):
+    """(engines.py --models lenet5) Every rule of LeNet-5 by every path that can compute it, compiled with and
+    without YNNPACK: the predicted engine of each is the compiled HLO's."""
+    rows = data["rows"]
+    assert {r["rule"] for r in rows} == {"forward", "dx", "dw"} and sum(r["chosen"] for r in rows) == 5
+    for r in rows:
+        assert r["ms_default"] > 0 and r["ms_eigen"] > 0
+        if r["predicted"] in ("YNNPACK", "Eigen"):
+            convs = r["compiled"]["conv YNNPACK"] + r["compiled"]["conv Eigen"]
+            assert convs > 0 and r["compiled"][f"conv {r['predicted']}"] == convs, r
+    assert "| lenet5 | dw x1 |" in stdout

@@ -42,6 +42,7 @@ SCRIPT = textwrap.dedent('''
 
 
 def test_sharded_step_equals_single_device_step():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip())
     result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0 and "OK" in result.stdout, result.stdout + result.stderr[-4000:]
