@@ -11,7 +11,8 @@ removed at its end; a JAX_COMPILATION_CACHE_DIR set by the caller is used as it 
 
 XLA compiles the tests' programs with LLVM's optimisation level 0 (`--xla_backend_optimization_level=0`, for the
 session and every process it starts): the HLO, and so every value and every compiled program a test inspects, is the
-same; only the machine code is less tuned, which nothing here times. Compiling is most of the suite's time, and this
+same (tests/test_suite_settings.py compares LeNet-5's compiled step at both levels); only the machine code is less
+tuned, which nothing here times. Compiling is most of the suite's time, and this
 halves it for the larger programs (pooling_study's quick run: 38 s -> 20 s). An XLA_FLAGS that names its own
 --xla_backend_optimization_level is kept as it is (set it to 2 to test the default code generation).
 """
