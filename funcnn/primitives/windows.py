@@ -33,15 +33,6 @@ def window_slice(xp, offset, geo: Geometry, out_sizes):
     return lax.slice(xp, starts, limits, [1, *geo.stride, 1])
 
 
-def window_unslice(v, offset, geo: Geometry, padded_sizes):
-    """The adjoint of `window_slice`: place v[n, i, c] at [n, S*i + D*u, c] of a zero array of the padded size.
-
-    Lecture "upsample": S-1 zeros inserted between entries (interior padding), then shifted to the window offset.
-    No scatter is involved, so the result is deterministic on every backend.
-    """
-    return lax.pad(v, jnp.zeros((), v.dtype), unslice_config(offset, geo, v.shape[1:-1], padded_sizes))
-
-
 def unslice_config(offset, geo: Geometry, out_sizes, padded_sizes):
     """lax.pad's config that places an (N, *out_sizes, C) array at [n, S*i + D*u, c] of the padded size."""
     config = [(0, 0, 0)]
@@ -132,5 +123,5 @@ def spread_windows(h, geo: Geometry, in_sizes):
     return place_windows(lambda t, u: h, geo, in_sizes)
 
 
-__all__ = ["window_offsets", "window_slice", "window_unslice", "unslice_config", "pad_spatial", "crop_spatial",
+__all__ = ["window_offsets", "window_slice", "unslice_config", "pad_spatial", "crop_spatial",
            "tiles_exactly", "first_max", "padded_sum", "place_windows", "spread_windows"]

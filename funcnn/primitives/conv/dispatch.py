@@ -121,16 +121,6 @@ TABLE: dict[str, tuple[tuple[Callable, str], ...]] = {
 }
 
 
-def table_text() -> str:
-    """The table as text: one line per (rule, condition, path)."""
-    lines = []
-    for rule, entries in TABLE.items():
-        for condition, path in entries:
-            where = " (CPU; canonical elsewhere)" if path in CPU_ONLY else ""
-            lines.append(f"{rule:<8} {condition.__doc__:<100} {path}{where}")
-    return "\n".join(lines)
-
-
 def applies(path: str, rule: str, case: Case) -> bool:
     """Whether a forced path can compute this rule: taps need a depth-wise filter, the band and the tap matmuls no
     groups, and batch chunks are a dW path only."""
@@ -223,4 +213,4 @@ def on_backend(path: str, forced: str | None, backend: str | None = None) -> str
 
 
 __all__ = ["ALGORITHMS", "CPU_ONLY", "RULES", "TABLE", "PATHS", "Case", "applies", "choose", "run", "on_backend",
-           "force_algorithm", "forced", "loop_body", "looped", "table_text"]
+           "force_algorithm", "forced", "loop_body", "looped"]
