@@ -2,7 +2,7 @@
 derivatives w.r.t. Y(l-1)", "The derivatives for the weights"), each one line of math on the static geometry.
 
 dX, for the incoming cotangent g (the lecture's dDiv/dz):
-    1. upsample g by S: insert S-1 zeros between entries             `upsample`          -> lhs_dilation = S
+    1. upsample g by S: insert S-1 zeros between entries             `upsample_dilation` -> lhs_dilation = S
     2. zero-pad it by K_eff-1 on every side                           `full_pad_then_crop`
     3. convolve with the filter flipped in every spatial axis and
        with its in/out channels swapped                               `flip_and_swap`
@@ -23,8 +23,9 @@ from jax import lax
 from .geometry import ConvSpec
 
 
-def upsample(spec: ConvSpec):
-    """Step 1, lecture `upsample(dz, S)`: insert S-1 zeros between entries of g (XLA: lhs_dilation = S)."""
+def upsample_dilation(spec: ConvSpec):
+    """Step 1, lecture `upsample(dz, S)`: the dilation S that inserts S-1 zeros between entries of g (XLA does the
+    upsampling inside the convolution, as its lhs_dilation)."""
     return spec.geo.stride
 
 
@@ -62,4 +63,4 @@ def dw_padding(spec: ConvSpec, in_sizes):
     return tuple((lo, hi - r) for (lo, hi), r in zip(spec.geo.padding, spec.geo.dropped(in_sizes)))
 
 
-__all__ = ["upsample", "full_pad_then_crop", "flip_and_swap", "dw_padding"]
+__all__ = ["upsample_dilation", "full_pad_then_crop", "flip_and_swap", "dw_padding"]

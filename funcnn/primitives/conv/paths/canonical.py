@@ -11,7 +11,7 @@ from jax import lax
 
 from ...checks import accumulation_dtype
 from ..geometry import ConvSpec, dimension_numbers
-from ..steps import dw_padding, flip_and_swap, full_pad_then_crop, upsample
+from ..steps import dw_padding, flip_and_swap, full_pad_then_crop, upsample_dilation
 
 
 def conv(x, w, spec: ConvSpec):
@@ -36,7 +36,7 @@ def dx(g, w, spec: ConvSpec, in_sizes):
         g, flip_and_swap(w, spec.groups),                    # step 3
         window_strides=(1,) * nd,
         padding=full_pad_then_crop(spec, in_sizes),          # steps 2 and 4
-        lhs_dilation=upsample(spec),                         # step 1
+        lhs_dilation=upsample_dilation(spec),                # step 1
         rhs_dilation=spec.geo.dilation,
         dimension_numbers=dimension_numbers(nd, "N*C", "*OI", "N*C"),
         feature_group_count=spec.groups,
@@ -56,7 +56,7 @@ def dw(x, g, spec: ConvSpec, w_shape, *, out_dtype=None):
         x, g,
         window_strides=spec.geo.dilation,
         padding=dw_padding(spec, x.shape[1:-1]),
-        rhs_dilation=upsample(spec),
+        rhs_dilation=upsample_dilation(spec),
         dimension_numbers=dimension_numbers(nd, "C*N", "I*O", "*NC"),
         batch_group_count=spec.groups,
         preferred_element_type=accumulation_dtype(x.dtype),
