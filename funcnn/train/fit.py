@@ -25,6 +25,7 @@ import numpy as np
 from ..catalog import BEST, CHECKPOINT, METRICS
 from ..data.batching import batch_indices, batches, num_batches
 from ..io import CorruptFileError, atomic_path, load, save
+from .distributed import is_main
 from .loop import Loop, Progress, log, positive, train as train_loop
 from .parallel import data_mesh, local_copy, make_data_parallel_train_step, replicate, shard_batch
 from .recipes import Plateau, get_learning_rate
@@ -181,7 +182,7 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
                               resume=resume, out_dir=out_dir, drop_last=drop_last, overwrite=overwrite)
     train, val = tuple(train), None if val is None else tuple(val)  # (x, y): a Split or list becomes a plain pair
     out = Path(out_dir) if out_dir is not None else None
-    writer = out is not None and jax.process_index() == 0  # in a multi-process run, process 0 writes the files
+    writer = out is not None and is_main()  # in a multi-process run, process 0 writes the files
     if writer:
         out.mkdir(parents=True, exist_ok=True)
         if overwrite:
@@ -199,7 +200,7 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
     mesh = data_mesh() if jax.process_count() > 1 else None  # several processes: one Mesh over all their devices
     if mesh is not None:
         trees = replicate(trees, mesh)
-    show = progress_bar and jax.process_index() == 0
+    show = progress_bar and is_main()
     files = _Files(out, key, batch_size, plateau, mesh) if writer else None
     loop = Loop(epochs=epochs, per_epoch=num_batches(n_train, batch_size, drop_last),
                 batches=_epoch_batches(train, n_train, key, batch_size, drop_last, mesh),

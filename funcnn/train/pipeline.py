@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from .distributed import is_main
 from .rundir import RUN_FILES, RUN_MARKERS, clear_run, holds_run, resumed_settings, run_directory, writable
 from .runconfig import PRECISIONS, SWEEPABLE, RunConfig, RunError, parse_sweep
 
@@ -60,8 +61,6 @@ def run(config: RunConfig | None = None, *, log: Callable[[str], None] = print, 
     (`print` by default). Raises RunError for a wrong setting, a missing or corrupt data file, or data that does not
     fit the model, before anything is written; TrainingDiverged when the loss becomes NaN.
     """
-    import jax
-
     if config is not None and not isinstance(config, RunConfig):
         raise RunError(f"run: config must be a RunConfig (or pass the settings as keywords), got "
                        f"{type(config).__name__}")
@@ -72,7 +71,7 @@ def run(config: RunConfig | None = None, *, log: Callable[[str], None] = print, 
                        f"{', '.join(sorted(known))}")
     config = dataclasses.replace(config or RunConfig(), **options)
     config.check()
-    if jax.process_index() != 0:
+    if not is_main():
         log = lambda line: None  # noqa: E731 - process 0 speaks for the run
     _check_names(config)
     out = _choose_directory(config)
@@ -80,7 +79,7 @@ def run(config: RunConfig | None = None, *, log: Callable[[str], None] = print, 
     if config.resume:
         config, resumptions = resumed_settings(config, out)
     job = _prepare(config, out, log)
-    if jax.process_index() == 0:
+    if is_main():
         _start_directory(job, resumptions)
     x_train, x_val, x_test = (split[0] for split in (job.train, job.val, job.test))
     log(f"funcnn: training {config.model} on {config.dataset} ({len(x_train)} train / {len(x_val)} val / "
@@ -129,7 +128,7 @@ def _choose_directory(config: RunConfig) -> Path:
     from .distributed import broadcast_text
 
     choice = ""
-    if jax.process_index() == 0:
+    if is_main():
         try:
             choice = f"ok:{run_directory(config)}"
         except RunError as err:
@@ -208,7 +207,7 @@ def _run_one(job: Job) -> RunResult:
     except (ValueError, FileNotFoundError) as err:
         raise RunError(str(err)) from None
     seconds = time.perf_counter() - started
-    if jax.process_index() != 0:  # process 0 evaluates and writes the results
+    if not is_main():  # process 0 evaluates and writes the results
         return RunResult(out, {}, result)
     test = evaluate(make_eval_step(job.apply), result.params, result.state, *job.test)
     save(out / "params.npz", {"params": result.params, "state": result.state})
