@@ -1,5 +1,5 @@
 """The researcher's workflow: derive a backward rule by hand, write it as a `jax.custom_vjp`, and check it with
-`funcnn.gradcheck.check_vjp` before trusting it. Then see what the check says about rules with the classic
+`funcnn.verify.check_vjp` before trusting it. Then see what the check says about rules with the classic
 mistakes.
 
     python experiments/vjp_verification.py
@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from funcnn import report, viz
-from funcnn.gradcheck import check_vjp
+from funcnn.verify import check_vjp
 
 jax.config.update("jax_enable_x64", True)
 STRIDE = 2
@@ -102,7 +102,8 @@ def run(args):
     cases = [(name, make_sigmoid(rule), lambda z: 1 / (1 + jnp.exp(-z)), (z,)) for name, rule in SIGMOID_RULES.items()]
     cases += [(name, make_conv(**options), conv, (x, w)) for name, options in CONV_RULES.items()]
     for name, f, reference, point in cases:
-        result = check_vjp(f, reference, *point, seed=args.seed)
+        result = check_vjp(f, *point, reference=reference, checks=("forward", "vjp", "finite_differences"),
+                           seed=args.seed)
         texts[name] = str(result)
         rows.append({"rule": name, "worst rel. error vs jax.vjp": result.worst_rel_vs_reference,
                      "worst rel. error vs finite differences": result.worst_rel_vs_fd,
@@ -123,7 +124,7 @@ def main(argv=None):
                   title="right rules sit at rounding level; wrong ones at order 1")
     (Path(args.out) / "reports.txt").write_text("\n\n".join(f"== {k}\n{v}" for k, v in texts.items()) + "\n")
     report.write_results(
-        args.out, rows, title="Checking hand-written VJPs with funcnn.gradcheck.check_vjp",
+        args.out, rows, title="Checking hand-written VJPs with funcnn.verify.check_vjp",
         settings={"dtype": "float64", "conv input": f"2x{args.size}x{args.size + 1}x3", "filter": "3x3x3x4",
                   "stride": STRIDE},
         notes=["every right rule passes and every wrong one fails" if verdicts_right else

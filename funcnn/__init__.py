@@ -1,7 +1,7 @@
 """funcnn: functional convolutional networks in JAX with hand-written, lecture-derived VJPs.
 
     import funcnn as fn
-    z = fn.conv2d(x, w, padding="SAME")                 # primitives: jax.custom_vjp rules from lecture 004
+    z = fn.conv2d(x, w, padding="SAME")                 # primitives: JAX primitives, rules from lecture 004
     init, apply = fn.models.lenet5(10)                  # layers and models: pure (init, apply) pairs
     fn.train.run(model="lenet5", dataset="digits")      # the main job (`funcnn train`)
 

@@ -1,4 +1,5 @@
-"""The earlier name of `funcnn.verify` (kept so that existing code runs unchanged).
+"""The earlier name of `funcnn.verify`: importing it warns once (a FutureWarning, shown to scripts by default) and it
+goes in the release after 0.1. Existing code runs unchanged until then.
 
 `check_vjp(f, reference, *args, fd=True, ...)` here takes the reference as its second positional argument and runs
 the checks of the first version: the forward and VJP against the reference, and finite differences (fd=True).
@@ -9,11 +10,15 @@ the checks of the first version: the forward and VJP against the reference, and 
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Any, Callable
 
-from .verify.check import ArgumentReport, VJPReport, default_rtol
-from .verify.check import check_vjp as _check_vjp
-from .verify.sweep import main, run_sweep
+warnings.warn("funcnn.gradcheck is deprecated and goes in the next release: use funcnn.verify.check_vjp(f, *args, "
+              "reference=..., checks=...) and python -m funcnn.verify", FutureWarning, stacklevel=2)
+
+from .verify.checker import ArgumentReport, VJPReport, default_rtol  # noqa: E402
+from .verify.checker import check_vjp as _check_vjp  # noqa: E402
+from .verify.sweep import main, run_sweep  # noqa: E402
 
 
 def check_vjp(f: Callable, reference: Callable | None, *args: Any, fd: bool = True, **options) -> VJPReport:

@@ -78,3 +78,12 @@ def inner(a, b):
 def torch_or_skip():
     """PyTorch, the independent float64 oracle, or a visible skip where it is not installed."""
     return pytest.importorskip("torch", reason="PyTorch is the independent oracle here; pip install torch")
+
+
+def check_vjp(f, reference, *args, fd=True, **options):
+    """`funcnn.verify.check_vjp` restricted to the forward and VJP against `reference` (None: none) and, with fd=True,
+    finite differences: the checks these tests were written for (the full table runs in tests/verify)."""
+    from funcnn.verify import check_vjp as full
+
+    checks = (("forward", "vjp") if reference is not None else ()) + (("finite_differences",) if fd else ())
+    return full(f, *args, reference=reference if reference is not None else f, checks=checks, **options)

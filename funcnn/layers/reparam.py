@@ -20,7 +20,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ..primitives.checks import accumulation_dtype
+from ..primitives.arguments import accumulation_dtype
 from .base import Layer, named
 
 

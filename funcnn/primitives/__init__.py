@@ -4,7 +4,7 @@ One module per family: `conv/` (a package: rules, paths and the algorithm table)
 unpool), `borders` (padding modes),
 `norm`, `dense`, `activations`, `losses`. Each holds an op's forward, tangent and backward rules next to each other
 and registers them with `carrier` (the one module that talks to JAX's primitive API). Shared: `geometry` (window
-sizes and padding), `windows` (window slices and their adjoint), `checks` (argument checks and dtype rules),
+sizes and padding), `windows` (window slices and their adjoint), `arguments` (argument checks and dtype rules),
 `cases` (the configurations the verifier sweeps).
 """
 

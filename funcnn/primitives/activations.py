@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 
 from . import carrier
+from .arguments import accumulation_dtype, as_float, names_forward_mode_error
 from .cases import register_cases
-from .checks import accumulation_dtype, as_float, reverse_mode_only
 
 
 def _elementwise_batch(op, args, dims):
@@ -41,7 +41,7 @@ def _elementwise(name: str, forward, local_derivative, doc: str):
 
     op = carrier.define(name, impl, tangent=tangent, batch=_elementwise_batch)
 
-    @reverse_mode_only(name)
+    @names_forward_mode_error(name)
     def activation(z):
         return op(as_float(name, "z", z))
 
@@ -109,14 +109,14 @@ def _check_axis(name, z, axis):
     return axis % z.ndim
 
 
-@reverse_mode_only("softmax")
+@names_forward_mode_error("softmax")
 def softmax(z, axis=-1):
     """exp(z_i) / sum_j exp(z_j) along `axis`. Tangent y * (dz - sum(y * dz)); gradient y * (g - sum(g * y))."""
     z = as_float("softmax", "z", z)
     return _SOFTMAX(z, axis=_check_axis("softmax", z, axis))
 
 
-@reverse_mode_only("log_softmax")
+@names_forward_mode_error("log_softmax")
 def log_softmax(z, axis=-1):
     """z_i - log sum_j exp(z_j) along `axis`. Tangent dz - sum(softmax(z) dz); gradient g - softmax(z) * sum(g)."""
     z = as_float("log_softmax", "z", z)

@@ -29,8 +29,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from . import carrier
+from .arguments import as_float, check_rank
 from .cases import register_cases
-from .checks import as_float, check_rank
 from .geometry import resolve_padding, spatial_sizes
 from .windows import crop_spatial, pad_spatial, padded_sum
 

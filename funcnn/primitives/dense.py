@@ -17,8 +17,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from . import carrier
+from .arguments import accumulation_dtype, as_array, float_dtype, names_forward_mode_error
 from .cases import register_cases
-from .checks import accumulation_dtype, as_array, float_dtype, reverse_mode_only
 
 
 def _einsum(spec, a, b):
@@ -56,7 +56,7 @@ DENSE = carrier.define("dense", _dense_impl, linear=(0, 1), multilinear=True, tr
                        batch=_batch)
 
 
-@reverse_mode_only("dense")
+@names_forward_mode_error("dense")
 def dense(x, w, b=None):
     """z = x W + b: x (..., D_in), w (D_in, D_out), b (D_out,) -> (..., D_out). Tangent: dx W + x dW + db;
     gradients: g W^T, x^T g, sum g."""

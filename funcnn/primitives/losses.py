@@ -15,9 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import carrier
-from .cases import register_cases
-from .checks import accumulation_dtype, as_array, as_float, reverse_mode_only
 from .activations import stable_log_softmax
+from .arguments import accumulation_dtype, as_array, as_float, names_forward_mode_error
+from .cases import register_cases
 
 
 def _impl(logits, labels):
@@ -47,7 +47,7 @@ def _batch(op, args, dims):
 SOFTMAX_CROSS_ENTROPY = carrier.define("softmax_cross_entropy", _impl, tangent=_tangent, batch=_batch)
 
 
-@reverse_mode_only("softmax_cross_entropy")
+@names_forward_mode_error("softmax_cross_entropy")
 def softmax_cross_entropy(logits, labels):
     """Per-example cross-entropy of softmax(logits) against integer labels: logits (..., K), labels (...) -> (...).
 

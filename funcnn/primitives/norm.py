@@ -35,8 +35,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from . import carrier
+from .arguments import as_float, names_forward_mode_error
 from .cases import register_cases
-from .checks import as_float, reverse_mode_only
 
 
 class NormSpec(NamedTuple):
@@ -217,7 +217,7 @@ def _check(name, x, epsilon, min_rank=2):
         raise ValueError(f"{name}: epsilon must be a finite number > 0, got {epsilon!r}")
 
 
-@reverse_mode_only("batch_norm")
+@names_forward_mode_error("batch_norm")
 def batch_norm(x, scale=None, bias=None, *, epsilon: float = 1e-5, axis_name=None):
     """Batch normalisation with the batch's statistics: x (N, ..., C) -> (y, mean (C,), var (C,)).
 
@@ -238,7 +238,7 @@ def batch_norm(x, scale=None, bias=None, *, epsilon: float = 1e-5, axis_name=Non
     return _forward(x, scale, bias, spec)[0]  # a mapped axis name: JAX differentiates the same forward
 
 
-@reverse_mode_only("layer_norm")
+@names_forward_mode_error("layer_norm")
 def layer_norm(x, scale=None, bias=None, *, epsilon: float = 1e-5):
     """Layer normalisation: each example of x (N, ..., C) normalised over all its positions and channels, then
     scaled and shifted per channel (scale, bias of shape (C,), default 1 and 0). Gradient: the fused rule."""
@@ -248,7 +248,7 @@ def layer_norm(x, scale=None, bias=None, *, epsilon: float = 1e-5):
     return _bind(x, scale, bias, NormSpec(1, False, float(epsilon), None))[0]
 
 
-@reverse_mode_only("group_norm")
+@names_forward_mode_error("group_norm")
 def group_norm(x, groups: int, scale=None, bias=None, *, epsilon: float = 1e-5):
     """Group normalisation (Wu and He 2018): the C channels of x (N, ..., C) in `groups` groups of C/groups, each
     example's group normalised over its positions and channels; then per-channel scale and shift. groups = 1 is

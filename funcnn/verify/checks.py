@@ -1,7 +1,7 @@
 """The checker's table: `CHECKS` maps each row name of `check_vjp` to a function Setup -> rows, registered with
 `@check` in the order the rows run, and `Setup` is what every check reads (f and the reference as functions of the
 differentiated leaves, the cotangents and tangents, the outputs and VJPs computed once). A new check is one
-decorated function here (see the module docstring of funcnn.verify.check for what each row compares).
+decorated function here (see the module docstring of funcnn.verify.checker for what each row compares).
 """
 
 from __future__ import annotations

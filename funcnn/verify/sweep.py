@@ -29,7 +29,7 @@ def run_sweep(only: Sequence[str] | None = None, *, full: bool = False, verbose:
     import jax
     from tqdm.auto import tqdm
 
-    from .check import DEFAULT_CHECKS, check_vjp
+    from .checker import DEFAULT_CHECKS, check_vjp
     from .registry import cases, primitive_names
 
     out = sys.stdout if out is None else out

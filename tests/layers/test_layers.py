@@ -9,7 +9,8 @@ import pytest
 
 import funcnn as fn
 from funcnn import layers as L
-from funcnn.gradcheck import check_vjp
+
+from ..helpers import check_vjp
 
 KEY = jax.random.PRNGKey(0)
 
@@ -153,7 +154,7 @@ def test_transform_invariant_conv():
     params64 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), params)
 
     def reference(w, b, x):
-        from funcnn import reference as ref
+        from funcnn.verify import reference as ref
         maps = [ref.conv2d(x, L.transform_filter(w, r, False), b, padding="SAME") for r in range(4)]
         return jnp.max(jnp.stack(maps), axis=0)
 

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 
 import funcnn as fn
-from funcnn import reference as ref
-from funcnn.gradcheck import check_vjp
+from funcnn.verify import reference as ref
 
-from ..helpers import normal
+from ..helpers import check_vjp, normal
 
 NAMES = ["relu", "sigmoid", "tanh", "softmax", "log_softmax"]
 

@@ -10,11 +10,10 @@ from hypothesis import given
 from jax import lax
 
 import funcnn as fn
-from funcnn import reference as ref
-from funcnn.gradcheck import check_vjp
+from funcnn.verify import reference as ref
 from funcnn.primitives.conv import ALGORITHMS, force_algorithm
 
-from ..helpers import conv_configs, dropped_rows, inner, lax_padding, normal
+from ..helpers import check_vjp, conv_configs, dropped_rows, inner, lax_padding, normal
 
 DN = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC")}
 

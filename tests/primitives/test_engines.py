@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import pytest
 
 from funcnn.primitives.conv import dispatch, engines
-from funcnn.primitives.conv.geometry import ConvSpec
+from funcnn.primitives.conv.spec import ConvSpec
 from funcnn.primitives.geometry import make_geometry
 
 pytestmark = pytest.mark.skipif(jax.default_backend() != "cpu", reason="the engines are XLA's CPU backend's")

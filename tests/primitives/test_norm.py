@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import funcnn as fn
-from funcnn import layers as L, reference as ref
-from funcnn.verify import check_vjp
+from funcnn import layers as L
+from funcnn.verify import check_vjp, reference as ref
 
 from ..helpers import normal
 

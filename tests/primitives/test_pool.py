@@ -10,10 +10,9 @@ from hypothesis import given, settings, strategies as st
 from jax import lax
 
 import funcnn as fn
-from funcnn import reference as ref
-from funcnn.gradcheck import check_vjp
+from funcnn.verify import reference as ref
 
-from ..helpers import normal, pool_configs
+from ..helpers import check_vjp, normal, pool_configs
 
 LECTURE_MAP = jnp.array([[1.0, 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]]).reshape(1, 4, 4, 1)
 
@@ -369,3 +368,20 @@ def test_adaptive_and_ceil_backward_have_no_scatter_for_gpu(pool):
 
     x = jnp.ones((2, 16, 16, 8))
     assert scatter_ops(jax.grad(lambda x: pool(x).sum()), (x,), "cuda") == []
+
+
+def test_every_public_primitive_has_a_signature_of_its_own():
+    """`inspect.signature(fn.max_pool2d)` shows the arguments a caller passes: the rank and the name the 1/2/3-D
+    function fixes are not parameters, and the ranks of one family take the same arguments."""
+    import inspect
+
+    import funcnn.primitives as P
+
+    signatures = {name: inspect.signature(getattr(P, name)) for name in P.__all__}
+    for name, sig in signatures.items():
+        assert not {"nd", "name"} & set(sig.parameters), f"{name}{sig}"
+    assert str(signatures["max_pool2d"]) == ("(x, window, stride=None, padding='VALID', ceil_mode=False, "
+                                             "return_indices=False, padding_mode='zeros')")
+    for family in ("max_pool", "avg_pool", "lp_pool", "adaptive_avg_pool", "global_avg_pool", "max_unpool", "conv",
+                   "conv_transpose"):
+        assert len({str(signatures[f"{family}{nd}d"]) for nd in (1, 2, 3)}) == 1, family

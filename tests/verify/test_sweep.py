@@ -76,6 +76,29 @@ def test_module_entry_points_run():
                                 capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "relu" in result.stdout and "all passed" in result.stdout
+        # the earlier name runs for one release and says what replaces it
+        assert ("funcnn.gradcheck is deprecated" in result.stderr) == (module == "funcnn.gradcheck"), result.stderr
+
+
+def test_the_earlier_names_warn_once_naming_the_new_ones():
+    """`funcnn.reference` and `funcnn.gradcheck` (README: kept for 0.1) warn on their first import, not again, with a
+    FutureWarning (shown to a script by default) attributed to the line that imported them."""
+    code = ("import warnings, funcnn as fn\n"
+            "with warnings.catch_warnings(record=True) as seen:\n"
+            "    warnings.simplefilter('always')\n"
+            "    import funcnn.reference, funcnn.gradcheck\n"
+            "    import funcnn.reference, funcnn.gradcheck\n"
+            "    fn.gradcheck.check_vjp, funcnn.reference.conv_nd\n"
+            "for w in seen:\n"
+            "    print(w.category.__name__, w.filename, w.lineno, w.message)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("FutureWarning <string> 4 funcnn.reference is deprecated") and \
+        "import funcnn.verify.reference" in lines[0]
+    assert lines[1].startswith("FutureWarning <string> 4 funcnn.gradcheck is deprecated") and \
+        "funcnn.verify.check_vjp" in lines[1]
 
 
 @pytest.mark.slow

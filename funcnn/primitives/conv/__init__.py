@@ -1,17 +1,18 @@
 """The convolution family: conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d (one N-d
 function each, with thin 1-D / 2-D / 3-D names).
 
-    api.py       the public functions and their argument checks
-    rules.py     the derivation, and the three bilinear ops (conv, its transpose, dW) carried as JAX primitives
-    steps.py     the lecture's named steps of the backward (upsample, full pad, flip and swap, crop)
-    geometry.py  ConvSpec, the transposed conv's sizes, the rules' padding arithmetic
-    dispatch.py  the algorithm table (which path computes each rule), force_algorithm
-    paths/       one module per algorithm, each with conv(x, w, spec), dx(g, w, spec, in_sizes), dw(x, g, spec, w_shape)
+    api.py             the public functions and their argument checks
+    rules.py           the derivation, and the three bilinear ops (conv, its transpose, dW) carried as JAX primitives
+    backward_steps.py  the lecture's named steps of the backward (upsample, full pad, flip and swap, crop)
+    spec.py            ConvSpec, the transposed conv's sizes, the rules' padding arithmetic
+    dispatch.py        the algorithm table (which path computes each rule), force_algorithm
+    paths/             one module per algorithm, each with conv(x, w, spec), dx(g, w, spec, in_sizes),
+                       dw(x, g, spec, w_shape)
 """
 
 from .api import conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d
 from .dispatch import ALGORITHMS, TABLE, force_algorithm
-from .geometry import ConvSpec, transpose_geometry
+from .spec import ConvSpec, transpose_geometry
 
 __all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "ALGORITHMS",
            "TABLE", "force_algorithm", "ConvSpec", "transpose_geometry"]

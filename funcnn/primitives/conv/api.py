@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from ..cases import register_cases
 from ..borders import BORDER_FOLD, check_fits, check_mode, pad_border
-from ..checks import as_array, check_rank, float_dtype, reverse_mode_only
+from ..arguments import as_array, check_rank, float_dtype, names_forward_mode_error
 from ..geometry import SPATIAL_AXES, layout, make_geometry
 from . import dispatch
-from .geometry import ConvSpec, transpose_geometry
+from .spec import ConvSpec, transpose_geometry
 from .rules import conv, conv_dx
 
 LAYOUTS = {nd: (layout(nd), layout(nd, "", "IO")) for nd in SPATIAL_AXES}  # NHWC / HWIO and the 1-D, 3-D forms
@@ -66,7 +66,7 @@ def _with_bias(z, b):
     return z if b is None else z + b.astype(z.dtype)
 
 
-@reverse_mode_only("conv2d")
+@names_forward_mode_error("conv2d")
 def conv2d(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1, padding_mode="zeros"):
     """2-D convolution (correlation form) with a hand-written VJP.
 
@@ -92,14 +92,14 @@ def conv2d(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1, pad
                     padding_mode=padding_mode)
 
 
-@reverse_mode_only("conv1d")
+@names_forward_mode_error("conv1d")
 def conv1d(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1, padding_mode="zeros"):
     """1-D convolution (time-delay network layer): x (N, W, C_in), w (K, C_in / groups, C_out); see `conv2d`."""
     return _conv_nd(x, w, b, nd=1, stride=stride, padding=padding, dilation=dilation, groups=groups, name="conv1d",
                     padding_mode=padding_mode)
 
 
-@reverse_mode_only("conv3d")
+@names_forward_mode_error("conv3d")
 def conv3d(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1, padding_mode="zeros"):
     """3-D convolution over volumes or clips: x (N, D, H, W, C_in), w (K_d, K_h, K_w, C_in / groups, C_out) (DHWIO);
     stride, dilation and padding per axis as in `conv2d`. The same three rules over three spatial axes: z[n, i, f] =
@@ -135,7 +135,7 @@ def _conv_transpose_nd(y, w, b, *, nd, stride, padding, dilation, output_padding
     return _with_bias(BORDER_FOLD(full, pads=geo.padding, mode=mode, sizes=out_sizes), b)
 
 
-@reverse_mode_only("conv_transpose2d")
+@names_forward_mode_error("conv_transpose2d")
 def conv_transpose2d(y, w, b=None, *, stride=1, padding="VALID", dilation=1, output_padding=0, padding_mode="zeros"):
     """2-D transposed (expanding) convolution: the adjoint of `conv2d(., w, stride, padding, dilation)`.
 
@@ -161,14 +161,14 @@ def conv_transpose2d(y, w, b=None, *, stride=1, padding="VALID", dilation=1, out
                               output_padding=output_padding, name="conv_transpose2d", padding_mode=padding_mode)
 
 
-@reverse_mode_only("conv_transpose1d")
+@names_forward_mode_error("conv_transpose1d")
 def conv_transpose1d(y, w, b=None, *, stride=1, padding="VALID", dilation=1, output_padding=0, padding_mode="zeros"):
     """1-D transposed convolution: y (N, W, C_in), w (K, C_out, C_in); see `conv_transpose2d`."""
     return _conv_transpose_nd(y, w, b, nd=1, stride=stride, padding=padding, dilation=dilation,
                               output_padding=output_padding, name="conv_transpose1d", padding_mode=padding_mode)
 
 
-@reverse_mode_only("conv_transpose3d")
+@names_forward_mode_error("conv_transpose3d")
 def conv_transpose3d(y, w, b=None, *, stride=1, padding="VALID", dilation=1, output_padding=0, padding_mode="zeros"):
     """3-D transposed convolution: y (N, D, H, W, C_in), w (K_d, K_h, K_w, C_out, C_in); see `conv_transpose2d`."""
     return _conv_transpose_nd(y, w, b, nd=3, stride=stride, padding=padding, dilation=dilation,

@@ -23,7 +23,7 @@ from typing import Callable, NamedTuple
 import jax
 from jax import lax
 
-from .geometry import ConvSpec, dx_zero_fraction
+from .spec import ConvSpec, dx_zero_fraction
 from .paths import banded, batch_chunks, canonical, tap_matmuls, taps
 
 PATHS = {"taps": taps, "banded": banded, "tap_matmuls": tap_matmuls, "batch_chunks": batch_chunks,

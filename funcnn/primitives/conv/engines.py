@@ -38,7 +38,7 @@ from typing import Sequence
 import jax.numpy as jnp
 
 from ... import catalog
-from .geometry import ConvSpec
+from .spec import ConvSpec
 from .paths.batch_chunks import CHUNKS
 
 YNN = "YNNPACK"

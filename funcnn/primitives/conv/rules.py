@@ -7,7 +7,7 @@ the kernel"), i and u running over the spatial axes:
     conv_transpose  dX[n, y, c] = sum_{f, i} g_up[n, i, f] * w[y - i, c, f]    upsample g by S, zero-pad by K_eff-1,
                                                                                convolve with the flipped,
                                                                                channel-swapped filter, crop the
-                                                                               forward padding (`steps.py`)
+                                                                               forward padding (`backward_steps.py`)
     conv_dw         dW[u, c, f] = sum_{n, i} g[n, i, f] * x_pad[n, S*i + D*u, c]  correlation of the padded input
                                                                                with the upsampled g
 
@@ -35,7 +35,7 @@ from jax import lax
 from .. import carrier
 from ..geometry import Geometry
 from . import dispatch
-from .geometry import ConvSpec
+from .spec import ConvSpec
 
 
 def spec_params(spec: ConvSpec) -> dict:

@@ -14,7 +14,7 @@ import numpy as np
 from jax import lax
 
 from .. import carrier
-from ..checks import accumulation_dtype, check_nonempty_spatial
+from ..arguments import accumulation_dtype, check_nonempty_spatial
 from ..geometry import as_tuple, spatial_sizes
 from ..windows import first_max, padded_sum
 from .common import checked_input, ranked

@@ -4,12 +4,13 @@ the mean, and how the public 1-D / 2-D names are made from one N-d function per 
 from __future__ import annotations
 
 import functools
+import inspect
 
 import numpy as np
 from jax import lax
 
+from ..arguments import as_float, check_nonempty_spatial, check_rank, names_forward_mode_error
 from ..borders import check_mode, pad_border
-from ..checks import as_float, check_nonempty_spatial, check_rank, reverse_mode_only
 from ..geometry import SPATIAL_AXES, Geometry, layout, make_geometry
 
 LAYOUT = {nd: layout(nd) for nd in SPATIAL_AXES}
@@ -108,7 +109,10 @@ def ranked(kind: str, fn, nd: int, doc: str):
 
     public.__name__ = public.__qualname__ = name
     public.__doc__ = doc.format(nd=nd, layout=f"(N, {', '.join(SPATIAL_AXES[nd])}, C)")
-    return reverse_mode_only(name)(public)
+    full = inspect.signature(fn)  # the N-d function's, less the rank and the name this function fixes
+    public.__signature__ = full.replace(parameters=[p for p in full.parameters.values()
+                                                    if p.name not in ("nd", "name")])
+    return names_forward_mode_error(name)(public)
 
 
 __all__ = ["LAYOUT", "bordered", "geometry_of", "geometry_params", "reduce_window", "window_counts",

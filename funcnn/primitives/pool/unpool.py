@@ -21,7 +21,7 @@ import math
 import jax.numpy as jnp
 
 from .. import carrier
-from ..checks import as_array, check_rank
+from ..arguments import as_array, check_rank
 from ..geometry import as_tuple, resolve_padding, spatial_sizes
 from .common import LAYOUT, checked_input, ranked
 

@@ -11,7 +11,7 @@ import numpy as np
 from jax import lax
 
 from .. import carrier
-from ..checks import accumulation_dtype
+from ..arguments import accumulation_dtype
 from ..geometry import Geometry, spatial_sizes
 from ..windows import first_max, pad_spatial, place_windows, spread_windows, window_offsets, window_slice
 from .common import (bordered, checked_input, geometry_of, geometry_params, pool_geometry, ranked, reduce_window,

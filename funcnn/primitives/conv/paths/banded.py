@@ -23,10 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ...checks import accumulation_dtype
+from ...arguments import accumulation_dtype
 from ...geometry import Geometry
 from ...windows import pad_spatial, place_windows, window_offsets, window_slice
-from ..geometry import ConvSpec
+from ..spec import ConvSpec
 
 MAX_INFLATION = 3.0
 

@@ -20,8 +20,8 @@ convolution inside a while loop.
 
 from __future__ import annotations
 
-from ...checks import accumulation_dtype
-from ..geometry import ConvSpec
+from ...arguments import accumulation_dtype
+from ..spec import ConvSpec
 from . import canonical
 
 CHUNKS = 8

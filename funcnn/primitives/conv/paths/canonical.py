@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from jax import lax
 
-from ...checks import accumulation_dtype
-from ..geometry import ConvSpec, dimension_numbers
-from ..steps import dw_padding, flip_and_swap, full_pad_then_crop, upsample_dilation
+from ...arguments import accumulation_dtype
+from ..backward_steps import dw_padding, flip_and_swap, full_pad_then_crop, upsample_dilation
+from ..spec import ConvSpec, dimension_numbers
 
 
 def conv(x, w, spec: ConvSpec):

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from ...checks import accumulation_dtype
+from ...arguments import accumulation_dtype
 from ...windows import pad_spatial, place_windows, window_offsets, window_slice
-from ..geometry import ConvSpec
+from ..spec import ConvSpec
 
 
 def conv(x, w, spec: ConvSpec):

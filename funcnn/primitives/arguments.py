@@ -65,7 +65,7 @@ def accumulation_dtype(dtype):
     return jnp.float32 if jnp.finfo(dtype).bits < 32 else dtype
 
 
-def reverse_mode_only(name: str) -> Callable:
+def names_forward_mode_error(name: str) -> Callable:
     """Where the primitives run in their fallback form (`carrier.MODE == "custom_vjp"`: a JAX outside the tested
     range), re-raise JAX's forward-mode error with a message that names the funcnn primitive and why."""
 
@@ -91,4 +91,4 @@ def reverse_mode_only(name: str) -> Callable:
 
 
 __all__ = ["check_rank", "as_array", "as_float", "float_dtype", "check_nonempty_spatial", "accumulation_dtype",
-           "reverse_mode_only"]
+           "names_forward_mode_error"]

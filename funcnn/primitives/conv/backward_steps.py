@@ -20,7 +20,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
-from .geometry import ConvSpec
+from .spec import ConvSpec
 
 
 def upsample_dilation(spec: ConvSpec):
