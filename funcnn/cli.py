@@ -238,18 +238,9 @@ def train_command(args) -> int:
         pipeline.run(pipeline.RunConfig(**options))
     except (pipeline.RunError, TrainingDiverged) as err:
         raise CliError(str(err)) from None
-    except Exception as err:  # noqa: BLE001 - in a multi-process run, a collective failing means a peer is gone
-        import jax
-
-        if jax.process_count() > 1 and ("gloo" in str(err).lower() or "connection" in str(err).lower()):
-            import os
-            import sys
-
-            print(f"funcnn: error: process {jax.process_index()}: lost the connection to another process of the run "
-                  f"({type(err).__name__}); the last complete checkpoint is kept: resume with --resume",
-                  file=sys.stderr, flush=True)
-            os._exit(3)  # not JAX's shutdown barrier: it would wait for the lost process
-        raise
+    except distributed.PeerLost as err:
+        print(f"funcnn: error: {err}", file=sys.stderr, flush=True)
+        distributed.exit_now(3)
     return 0
 
 

@@ -23,13 +23,14 @@ they are not inside one; the launcher stops the rest and says which one died.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 ENV = ("FUNCNN_COORDINATOR", "FUNCNN_NUM_PROCESSES", "FUNCNN_PROCESS_ID")
 HEARTBEAT_TIMEOUT = 20
@@ -38,6 +39,42 @@ INITIALIZATION_TIMEOUT = 120
 
 class DistributedError(RuntimeError):
     """A multi-process run cannot start or has lost a process; the message says which and what is kept."""
+
+
+class PeerLost(DistributedError):
+    """Another process of the run is gone: a collective failed on its connection. The last complete checkpoint is
+    kept; end the process with `exit_now` (JAX's shutdown barrier would wait for the lost process)."""
+
+
+# what the error of a collective says when its peer is gone (XLA's CPU collectives run on gloo; jax raises its
+# runtime's error type, which names no lost peer by type)
+_LOST_PEER_WORDS = ("gloo", "connection")
+
+
+@contextlib.contextmanager
+def peers_watched():
+    """Raise PeerLost, naming this process, where a collective inside the block failed because another process of
+    the run is gone; any other error, and every error of a one-process run, passes unchanged."""
+    try:
+        yield
+    except DistributedError:
+        raise
+    except Exception as err:
+        import jax
+
+        if jax.process_count() > 1 and any(word in str(err).lower() for word in _LOST_PEER_WORDS):
+            raise PeerLost(f"process {jax.process_index()}: lost the connection to another process of the run "
+                           f"({type(err).__name__}); the last complete checkpoint is kept: resume with --resume"
+                           ) from err
+        raise
+
+
+def exit_now(code: int) -> NoReturn:
+    """End this process at once with `code`, without JAX's shutdown barrier (after PeerLost it would wait for the
+    lost process)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def settings_from_environment():
@@ -238,6 +275,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-__all__ = ["DistributedError", "initialize", "is_main", "process_index", "agree", "broadcast_text", "launch",
-           "free_port",
-           "settings_from_environment", "main"]
+__all__ = ["DistributedError", "PeerLost", "initialize", "is_main", "process_index", "agree", "broadcast_text",
+           "peers_watched", "exit_now", "launch", "free_port", "settings_from_environment", "main"]

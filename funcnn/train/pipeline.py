@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .distributed import is_main
+from .distributed import is_main, peers_watched
 from .rundir import RUN_FILES, RUN_MARKERS, clear_run, holds_run, resumed_settings, run_directory, writable
 from .runconfig import PRECISIONS, SWEEPABLE, RunConfig, RunError, parse_sweep
 
@@ -59,7 +59,8 @@ def run(config: RunConfig | None = None, *, log: Callable[[str], None] = print, 
 
     `config` and/or keyword options (the fields of RunConfig) give the settings; `log` receives the progress lines
     (`print` by default). Raises RunError for a wrong setting, a missing or corrupt data file, or data that does not
-    fit the model, before anything is written; TrainingDiverged when the loss becomes NaN.
+    fit the model, before anything is written; TrainingDiverged when the loss becomes NaN; distributed.PeerLost when
+    another process of a multi-process run is gone.
     """
     if config is not None and not isinstance(config, RunConfig):
         raise RunError(f"run: config must be a RunConfig (or pass the settings as keywords), got "
@@ -73,6 +74,12 @@ def run(config: RunConfig | None = None, *, log: Callable[[str], None] = print, 
     config.check()
     if not is_main():
         log = lambda line: None  # noqa: E731 - process 0 speaks for the run
+    with peers_watched():  # several processes: a peer gone at any collective is PeerLost, not the collective's error
+        return _run_checked(config, log)
+
+
+def _run_checked(config: RunConfig, log: Callable[[str], None]) -> RunResult:
+    """`run` after its settings are checked: the names, the directory, the data, then the training."""
     _check_names(config)
     out = _choose_directory(config)
     resumptions = []

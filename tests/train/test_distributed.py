@@ -159,3 +159,25 @@ def test_launcher_and_settings_errors(capsys):
     code = distributed.launch([sys.executable, "-c", "import os, sys; sys.exit(3 if os.environ['FUNCNN_PROCESS_ID'] "
                                                      "== '1' else 0)"], 2, log=lambda line: print(line))
     assert code == 3 and "process 1 of 2 exited with status 3" in capsys.readouterr().out
+
+
+def test_a_collective_that_lost_its_peer_is_peer_lost(monkeypatch):
+    """`peers_watched` names a lost peer (PeerLost, a DistributedError, the original error as its cause) only in a
+    multi-process run and only for an error of a collective's connection; everything else passes unchanged."""
+    lost = RuntimeError("Gloo error: Connection closed by peer [127.0.0.1]:4567")
+    with pytest.raises(RuntimeError) as one_process:  # one process: nothing is a lost peer
+        with distributed.peers_watched():
+            raise lost
+    assert one_process.value is lost
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(jax, "process_index", lambda: 1)
+    with pytest.raises(distributed.PeerLost, match=r"process 1: lost the connection .*\(RuntimeError\).*--resume") \
+            as two_processes:
+        with distributed.peers_watched():
+            raise lost
+    assert isinstance(two_processes.value, distributed.DistributedError) and two_processes.value.__cause__ is lost
+    for other in (ValueError("shapes (3,) and (4,) differ"), distributed.DistributedError("refused")):
+        with pytest.raises(type(other)) as passed:
+            with distributed.peers_watched():
+                raise other
+        assert passed.value is other
