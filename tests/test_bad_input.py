@@ -242,6 +242,7 @@ FILES_DATA_FIT = [
     ("sgd weight decay", lambda p: train.sgd(0.1, weight_decay=-1e-4), ValueError, r"sgd: weight_decay must be a number >= 0"),
     ("augmentation scale", lambda p: data.augment.lecture_augmentations(-1), ValueError, r"lecture_augmentations: scale must be a finite number >= 0"),
     ("verify unknown check", lambda p: fn.verify.check_vjp(fn.relu, jnp.ones(2), checks=("speed",)), ValueError, r"check_vjp: unknown checks \['speed'\]"),
+    ("verify no check", lambda p: fn.verify.check_vjp(fn.relu, jnp.ones(2), checks=()), ValueError, r"check_vjp: checks is empty, so nothing would be checked; name at least one of forward, "),
 ]
 
 def _lenet():

@@ -114,6 +114,9 @@ def _validate(f, reference, checks, rtol, fd_rtol, fd_eps, fd_mode, fd_max_eleme
     unknown = [p for p in hlo_platforms if p not in PLATFORMS]
     if unknown:
         raise ValueError(f"check_vjp: hlo_platforms: unknown platform {unknown[0]!r}; known: {', '.join(PLATFORMS)}")
+    if not checks and not hlo_platforms:  # a report with no row would pass while checking nothing
+        raise ValueError(f"check_vjp: checks is empty, so nothing would be checked; name at least one of "
+                         f"{', '.join(CHECKS)}")
     return tuple(hlo_platforms)
 
 
