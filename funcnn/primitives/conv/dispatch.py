@@ -167,8 +167,9 @@ def looped() -> bool:
 def loop_body():
     """Trace the block as the body of a loop (`lax.map`, `lax.scan`): a conv's dW then takes a path that is one
     convolution or matmuls (the table's `..._in_a_loop` rows), since XLA's CPU runtime runs the operations of a loop
-    body one after another, so the batch chunks would not overlap. Recorded in each op's parameters (`looped=True`), so the backward rules, traced later, choose
-    the same way; part of JAX's compilation cache key, like `force_algorithm`."""
+    body one after another, so the batch chunks would not overlap. Recorded in each op's parameters
+    (`looped=True`), so the backward rules, traced later, choose the same way; part of JAX's compilation cache key,
+    like `force_algorithm`."""
     with _LOOPED(True):
         yield
 
