@@ -108,8 +108,9 @@ def build_parser():
     s.add_argument("--model", required=True, help=f"one of: {', '.join(catalog.MODELS)}")
     s.add_argument("--num-classes", type=int, default=None, help="classes of the output layer (default: the "
                                                                  "model's)")
-    s.add_argument("--input-shape", type=int, nargs=3, metavar=("H", "W", "C"),
-                   help="input size (default: the model's)")
+    s.add_argument("--input-shape", type=int, nargs="+", metavar="SIZE",
+                   help="one example's shape, of the model's rank: H W C, or T H W C for the 3-D models (default: "
+                        "the model's)")
     s.add_argument("--paths", action="store_true", help="also print which algorithm computes each convolution's "
                                                         "forward, dX and dW on this backend, and in which engine")
     s.add_argument("--batch-size", type=int, default=128, help="the batch the --paths table is traced for (a dW's "
@@ -128,54 +129,26 @@ def build_parser():
     e.add_argument("--out", required=True, help="the file to write (e.g. model.jaxexport)")
     e.add_argument("--platform", action="append", default=None, choices=["cpu", "cuda", "rocm", "tpu"],
                    help="a platform to lower for (repeatable; default: cpu)")
-    e.add_argument("--input-shape", type=int, nargs=3, metavar=("H", "W", "C"),
-                   help="one example's shape (default: the model's)")
+    e.add_argument("--input-shape", type=int, nargs="+", metavar="SIZE",
+                   help="one example's shape, of the model's rank: H W C, or T H W C for the 3-D models (default: "
+                        "the model's)")
     return parser
 
 
 def export_command(args) -> int:
-    from . import deploy, describe, models
-    from .io import CorruptFileError, load
+    from .deploy import ExportArgumentError, export_saved
 
+    flags = {"model": "--model", "params": "--params", "input_shape": "--input-shape", "platforms": "--platform",
+             "out": "--out"}
     try:
-        constructor = models.get(args.model)
-    except ValueError as err:
-        raise CliError(str(err)) from None
-    try:
-        saved = load(args.params)
+        report = export_saved(args.model, args.params, args.out, input_shape=args.input_shape,
+                              platforms=args.platform or ["cpu"])
     except FileNotFoundError as err:
-        raise CliError(str(err)) from None
-    except (CorruptFileError, ValueError) as err:
-        raise CliError(f"{err} (export takes the params.npz or best.npz of a run, not its checkpoint.npz)") from None
-    if not isinstance(saved, dict) or set(saved) != {"params", "state"}:
-        raise CliError(f"{args.params} does not hold {{'params', 'state'}} as funcnn train writes them")
-    try:
-        classes = models.num_classes(saved["params"])
-    except (TypeError, ValueError) as err:
-        raise CliError(f"{args.params}: {err}") from None
-    shape = tuple(args.input_shape) if args.input_shape else models.INPUT_SHAPES[args.model]
-    model = constructor(classes)
-    import jax
-
-    try:
-        _, params_like, state_like = jax.eval_shape(lambda r: model.init(r, (1, *shape)), jax.random.PRNGKey(0))
-    except (ValueError, TypeError) as err:
-        raise CliError(f"--input-shape {' '.join(map(str, shape))} does not fit {args.model}: "
-                       f"{str(err).splitlines()[0]}") from None
-    try:
-        trees = load(args.params, like={"params": params_like, "state": state_like})
-    except (CorruptFileError, ValueError) as err:
-        raise CliError(f"{args.params} does not hold {args.model}'s parameters: {err}") from None
-    try:
-        exported = deploy.export(model.apply, trees["params"], trees["state"], shape,
-                                 platforms=args.platform or ["cpu"])
-        deploy.write(exported, args.out)
-    except ValueError as err:
-        raise CliError(str(err)) from None
-    except OSError as err:
-        raise CliError(f"--out {args.out} cannot be written: {err.strerror or err}") from None
-    print(f"funcnn: wrote {args.model} ({describe.count_params(trees['params']):,} parameters, input (batch, "
-          f"{', '.join(map(str, shape))}), platforms {', '.join(exported.platforms)}) to {args.out}")
+        raise CliError(f"--params: {err}") from None
+    except ExportArgumentError as err:
+        raise CliError(f"{flags[err.argument]}: {err}") from None
+    print(f"funcnn: wrote {report.model} ({report.parameters:,} parameters, input (batch, "
+          f"{', '.join(map(str, report.input_shape))}), platforms {', '.join(report.platforms)}) to {report.path}")
     return 0
 
 
@@ -265,9 +238,11 @@ def summary_command(args) -> int:
         raise CliError(f"--num-classes must be >= 1, got {args.num_classes}")
     if args.batch_size < 1:
         raise CliError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.input_shape is not None and min(args.input_shape) < 1:
-        raise CliError(f"--input-shape sizes must be >= 1, got {' '.join(map(str, args.input_shape))}")
-    shape = tuple(args.input_shape) if args.input_shape else models.INPUT_SHAPES[args.model]
+    default = models.INPUT_SHAPES[args.model]
+    if args.input_shape is not None and (len(args.input_shape) != len(default) or min(args.input_shape) < 1):
+        raise CliError(f"--input-shape must be {len(default)} sizes >= 1 for {args.model} (default: "
+                       f"{' '.join(map(str, default))}), got {' '.join(map(str, args.input_shape))}")
+    shape = tuple(args.input_shape) if args.input_shape else default
     kwargs = {} if args.num_classes is None else {"num_classes": args.num_classes}
     try:
         model = constructor(**kwargs)

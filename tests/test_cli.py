@@ -160,6 +160,8 @@ def test_summary_and_gradcheck_subcommands(capsys, monkeypatch):
     assert "batch 16, compiled with cpu_engine='xla'" in out and "canonical / YNNPACK" in out
     assert "canonical / Eigen" in out  # the 16-channel layers: YNNPACK takes more than 16 features only
     assert cli.main(["summary", "--model", "lenet5", "--paths", "--batch-size", "0"]) == 2
+    assert cli.main(["summary", "--model", "r3d_18", "--input-shape", "8", "32", "32", "3"]) == 0  # the model's rank
+    assert "Input shape: (1, 8, 32, 32, 3)" in capsys.readouterr().out
     result = _run("gradcheck", "--primitive", "relu", "--no-progress")
     assert result.returncode == 0 and "relu" in result.stdout and "all passed" in result.stdout
     assert cli.main(["gradcheck", "--list"]) == 0 and "conv2d" in capsys.readouterr().out.split()

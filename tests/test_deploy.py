@@ -71,4 +71,48 @@ def test_bad_export_arguments(tmp_path, capsys):
     assert cli.main(["export", "--model", "resnet20", "--params", str(tmp_path / "p.npz"), "--out", "x"]) == 2
     assert "does not hold resnet20's parameters" in capsys.readouterr().err
     assert cli.main(["export", "--model", "lenet5", "--params", str(tmp_path / "none.npz"), "--out", "x"]) == 2
-    assert "no such file" in capsys.readouterr().err
+    assert "--params: funcnn.load: no such file" in capsys.readouterr().err
+    assert cli.main(["export", "--model", "lenet5", "--params", str(tmp_path / "p.npz"), "--out", "x",
+                     "--input-shape", "32", "32"]) == 2
+    assert "--input-shape: input_shape must be 3 positive integers for lenet5" in capsys.readouterr().err
+    assert cli.main(["export", "--model", "lenet5", "--params", str(tmp_path / "p.npz"), "--out", str(tmp_path)]) == 2
+    assert "--out: " in capsys.readouterr().err
+
+
+def test_export_saved_is_what_the_command_does_without_the_command(tmp_path):
+    """The library function behind `funcnn export`: load, check against the model's tree, export, write."""
+    model = models.lenet5(7)  # the classes come from the file
+    _, params, state = model.init(jax.random.PRNGKey(3), (1, 32, 32, 1))
+    fn.save(tmp_path / "p.npz", {"params": params, "state": state})
+    report = deploy.export_saved("lenet5", tmp_path / "p.npz", tmp_path / "m.jaxexport", platforms=("cpu", "tpu"))
+    assert report == deploy.SavedExport(str(tmp_path / "m.jaxexport"), "lenet5", fn.count_params(params),
+                                        (32, 32, 1), ("cpu", "tpu"))
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 32, 32, 1)), jnp.float32)
+    logits = deploy.read(report.path).call(x)
+    assert logits.shape == (3, 7)
+    np.testing.assert_allclose(logits, model.apply(params, state, x, train=False)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_export_saved_names_the_argument_it_refuses(tmp_path):
+    model = models.lenet5(10)
+    _, params, state = model.init(jax.random.PRNGKey(0), (1, 32, 32, 1))
+    fn.save(tmp_path / "p.npz", {"params": params, "state": state})
+    fn.save(tmp_path / "other.npz", {"weights": params})
+    good = dict(model="lenet5", params_file=tmp_path / "p.npz", out=tmp_path / "m.jaxexport")
+    cases = [
+        (dict(model="lenet6"), "model", "unknown model 'lenet6'"),
+        (dict(params_file=tmp_path / "other.npz"), "params", r"does not hold \{'params', 'state'\}"),
+        (dict(model="resnet20"), "params", "does not hold resnet20's parameters"),
+        (dict(input_shape=(32, 32)), "input_shape", r"must be 3 positive integers for lenet5"),
+        (dict(input_shape=(32, 0, 1)), "input_shape", r"must be 3 positive integers"),
+        (dict(input_shape=(4, 4, 1)), "input_shape", r"input_shape \(4, 4, 1\) does not fit lenet5"),
+        (dict(platforms=("gpu",)), "platforms", r"platforms must be among cpu, cuda, rocm, tpu"),
+        (dict(out=tmp_path), "out", "is a directory"),
+    ]
+    for change, argument, message in cases:
+        with pytest.raises(deploy.ExportArgumentError, match=message) as caught:
+            deploy.export_saved(**{**good, **change})
+        assert caught.value.argument == argument, (change, caught.value.argument)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        deploy.export_saved(**{**good, "params_file": tmp_path / "none.npz"})
+    assert not (tmp_path / "m.jaxexport").exists()  # nothing half-written by any refused call
