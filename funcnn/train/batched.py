@@ -31,8 +31,7 @@ from ..data.batching import batch_indices, batches, num_batches
 from ..io import save
 from .fit import check_examples
 from .loop import Loop, Progress, positive, train as train_loop
-from ..primitives.conv.dispatch import loop_body
-from ..primitives.conv.engines import compiler_options
+from ..primitives.conv import compiler_options, loop_body
 from .steps import classification_loss, make_eval_step, make_train_step
 
 

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ..primitives.conv.engines import compiler_options
+from ..primitives.conv import compiler_options
 from .steps import classification_loss, make_train_step
 
 

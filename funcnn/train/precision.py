@@ -95,12 +95,29 @@ class LossScaleState(NamedTuple):
         return self.inner_state.hyperparams
 
 
+def loss_scale(opt_state):
+    """The factor a training step multiplies the loss by: the `loss_scale` of the one `loss_scaled` state inside
+    `opt_state`, at any depth (`optax.chain(..., loss_scaled(opt))` or `loss_scaled` at the top), or None when the
+    optimiser does no loss scaling. This is how `funcnn.train.make_train_step` finds it; a step of your own that
+    pairs with `loss_scaled` differentiates `loss * loss_scale(opt_state)`.
+
+    ValueError when opt_state holds more than one loss-scaled state (one loss cannot be multiplied by two
+    scales)."""
+    nodes = jax.tree.leaves(opt_state, is_leaf=lambda node: isinstance(node, LossScaleState))
+    states = [node for node in nodes if isinstance(node, LossScaleState)]
+    if len(states) > 1:
+        raise ValueError(f"loss_scale: the optimiser state holds {len(states)} loss_scaled states; wrap the "
+                         "optimiser in loss_scaled once")
+    return states[0].loss_scale if states else None
+
+
 def loss_scaled(optimizer: optax.GradientTransformation, initial_scale: float = 2.0**15, period: int = 2000,
                 factor: float = 2.0, min_scale: float = 1.0) -> optax.GradientTransformation:
     """Dynamic loss scaling around an optax optimiser (Micikevicius et al. 2018).
 
-    `funcnn.train.make_train_step` sees `opt_state.loss_scale` and differentiates loss * scale; this transform
-    divides the gradients by the scale again. When any gradient is not finite the update is skipped (zeros) and
+    `funcnn.train.make_train_step` reads the scale with `loss_scale(opt_state)` (wherever this state sits inside
+    the optimiser's, e.g. in an `optax.chain`) and differentiates loss * scale; this transform divides the
+    gradients by the scale again. When any gradient is not finite the update is skipped (zeros) and
     the scale divided by `factor`; after `period` finite steps in a row it is multiplied by `factor`.
     """
 

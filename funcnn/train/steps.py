@@ -18,9 +18,10 @@ import numpy as np
 import optax
 
 from .. import primitives as P
-from ..primitives.conv.engines import compiler_options
+from ..primitives.conv import compiler_options
 from ..data.augment import augment_batch
 from .loop import positive
+from .precision import loss_scale
 
 
 def logits_of(outputs):
@@ -52,7 +53,7 @@ def make_train_step(apply: Callable, optimizer: optax.GradientTransformation, lo
     loss(outputs, labels) -> per-example losses (their mean is minimised). augment: an optional (key, image) ->
     image function applied to every training image (vmapped, inside the compiled step). rng feeds both the
     augmentation and the model (Dropout). cpu_engine: which engines XLA's CPU backend may use in this executable
-    (`funcnn.primitives.conv.engines.compiler_options`; ignored on other backends): "eigen" (the default, no YNNPACK
+    (`funcnn.primitives.conv.compiler_options`; ignored on other backends): "eigen" (the default, no YNNPACK
     fusion; faster whole steps on both CPUs measured, README Performance), "xla" (XLA's default) or "ynn-dots".
     """
 
@@ -64,7 +65,7 @@ def make_train_step(apply: Callable, optimizer: optax.GradientTransformation, lo
 
         # dynamic loss scaling (funcnn.train.precision.loss_scaled): differentiate loss * scale; the optimiser
         # divides the gradients by the scale again and skips steps whose gradients overflowed
-        scale = getattr(opt_state, "loss_scale", None)
+        scale = loss_scale(opt_state)
 
         def objective(params):
             outputs, new_state = apply(params, state, x, train=True, rng=model_key)

@@ -96,6 +96,32 @@ def test_float16_with_loss_scaling_trains_like_float32():
         np.testing.assert_allclose(b, a, atol=0.05)
 
 
+def test_the_step_finds_the_loss_scale_inside_a_chain():
+    """`loss_scale(opt_state)` is the interface: a loss_scaled optimiser inside optax.chain scales the loss too. Before,
+    the step read `opt_state.loss_scale` at the top only, so inside a chain the loss went unscaled while the optimiser
+    still divided the gradients by 2**10: updates 1024 times too small."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(32, 8)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32)
+    model = L.serial(L.Dense(4), L.Relu(), L.Dense(2))
+    _, params, state = model.init(jax.random.PRNGKey(0), (1, 8))
+    results = []
+    for optimizer in (optax.sgd(0.1), optax.chain(optax.identity(), precision.loss_scaled(optax.sgd(0.1), 2.0**10)),
+                      precision.loss_scaled(optax.sgd(0.1), 2.0**10)):
+        opt_state = optimizer.init(params)
+        scale = precision.loss_scale(opt_state)
+        assert (scale is None) == (not results)  # only the plain sgd has none
+        step = train.make_train_step(model.apply, optimizer, donate=False)
+        results.append(step(params, state, opt_state, (x, y), jax.random.PRNGKey(0))[0])
+    for scaled in results[1:]:
+        for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(scaled)):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    assert float(precision.loss_scale(precision.loss_scaled(optax.sgd(1.0), 8.0).init(params))) == 8.0
+    twice = optax.chain(precision.loss_scaled(optax.sgd(0.1)), precision.loss_scaled(optax.sgd(0.1)))
+    with pytest.raises(ValueError, match="holds 2 loss_scaled states; wrap the optimiser in loss_scaled once"):
+        precision.loss_scale(twice.init(params))
+
+
 def test_loss_scaled_state_still_exposes_the_learning_rate():
     opt_state = precision.loss_scaled(train.adam(1e-3)).init({"w": jnp.ones(2)})
     assert train.get_learning_rate(opt_state) == pytest.approx(1e-3)

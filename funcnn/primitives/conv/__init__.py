@@ -6,13 +6,16 @@ function each, with thin 1-D / 2-D / 3-D names).
     backward_steps.py  the lecture's named steps of the backward (upsample, full pad, flip and swap, crop)
     spec.py            ConvSpec, the transposed conv's sizes, the rules' padding arithmetic
     dispatch.py        the algorithm table (which path computes each rule), force_algorithm
+    engines.py         which engine of XLA's CPU backend runs a path; compiler_options for a whole executable
     paths/             one module per algorithm, each with conv(x, w, spec), dx(g, w, spec, in_sizes),
                        dw(x, g, spec, w_shape)
 """
 
 from .api import conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d
-from .dispatch import ALGORITHMS, TABLE, force_algorithm
+from .dispatch import ALGORITHMS, TABLE, force_algorithm, loop_body
+from .engines import CPU_ENGINES, compiler_options
 from .spec import ConvSpec, transpose_geometry
 
 __all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "ALGORITHMS",
-           "TABLE", "force_algorithm", "ConvSpec", "transpose_geometry"]
+           "TABLE", "force_algorithm", "ConvSpec", "transpose_geometry", "CPU_ENGINES", "compiler_options",
+           "loop_body"]
