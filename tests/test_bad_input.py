@@ -323,6 +323,16 @@ GLUE = [
     ("fit epochs float", lambda p: _fit(epochs=2.0)(), ValueError, r"fit: epochs must be an int >= 1, got 2.0"),
     ("fit epochs bool", lambda p: _fit(epochs=True)(), ValueError, r"fit: epochs must be an int >= 1, got True"),
     ("fit eval_batch_size 0", lambda p: _fit(eval_batch_size=0)(), ValueError, r"fit: eval_batch_size must be an int >= 1, got 0"),
+    ("fit unknown setting", lambda p: _fit(epoch=3)(), TypeError, r"fit\(\) got an unexpected keyword argument 'epoch'; its settings are epochs, batch_size"),
+    ("fit settings a dict", lambda p: _fit(settings={"epochs": 1})(), TypeError, r"fit: settings must be a FitSettings, got dict"),
+    ("fit plateau_factor 2", lambda p: _fit(plateau_factor=2.0)(), ValueError, r"fit: plateau_factor must be a number in \(0, 1\), got 2.0"),
+    ("fit out_dir empty", lambda p: _fit(out_dir="")(), ValueError, r"fit: out_dir must be a directory path \(or None: write nothing\), got ''"),
+    ("fit progress string", lambda p: _fit(progress="no")(), ValueError, r"fit: progress must be True or False, got 'no'"),
+    ("FitSettings epochs 0", lambda p: train.FitSettings(epochs=0), train.SettingError, r"FitSettings: epochs must be an int >= 1, got 0"),
+    ("FitSettings resume without out_dir", lambda p: train.FitSettings(resume=True), ValueError, r"FitSettings: resume=True needs out_dir"),
+    ("FitSettings positional", lambda p: train.FitSettings(3), TypeError, r"takes 1 positional argument"),
+    ("fit_replicas one-model settings", lambda p: _replicas(early_stopping=2, max_steps=5)(), ValueError, r"fit_replicas: early_stopping, max_steps train one model \(funcnn.train.fit\)"),
+    ("run out empty", lambda p: train.run(out=""), train.RunError, r"--out must name a directory, got '' \(leave it out for a new runs/MODEL-DATASET\)"),
     ("run unknown option", lambda p: train.run(epoch=3, out=str(p / "r")), train.RunError, r"run: unknown option 'epoch'; the options are RunConfig's fields"),
     ("run seed beyond 64 bits", lambda p: train.run(seed=2 ** 70, out=str(p / "r")), train.RunError, r"--seed must be an integer that fits in 64 bits"),
     ("run seed float", lambda p: train.run(seed=1.5, out=str(p / "r")), train.RunError, r"--seed must be an integer that fits in 64 bits .*got 1.5"),
@@ -440,6 +450,8 @@ CLI = [
     (["train", "--seed", str(2 ** 70)], r"--seed must be an integer that fits in 64 bits"),
     (["train", "--resume", "--out", "nowhere"], r"--resume"),
     (["export", "--model", "lenet5", "--params", "none.npz", "--out", "m.jaxexport"], r"no such file: none.npz"),
+    (["train", "--out", ""], r"--out must name a directory, got ''"),
+    (["train", "--out", "  "], r"--out must name a directory, got '  '"),
 ]
 
 

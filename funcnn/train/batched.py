@@ -29,9 +29,10 @@ import numpy as np
 
 from ..data.batching import batch_indices, batches, num_batches
 from ..io import save
-from .fit import check_examples
-from .loop import Loop, Progress, positive, train as train_loop
 from ..primitives.conv import compiler_options, loop_body
+from .fit import check_examples
+from .loop import Loop, Progress, train as train_loop
+from .settings import FitSettings, settings_for
 from .steps import classification_loss, make_eval_step, make_train_step
 
 
@@ -146,10 +147,13 @@ def replica(tree, r: int):
     return jax.tree.map(lambda a: a[r], tree)
 
 
+ONE_MODEL = ("resume", "overwrite", "checkpoint_every", "early_stopping", "plateau_patience", "max_steps", "drop_last")
+_DEFAULTS = FitSettings()
+
+
 def fit_replicas(apply: Callable, params, state, optimizer, train, val=None, *, keys, hyperparams=None,
-                 epochs: int = 10, batch_size: int = 64, loss: Callable = classification_loss, augment=None,
-                 out_dir=None, progress: bool = True, eval_batch_size: int = 256,
-                 strategy: str = "auto") -> ReplicaResult:
+                 loss: Callable = classification_loss, augment=None, strategy: str = "auto",
+                 settings: FitSettings | None = None, **options) -> ReplicaResult:
     """Train R stacked replicas (from `init_replicas`) in one compiled step per batch.
 
     Replica r does what `fit(apply, replica(params, r), replica(state, r), optimizer with its hyperparameters,
@@ -160,8 +164,19 @@ def fit_replicas(apply: Callable, params, state, optimizer, train, val=None, *, 
     out_dir: each replica writes replica_R/metrics.jsonl (one row per epoch) and replica_R/params.npz (its
     parameters and state, replaced atomically after every epoch); summary.json lists every replica's
     hyperparameters and final metrics. strategy: how the replicas share the compiled step (`map_replicas`).
+
+    settings: a `FitSettings`, and keyword options replacing its fields, as in `fit`; fit_replicas reads epochs,
+    batch_size, eval_batch_size, out_dir and progress, and refuses the settings that train one model (resume,
+    overwrite, checkpoint_every, early_stopping, plateau_patience, max_steps, drop_last=False) when they differ
+    from their defaults.
     """
-    positive("fit_replicas", epochs=epochs, batch_size=batch_size, eval_batch_size=eval_batch_size)
+    settings = settings_for("fit_replicas", settings, options)
+    one_model = [name for name in ONE_MODEL if getattr(settings, name) != getattr(_DEFAULTS, name)]
+    if one_model:
+        raise ValueError(f"fit_replicas: {', '.join(one_model)} train one model (funcnn.train.fit); fit_replicas "
+                         "takes epochs, batch_size, eval_batch_size, out_dir and progress")
+    epochs, batch_size, eval_batch_size = settings.epochs, settings.batch_size, settings.eval_batch_size
+    out_dir, progress = settings.out_dir, settings.progress
     keys = jnp.asarray(keys)
     replicas = len(keys)
     leading = {a.shape[0] for a in jax.tree.leaves((params, state))}

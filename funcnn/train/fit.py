@@ -26,9 +26,10 @@ from ..catalog import BEST, CHECKPOINT, METRICS
 from ..data.batching import batch_indices, batches, num_batches
 from ..io import CorruptFileError, atomic_path, load, save
 from .distributed import is_main
-from .loop import Loop, Progress, log, positive, train as train_loop
+from .loop import Loop, Progress, log, train as train_loop
 from .parallel import data_mesh, local_copy, make_data_parallel_train_step, replicate, shard_batch
 from .recipes import Plateau, get_learning_rate
+from .settings import FitSettings, settings_for
 from .steps import classification_loss, evaluate, make_eval_step, make_train_step
 
 
@@ -145,41 +146,41 @@ def check_examples(apply, params, state, split, what, loss, where: str = "fit") 
     return n
 
 
-def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epochs: int = 10, batch_size: int = 64,
-        loss: Callable = classification_loss, augment: Callable | None = None, out_dir=None,
-        checkpoint_every: int | None = None, resume: bool = False, early_stopping: int | None = None,
-        plateau_patience: int | None = None, plateau_factor: float = 0.1, drop_last: bool = True,
-        max_steps: int | None = None, progress: bool = True, eval_batch_size: int = 256,
-        overwrite: bool = False) -> FitResult:
+def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, loss: Callable = classification_loss,
+        augment: Callable | None = None, settings: FitSettings | None = None, **options) -> FitResult:
     """Train `apply` on `train` = (x, y) for `epochs` epochs, validating on `val` = (x, y) after each.
 
     Args:
       apply, params, state: the model (see funcnn.layers) and its initial parameters and state.
       optimizer: an optax GradientTransformation (funcnn.train.recipes for the lectures' ones).
       key: PRNG key for the data order, the augmentation and Dropout.
-      out_dir: where metrics.jsonl, checkpoint.npz and best.npz go (None: nothing is written). Runs never mix: an
-        out_dir that already holds them is refused unless resume=True (continue that run) or overwrite=True
-        (delete them first).
-      checkpoint_every: also checkpoint every N steps (always at the end of each epoch and of training).
-      resume: continue from out_dir/checkpoint.npz (which must exist); the result equals an uninterrupted run.
-      early_stopping: stop when the validation score has not improved for this many epochs (best.npz keeps the
-        best parameters). The score is the accuracy for a classifier (integer labels, logits one axis longer),
-        minus the validation loss for any other model (regression, autoencoders; labels may be a pytree).
-      plateau_patience: divide the learning rate by 1/plateau_factor when the validation score has not improved
-        for this many epochs (needs an optimiser with an injectable learning rate).
-      max_steps: stop after this many steps in total (a checkpoint is written there).
+      loss: (outputs, labels) -> per-example losses; augment: an optional (key, image) -> image.
+      settings: a `FitSettings` (epochs, batch_size, out_dir, early_stopping, ...; its docstring says each);
+        keyword `options` are its fields and replace the given (or default) settings' values:
+        `fit(..., epochs=3)` is `fit(..., settings=FitSettings(epochs=3))`.
+
+    The settings in short: out_dir is where metrics.jsonl, checkpoint.npz and best.npz go (None: nothing is
+    written); runs never mix: an out_dir that already holds them is refused unless resume=True (continue from its
+    checkpoint; the result equals an uninterrupted run) or overwrite=True (delete them first). early_stopping stops
+    when the validation score has not improved for that many epochs (best.npz keeps the best parameters); the score
+    is the accuracy for a classifier (integer labels, logits one axis longer), minus the validation loss for any
+    other model (regression, autoencoders; labels may be a pytree). plateau_patience needs an optimiser with an
+    injectable learning rate.
 
     Raises:
-      ValueError: a setting out of range (epochs, batch_size, ... < 1, a batch larger than the training set, a
-        learning rate <= 0), or data that does not fit the model (labels outside its classes, x and y of different
-        lengths), naming the argument.
+      ValueError: a setting out of range (`SettingError`: epochs, batch_size, ... < 1, a learning rate <= 0), a
+        batch larger than the training set, or data that does not fit the model (labels outside its classes, x
+        and y of different lengths), naming the argument.
+      TypeError: a keyword that is no setting, an optimiser, loss or key of the wrong kind.
       TrainingDiverged: the loss became NaN or infinite; the last good checkpoint is kept.
     """
+    settings = settings_for("fit", settings, options)
+    epochs, batch_size, out_dir = settings.epochs, settings.batch_size, settings.out_dir
+    checkpoint_every, resume, overwrite = settings.checkpoint_every, settings.resume, settings.overwrite
+    early_stopping, plateau_patience, max_steps = settings.early_stopping, settings.plateau_patience, settings.max_steps
+    drop_last, eval_batch_size = settings.drop_last, settings.eval_batch_size
     _check_parts(optimizer, loss, augment, key, out_dir)
-    n_train = _check_settings(apply, params, state, loss, train, val, epochs=epochs, batch_size=batch_size,
-                              eval_batch_size=eval_batch_size, checkpoint_every=checkpoint_every,
-                              early_stopping=early_stopping, plateau_patience=plateau_patience, max_steps=max_steps,
-                              resume=resume, out_dir=out_dir, drop_last=drop_last, overwrite=overwrite)
+    n_train = _check_settings(apply, params, state, loss, train, val, settings)
     train, val = tuple(train), None if val is None else tuple(val)  # (x, y): a Split or list becomes a plain pair
     out = Path(out_dir) if out_dir is not None else None
     writer = out is not None and is_main()  # in a multi-process run, process 0 writes the files
@@ -192,9 +193,9 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
     # the compiled step donates its buffers; train on copies so the caller's params and state stay usable
     params, state = jax.tree.map(jnp.copy, (params, state))
     trees = (params, state, optimizer.init(params))
-    plateau = Plateau(plateau_patience, plateau_factor) if plateau_patience else None
+    plateau = Plateau(plateau_patience, settings.plateau_factor) if plateau_patience else None
     _check_learning_rate(trees[2], plateau)
-    progress_bar, progress = progress, Progress()
+    progress_bar, progress = settings.progress, Progress()
     if resume:
         trees, progress = _restore(out, trees, key, batch_size, plateau, rewrite_history=writer)
     mesh = data_mesh() if jax.process_count() > 1 else None  # several processes: one Mesh over all their devices
@@ -214,19 +215,14 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, epoc
     return _result(_host(trees, mesh), progress)
 
 
-def _check_settings(apply, params, state, loss, train, val, *, epochs, batch_size, eval_batch_size, checkpoint_every,
-                    early_stopping, plateau_patience, max_steps, resume, out_dir, drop_last, overwrite) -> int:
-    """ValueError (FileNotFoundError for a missing checkpoint) naming the first setting out of range or the data
-    that does not fit the model; the number of training examples otherwise."""
-    positive("fit", epochs=epochs, batch_size=batch_size, eval_batch_size=eval_batch_size)
-    positive("fit", optional=True, checkpoint_every=checkpoint_every, early_stopping=early_stopping,
-             plateau_patience=plateau_patience, max_steps=max_steps)
-    if (early_stopping or plateau_patience) and val is None:
+def _check_settings(apply, params, state, loss, train, val, settings: FitSettings) -> int:
+    """ValueError (FileNotFoundError for a missing checkpoint) naming the setting that does not fit the data or the
+    out_dir, or the data that does not fit the model; the number of training examples otherwise. (Each setting's
+    own range was checked when `settings` was made.)"""
+    out_dir, resume, overwrite, batch_size = settings.out_dir, settings.resume, settings.overwrite, settings.batch_size
+    drop_last = settings.drop_last
+    if (settings.early_stopping or settings.plateau_patience) and val is None:
         raise ValueError("fit: early_stopping and plateau_patience monitor validation accuracy: pass val=(x, y)")
-    if resume and out_dir is None:
-        raise ValueError("fit: resume=True needs out_dir (where the checkpoint is)")
-    if resume and overwrite:
-        raise ValueError("fit: resume=True continues the run in out_dir and overwrite=True deletes it: pass one")
     if out_dir is not None and not (resume or overwrite):
         held = [name for name in FIT_FILES if (Path(out_dir) / name).exists()]
         if held:

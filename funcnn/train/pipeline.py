@@ -208,9 +208,7 @@ def _run_one(job: Job) -> RunResult:
     started = time.perf_counter()
     try:
         result = fit(job.apply, params, state, job.optimizer, job.train, job.val, key=jax.random.fold_in(key, 1),
-                     epochs=config.epochs, batch_size=config.batch_size, augment=job.augment, out_dir=out,
-                     checkpoint_every=config.checkpoint_every, resume=config.resume,
-                     early_stopping=config.early_stopping, plateau_patience=config.plateau, progress=config.progress)
+                     augment=job.augment, settings=config.fit_settings(out))
     except (ValueError, FileNotFoundError) as err:
         raise RunError(str(err)) from None
     seconds = time.perf_counter() - started
@@ -250,8 +248,7 @@ def _run_replicas(job: Job) -> RunResult:
     try:
         result = fit_replicas(job.apply, params, state, job.optimizer, job.train, job.val,
                               keys=jnp.stack([jax.random.fold_in(k, 1) for k in keys]), hyperparams=hyperparams,
-                              epochs=config.epochs, batch_size=config.batch_size, augment=job.augment,
-                              out_dir=job.out, progress=config.progress)
+                              augment=job.augment, settings=config.fit_settings(job.out))
     except ValueError as err:
         raise RunError(str(err)) from None
     eval_step = make_eval_step(job.apply)

@@ -1,5 +1,6 @@
 """A run's settings: `RunConfig` (the options of `funcnn train`, one field each), their checks, and the sweep
-syntax (`--sweep lr=1e-3,3e-3`). Importable without JAX, so that the command answers --help at once."""
+syntax (`--sweep lr=1e-3,3e-3`). The training loop's part of them is a `FitSettings` (`RunConfig.fit_settings`),
+checked by the same code as `fit`'s. Importable without JAX, so that the command answers --help at once."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import dataclasses
 import math
 
 from .. import catalog
+from .settings import FitSettings, SettingError
 
 SWEEPABLE = {"lr": "learning_rate", "wd": "weight_decay"}
 PRECISIONS = tuple(catalog.PRECISIONS)
@@ -42,13 +44,29 @@ class RunConfig:
     progress: bool = True
     plots: bool = True
 
+    def fit_settings(self, out_dir=None) -> FitSettings:
+        """The training loop's settings of this run (`fit` trains with them), writing into `out_dir` (the run
+        directory `run_directory` chose). RunError naming the flag for a value out of range."""
+        return self._fit_settings(out_dir, self.resume)
+
+    def _fit_settings(self, out_dir, resume: bool) -> FitSettings:
+        try:
+            return FitSettings(epochs=self.epochs, batch_size=self.batch_size, checkpoint_every=self.checkpoint_every,
+                               early_stopping=self.early_stopping, plateau_patience=self.plateau, resume=resume,
+                               progress=self.progress, out_dir=out_dir)
+        except SettingError as err:
+            flag = FLAGS.get(err.field, err.field).replace("_", "-")
+            requirement = err.requirement.replace("an int ", "an integer ")
+            raise RunError(f"--{flag} must be {requirement}, got {err.value!r}") from None
+
     def check(self) -> None:
         """RunError naming the first option out of range."""
-        for name in ("epochs", "batch_size"):
-            _at_least_one(name, getattr(self, name))
-        for name in ("checkpoint_every", "early_stopping", "plateau", "replicas"):
-            if getattr(self, name) is not None:
-                _at_least_one(name, getattr(self, name))
+        if self.out is not None and (not isinstance(self.out, str) or not self.out.strip()):
+            raise RunError(f"--out must name a directory, got {self.out!r} (leave it out for a new "
+                           "runs/MODEL-DATASET)")
+        self._fit_settings(None, resume=False)  # the ranges; the run directory (and so resume's) is chosen later
+        if self.replicas is not None:
+            _at_least_one("replicas", self.replicas)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not -2 ** 63 <= self.seed < 2 ** 63:
             raise RunError(f"--seed must be an integer that fits in 64 bits (JAX's PRNG key), got {self.seed!r}")
         if self.lr is not None and not (isinstance(self.lr, (int, float)) and 0 < self.lr < math.inf):
@@ -64,6 +82,9 @@ class RunConfig:
         if replicas > 1 and (self.resume or self.early_stopping or self.plateau or self.checkpoint_every):
             raise RunError("--resume, --early-stopping, --plateau and --checkpoint-every train one model; "
                            "they do not combine with --replicas / --sweep")
+
+
+FLAGS = {"plateau_patience": "plateau", "out_dir": "out"}  # FitSettings' fields whose flag has another name
 
 
 def _at_least_one(name, value):

@@ -1,5 +1,6 @@
 """fit: learns, is deterministic, resumes bitwise, stops on NaN keeping the checkpoint, early stopping, plateau."""
 
+import dataclasses
 import json
 
 import jax
@@ -55,6 +56,29 @@ def test_same_seed_same_result_bitwise(digits):
                               epochs=1, batch_size=32, progress=False))
     _equal(runs[0].params, runs[1].params)
     _equal(runs[0].state, runs[1].state)
+
+
+def test_a_settings_object_is_the_keywords(digits):
+    """fit(settings=FitSettings(...)) trains exactly as the same keywords; keywords replace the object's fields; the
+    run configuration of `funcnn train` makes the same object (plateau -> plateau_patience)."""
+    x, y, _, _ = digits
+    model = _model()
+    runs = []
+    for call in ({"epochs": 1, "batch_size": 32, "progress": False},
+                 {"settings": train.FitSettings(epochs=1, batch_size=32, progress=False)},
+                 {"settings": train.FitSettings(epochs=5, batch_size=32, progress=False), "epochs": 1}):
+        params, state = _start(model)
+        runs.append(train.fit(model.apply, params, state, train.sgd(0.05), (x, y), key=jax.random.PRNGKey(5), **call))
+    assert {r.step for r in runs} == {256 // 32}
+    _equal(runs[0].params, runs[1].params)
+    _equal(runs[0].params, runs[2].params)
+    settings = train.RunConfig(epochs=3, batch_size=16, plateau=2, early_stopping=4, progress=False).fit_settings("d")
+    assert settings == train.FitSettings(epochs=3, batch_size=16, plateau_patience=2, early_stopping=4,
+                                         progress=False, out_dir="d")
+    with pytest.raises(train.RunError, match=r"--plateau must be an integer >= 1, got 0"):
+        train.RunConfig(plateau=0).check()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.epochs = 4
 
 
 def test_callers_params_survive_fit(digits):
