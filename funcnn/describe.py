@@ -8,8 +8,11 @@ import re
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
+from jax.extend.core import jaxprs_in_params
 
 from .layers.base import recording
+from .primitives.conv import dispatch, engines, rules
 
 
 def count_params(tree) -> int:
@@ -97,8 +100,6 @@ _TRANSFORM = re.compile(r"\w+\(|\)")  # the transforms wrapped around a name sta
 
 def _equations(jaxpr):
     """Every equation of a jaxpr and of the jaxprs nested in it (jit, remat, control flow), in order."""
-    from jax.extend.core import jaxprs_in_params
-
     for eqn in jaxpr.eqns:
         yield eqn
         for sub in jaxprs_in_params(eqn.params):
@@ -116,10 +117,6 @@ def conv_paths(model, input_shape, *, rng=None, cpu_engine: str = "eigen") -> li
     equation carries its forward's scope inside "transpose(...)"). Returns `Choice`s, one per (layer, role), in the
     order the gradient computes them.
     """
-    import jax.numpy as jnp
-
-    from .primitives.conv import dispatch, engines, rules
-
     engines.compiler_options(cpu_engine)  # a named error for an unknown setting
     on_cpu = jax.default_backend() == "cpu"
 

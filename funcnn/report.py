@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import platform
 import statistics
 import time
 from pathlib import Path
@@ -45,7 +47,7 @@ def experiment_parser(doc: str | None, name: str, **sizes: tuple[Any, Any]) -> a
 def median_seconds(fn: Callable[[], Any], repeats: int = 10, warmup: int = 1) -> float:
     """Median wall time of fn() over `repeats` calls after `warmup` untimed ones (compilation), waiting for JAX's
     asynchronous results (`jax.block_until_ready`) before each clock reading."""
-    import jax
+    import jax  # here: the benchmarks' PyTorch processes import this module and must not load JAX
 
     if repeats < 1:
         raise ValueError(f"median_seconds: repeats must be >= 1, got {repeats}")
@@ -61,9 +63,6 @@ def median_seconds(fn: Callable[[], Any], repeats: int = 10, warmup: int = 1) ->
 
 def machine() -> str:
     """The CPU model (from /proc/cpuinfo on Linux, else `platform`) and the core count, for benchmark headers."""
-    import os
-    import platform
-
     name = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .layers import truncate
+
 
 def _pyplot():
+    """pyplot with the Agg backend; imported here, on the first plot: matplotlib takes ~0.5 s and picks a backend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -225,7 +228,7 @@ def plot_decision_regions(panels, x, y, path, title: str = "", resolution: int =
     grid = np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4), squeeze=False)
-    from matplotlib.colors import ListedColormap
+    from matplotlib.colors import ListedColormap  # here: after _pyplot() chose the Agg backend
 
     classes = int(y.max()) + 1
     colours = ListedColormap([plt.get_cmap("tab10")(i % 10) for i in range(classes)])
@@ -246,8 +249,6 @@ def conv_layer_keys(model) -> list[str]:
 
 def feature_maps_of(model, params, state, image, keys) -> list:
     """[(key, maps (H, W, C))] of one image (1, H, W, C) after each of a serial model's layers `keys`."""
-    from .layers import truncate
-
     return [(k, np.asarray(truncate(model, k).apply(params, state, image)[0][0])) for k in keys]
 
 

@@ -175,7 +175,7 @@ def test_summary_and_gradcheck_subcommands(capsys, monkeypatch):
         return 2 * x
 
     double.defvjp(lambda x: (2 * x, None), lambda _, g: (3 * g,))
-    monkeypatch.setattr(registry, "_GENERATORS", list(registry._GENERATORS))
+    monkeypatch.setattr(registry, "_EXTENSIONS", [])
     registry.register_cases("double")(lambda make, ref: iter([make.case("double", "wrong", double, lambda x: 2 * x,
                                                                         make.normal(3))]))
     assert cli.main(["gradcheck", "--primitive", "double", "--no-progress"]) == 1

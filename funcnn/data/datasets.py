@@ -6,6 +6,7 @@ import inspect
 from pathlib import Path
 from typing import NamedTuple
 
+import jax
 import numpy as np
 
 from .. import catalog
@@ -36,8 +37,6 @@ def _split_off(x, y, fraction: float, seed: int):
 
 def resize(images: np.ndarray, size: int) -> np.ndarray:
     """Bilinear resize of (n, H, W, C) images to (n, size, size, C)."""
-    import jax
-
     images = np.asarray(images, np.float32)
     return np.asarray(jax.image.resize(images, (images.shape[0], size, size, images.shape[-1]), "linear"))
 
@@ -45,7 +44,7 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
 def digits(size: int = 32, *, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     """The 8x8 handwritten digits that scikit-learn ships (1797 images, 10 classes), bilinearly resized to
     size x size (32 for LeNet-5), scaled to [0, 1]; test and validation sets split off with a fixed seed."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # here: scikit-learn takes about a second to import; digits alone reads it
 
     bunch = load_digits()
     x = (bunch.images.astype(np.float32) / 16.0)[..., None]

@@ -24,6 +24,9 @@ from typing import Callable, NamedTuple
 
 import jax
 
+from .. import primitives
+from ..primitives.geometry import SPATIAL_AXES
+
 
 class Layer(NamedTuple):
     """An `(init, apply)` pair; unpack it as `init, apply = layer`."""
@@ -128,9 +131,6 @@ def apply_child(key: str, layer: Layer, params, state, x, **kwargs):
 def by_rank(kind: str, name: str, shape) -> Callable:
     """The primitive `funcnn.primitives.{kind}{nd}d` for an input of this shape (nd = its spatial axes, 1 to 3);
     ValueError naming the layer and the shape otherwise. Layers take their spatial rank from the input."""
-    from .. import primitives
-    from ..primitives.geometry import SPATIAL_AXES
-
     nd = len(shape) - 2
     if nd not in SPATIAL_AXES:
         shapes = [f"(N, {', '.join(letters)}, C)" for letters in SPATIAL_AXES.values()]

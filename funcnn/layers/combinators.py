@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from .base import Layer, apply_child, init_child, named, parameterless
+from .core import Identity
 
 
 def _keys(layers):
@@ -142,8 +143,6 @@ def fan_in_concat(axis: int = -1) -> Layer:
 
 def residual(block: Layer, shortcut: Layer | None = None, name: str = "residual") -> Layer:
     """y = block(x) + shortcut(x), the shortcut the identity unless given (e.g. a 1x1 strided projection)."""
-    from .core import Identity
-
     return serial(fan_out(2), parallel(block, shortcut or Identity()), fan_in_sum(), name=name)
 
 

@@ -17,6 +17,7 @@
 import importlib
 
 from .. import catalog
+from ..layers import walk
 from .classic import alexnet, all_conv, lenet5, vgg16
 from .localizer import localizer
 from .mobile import mobilenet_v1
@@ -38,8 +39,6 @@ INPUT_SHAPES = {name: spec.input_shape for name, spec in catalog.MODELS.items()}
 def num_classes(params) -> int:
     """The classes of a zoo classifier's parameters: the width of its last dense layer (`layers.walk` order).
     ValueError when the tree has no dense layer (it is not a classifier of the zoo)."""
-    from ..layers import walk
-
     if not isinstance(params, dict):
         raise TypeError(f"num_classes: params must be the dict a model's init returns, got {type(params).__name__}")
     dense = [path for path, kind in walk(params) if kind == "Dense"]

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from . import carrier
 from .arguments import accumulation_dtype, as_float, names_forward_mode_error
-from .cases import register_cases
+from .cases import cases_for
 
 
 def _elementwise_batch(op, args, dims):
@@ -125,8 +125,8 @@ def log_softmax(z, axis=-1):
 
 
 
-@register_cases("relu", "sigmoid", "tanh", "softmax", "log_softmax")
-def _verify_cases(make, ref):
+@cases_for("relu", "sigmoid", "tanh", "softmax", "log_softmax")
+def activation_cases(make, ref):
 
     for name in ("relu", "sigmoid", "tanh", "softmax", "log_softmax"):
         yield make.case(name, "(4, 6)", globals()[name], getattr(ref, name), make.normal(4, 6))

@@ -30,7 +30,7 @@ from jax import lax
 
 from . import carrier
 from .arguments import as_float, check_rank
-from .cases import register_cases
+from .cases import cases_for
 from .geometry import resolve_padding, spatial_sizes
 from .windows import crop_spatial, pad_spatial, padded_sum
 
@@ -161,8 +161,8 @@ def border_pad(x, padding, mode: str = "reflect"):
 __all__ = ["MODES", "BORDER_PAD", "BORDER_FOLD", "border_pad", "check_mode", "check_fits", "pad_border"]
 
 
-@register_cases("border_pad")
-def _verify_cases(make, ref):
+@cases_for("border_pad")
+def border_cases(make, ref):
     configs = [((2, 5, 3), (4,), "reflect"), ((2, 5, 4, 2), ((2, 3), (1, 0)), "reflect"),
                ((2, 4, 3, 2), ((3, 5), (0, 2)), "replicate"), ((2, 4, 3, 2), ((4, 1), (3, 3)), "circular"),
                ((1, 3, 4, 3, 2), 2, "reflect"), ((2, 3, 2), 2, "zeros")]

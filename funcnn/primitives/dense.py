@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from . import carrier
 from .arguments import accumulation_dtype, as_array, float_dtype, names_forward_mode_error
-from .cases import register_cases
+from .cases import cases_for
 
 
 def _einsum(spec, a, b):
@@ -76,8 +76,8 @@ def dense(x, w, b=None):
 
 
 
-@register_cases("dense")
-def _verify_cases(make, ref):
+@cases_for("dense")
+def dense_cases(make, ref):
 
     yield make.case("dense", "(5, 7) x (7, 4)", dense, ref.dense, make.normal(5, 7), make.normal(7, 4), make.normal(4))
     yield make.case("dense", "(2, 3, 7) x (7, 4), no bias", lambda x, w: dense(x, w), lambda x, w: ref.dense(x, w),

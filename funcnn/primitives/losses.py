@@ -17,7 +17,7 @@ import numpy as np
 from . import carrier
 from .activations import stable_log_softmax
 from .arguments import accumulation_dtype, as_array, as_float, names_forward_mode_error
-from .cases import register_cases
+from .cases import cases_for
 
 
 def _impl(logits, labels):
@@ -72,8 +72,8 @@ def softmax_cross_entropy(logits, labels):
 
 
 
-@register_cases("softmax_cross_entropy")
-def _verify_cases(make, ref):
+@cases_for("softmax_cross_entropy")
+def loss_cases(make, ref):
 
     yield make.case("softmax_cross_entropy", "(6, 5)", softmax_cross_entropy, ref.softmax_cross_entropy,
                     make.normal(6, 5), make.integers(0, 5, 6))

@@ -36,7 +36,7 @@ from jax import lax
 
 from . import carrier
 from .arguments import as_float, names_forward_mode_error
-from .cases import register_cases
+from .cases import cases_for
 
 
 class NormSpec(NamedTuple):
@@ -268,8 +268,8 @@ def group_norm(x, groups: int, scale=None, bias=None, *, epsilon: float = 1e-5):
 
 
 
-@register_cases("batch_norm", "layer_norm", "group_norm")
-def _verify_cases(make, ref):
+@cases_for("batch_norm", "layer_norm", "group_norm")
+def norm_cases(make, ref):
 
     x, s, b = make.normal(4, 3, 5, 6) + 30.0, make.normal(6), make.normal(6)
     yield make.case("layer_norm", "(4, 3, 5, 6), mean 30", layer_norm, ref.layer_norm, x, s, b)

@@ -23,7 +23,9 @@ they are not inside one; the launcher stops the rest and says which one died.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import hashlib
 import os
 import signal
 import socket
@@ -31,6 +33,10 @@ import subprocess
 import sys
 import time
 from typing import NoReturn, Sequence
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
 
 ENV = ("FUNCNN_COORDINATOR", "FUNCNN_NUM_PROCESSES", "FUNCNN_PROCESS_ID")
 HEARTBEAT_TIMEOUT = 20
@@ -60,8 +66,6 @@ def peers_watched():
     except DistributedError:
         raise
     except Exception as err:
-        import jax
-
         if jax.process_count() > 1 and any(word in str(err).lower() for word in _LOST_PEER_WORDS):
             raise PeerLost(f"process {jax.process_index()}: lost the connection to another process of the run "
                            f"({type(err).__name__}); the last complete checkpoint is kept: resume with --resume"
@@ -117,8 +121,6 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
                                    f"{num_processes}")
         if num_processes == 1:
             return False
-    import jax
-
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     local = coordinator is not None and coordinator.rsplit(":", 1)[0] in ("127.0.0.1", "localhost", "[::1]")
     try:  # a coordinator on this machine listens on the loopback address only (JAX's default is every interface)
@@ -133,8 +135,6 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
 
 
 def process_index() -> int:
-    import jax
-
     return jax.process_index()
 
 
@@ -145,12 +145,6 @@ def is_main() -> bool:
 
 def agree(fingerprint: str, what: str = "configuration") -> None:
     """Refuse to start unless every process holds the same `fingerprint` (a string describing its settings)."""
-    import hashlib
-
-    import jax
-    import numpy as np
-    from jax.experimental import multihost_utils
-
     if jax.process_count() == 1:
         return
     digest = np.frombuffer(hashlib.sha256(fingerprint.encode()).digest()[:16], np.uint32).copy()
@@ -163,10 +157,6 @@ def agree(fingerprint: str, what: str = "configuration") -> None:
 
 def broadcast_text(text: str, size: int = 4096) -> str:
     """Process 0's `text` in every process (a run directory chosen once, say)."""
-    import jax
-    import numpy as np
-    from jax.experimental import multihost_utils
-
     if jax.process_count() == 1:
         return text
     data = text.encode()
@@ -254,8 +244,6 @@ def launch(command: Sequence[str], processes: int, *, local_devices: int | None 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m funcnn.launch -n N [--local-devices K] -- COMMAND ...`."""
-    import argparse
-
     parser = argparse.ArgumentParser(prog="python -m funcnn.launch",
                                      description="Run a command as N processes of one distributed run on this "
                                                  "machine (coordinator on 127.0.0.1).")

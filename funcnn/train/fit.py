@@ -30,7 +30,7 @@ from .loop import Loop, Progress, log, train as train_loop
 from .parallel import data_mesh, local_copy, make_data_parallel_train_step, replicate, shard_batch
 from .recipes import Plateau, get_learning_rate
 from .settings import FitSettings, settings_for
-from .steps import classification_loss, evaluate, make_eval_step, make_train_step
+from .steps import classification_loss, evaluate, logits_of, make_eval_step, make_train_step
 
 
 @dataclasses.dataclass
@@ -124,8 +124,6 @@ def check_examples(apply, params, state, split, what, loss, where: str = "fit") 
         raise ValueError(f"{where}: {what} has {n} inputs but {m} labels: one label per example")
     if n == 0:
         raise ValueError(f"{where}: {what} holds no example")
-    from .steps import logits_of
-
     sample = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((1, *np.shape(a)[1:]), jnp.asarray(a).dtype), x)
     try:  # one example through the model, shapes only: a wrong input shape is named here, not deep in a layer
         outputs = jax.eval_shape(lambda p, s, xb: apply(p, s, xb, train=False)[0], params, state, sample)

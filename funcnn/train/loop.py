@@ -21,6 +21,7 @@ import time
 from typing import Any, Callable, Iterable
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .recipes import Plateau, get_learning_rate, set_learning_rate
 
@@ -31,8 +32,6 @@ class TrainingDiverged(FloatingPointError):
 
 def log(message: str) -> None:
     """One line above the progress bar (tqdm.write keeps the bar intact)."""
-    from tqdm.auto import tqdm
-
     tqdm.write(message)
 
 
@@ -124,8 +123,6 @@ def _postfix(progress: Progress) -> dict:
 
 def run_epoch(loop: Loop, trees: tuple, progress: Progress) -> tuple:
     """The current epoch's steps from progress.batch on, with periodic checkpoints; stops at max_steps."""
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=loop.per_epoch, initial=progress.batch, desc=f"epoch {progress.epoch + 1}/{loop.epochs}"
                + loop.label, disable=None if loop.show else True, mininterval=0.5, unit="batch", dynamic_ncols=True)
     last = time.perf_counter()  # the epoch's time counts fetching batches and steps, not checkpoints

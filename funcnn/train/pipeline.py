@@ -23,9 +23,21 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .distributed import is_main, peers_watched
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import data, models, viz
+from ..data.files import DataError
+from ..io import atomic_path, save
+from . import recipes
+from .batched import fit_replicas, init_replicas, replica
+from .distributed import DistributedError, agree, broadcast_text, is_main, peers_watched
+from .fit import fit
+from .precision import with_precision
 from .rundir import RUN_FILES, RUN_MARKERS, clear_run, holds_run, resumed_settings, run_directory, writable
 from .runconfig import PRECISIONS, SWEEPABLE, RunConfig, RunError, parse_sweep
+from .steps import evaluate, make_eval_step, predict
 
 
 @dataclasses.dataclass
@@ -99,14 +111,7 @@ def _run_checked(config: RunConfig, log: Callable[[str], None]) -> RunResult:
 def _check_names(config: RunConfig) -> None:
     """RunError for an unknown model, dataset or optimiser, a missing data directory, or (several processes) a
     sweep or settings that differ between the processes."""
-    import jax
-
-    from .. import data, models
-    from . import recipes
-
     if jax.process_count() > 1:
-        from .distributed import DistributedError, agree
-
         if parse_sweep(config.sweep, config.replicas)[0] > 1:
             raise RunError("--replicas / --sweep train in one process; they do not combine with several processes")
         shared = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("out", "progress", "plots")}
@@ -128,12 +133,8 @@ def _check_names(config: RunConfig) -> None:
 
 def _choose_directory(config: RunConfig) -> Path:
     """`run_directory`; with several processes, process 0 chooses (or refuses) and every process follows."""
-    import jax
-
     if jax.process_count() == 1:
         return run_directory(config)
-    from .distributed import broadcast_text
-
     choice = ""
     if is_main():
         try:
@@ -149,11 +150,6 @@ def _choose_directory(config: RunConfig) -> Path:
 def _prepare(config: RunConfig, out: Path, log) -> Job:
     """Load the data, fit it to the model's input and build the model and the optimiser (RunError for data that
     is missing, corrupt or does not fit)."""
-    from .. import data, models
-    from ..data.files import DataError
-    from . import recipes
-    from .precision import with_precision
-
     try:
         ds = data.load(config.dataset, Path(config.data_dir).expanduser() if config.data_dir else None,
                        download=config.download)
@@ -180,10 +176,6 @@ def _prepare(config: RunConfig, out: Path, log) -> Job:
 def _start_directory(job: Job, resumptions: list) -> None:
     """Clear an overwritten run, check the directory is writable and record the settings the run goes on with
     (config.json; `resumptions`: a line per resumption saying from where and with which overrides)."""
-    import jax
-
-    from ..io import atomic_path
-
     if job.config.overwrite and holds_run(job.out):
         clear_run(job.out)
     writable(job.out)
@@ -195,14 +187,6 @@ def _start_directory(job: Job, resumptions: list) -> None:
 
 def _run_one(job: Job) -> RunResult:
     """fit, then (process 0) the test split's numbers, params.npz, results.json and the plots."""
-    import jax
-    import numpy as np
-
-    from .. import viz
-    from ..io import save
-    from .fit import fit
-    from .steps import evaluate, make_eval_step, predict
-
     config, out, key = job.config, job.out, jax.random.PRNGKey(job.config.seed)
     _, params, state = job.model.init(jax.random.fold_in(key, 0), (1, *job.shape))
     started = time.perf_counter()
@@ -233,13 +217,6 @@ def _run_one(job: Job) -> RunResult:
 
 def _run_replicas(job: Job) -> RunResult:
     """fit_replicas over the sweep, then each replica's test numbers, results.json and the replicas plot."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    from .batched import fit_replicas, init_replicas, replica
-    from .steps import evaluate, make_eval_step
-
     config, replicas = job.config, job.replicas
     seeds = [config.seed + r if config.replicas else config.seed for r in range(replicas)]  # a pure sweep: one seed
     keys = [jax.random.PRNGKey(seed) for seed in seeds]
@@ -272,8 +249,6 @@ def _run_replicas(job: Job) -> RunResult:
 
 
 def _plot_replicas(job: Job, result, seeds, hyperparams) -> None:
-    from .. import viz
-
     def label(r):
         return ", ".join([f"seed {seeds[r]}"] + [f"{k} {v[r]:g}" for k, v in hyperparams.items()])
 

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 from .. import catalog
+from ..io import load_flat
 from .runconfig import RunConfig, RunError
 
 RUN_FILES, RUN_MARKERS = tuple(catalog.RUN_FILES), catalog.RUN_MARKERS
@@ -140,8 +141,6 @@ def saved_config(out: Path) -> dict:
 def _checkpoint_position(out: Path):
     """(epoch, step) of the run's last complete checkpoint; None where it does not say (written by an older funcnn,
     or damaged: fit then names what is wrong with it)."""
-    from ..io import load_flat
-
     try:
         flat = load_flat(out / catalog.CHECKPOINT)
         return int(flat["['counters']['epoch']"]), int(flat["['counters']['step']"])

@@ -20,6 +20,7 @@ import optax
 from .. import primitives as P
 from ..primitives.conv import compiler_options
 from ..data.augment import augment_batch
+from ..data.batching import batches
 from .loop import positive
 from .precision import loss_scale
 
@@ -100,8 +101,6 @@ def make_eval_step(apply: Callable, loss: Callable = classification_loss, *, jit
 def evaluate(eval_step, params, state, x, y, batch_size: int = 256) -> dict:
     """Mean loss over (x, y), evaluated in batches, and the accuracy when the step reports one (classification)."""
     positive("evaluate", batch_size=batch_size)
-    from ..data.batching import batches
-
     totals: dict = {}
     for batch in batches(x, y, batch_size):
         for k, v in eval_step(params, state, batch).items():

@@ -18,7 +18,7 @@ _NAMES = {
                      "scatter_ops"), "checker"),
     "check": "checks",  # the decorator that adds a row to the table of checks
     **dict.fromkeys(("has_custom_vjp", "has_rules", "primal_of"), "primal"),
-    **dict.fromkeys(("Case", "CaseMaker", "cases", "primitive_names", "register_cases"), "registry"),
+    **dict.fromkeys(("Case", "CaseMaker", "cases", "cases_for", "primitive_names", "register_cases"), "registry"),
     **dict.fromkeys(("main", "run_sweep"), "sweep"),
 }
 _SUBMODULES = ("checker", "checks", "finite", "primal", "reference", "registry", "result", "sweep")

@@ -26,6 +26,28 @@ def test_every_public_primitive_registered_its_cases():
     assert len(everything) > len(bounded) >= len(PRIMITIVES)
 
 
+def test_the_table_of_generators_is_written_out_and_complete():
+    """Registries are filled explicitly: importing funcnn registers nothing (in a fresh interpreter, after importing
+    every primitive module and the checker, no extension exists), and every generator a family names with
+    `cases_for` is in funcnn.primitives.CASE_GENERATORS, once."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import funcnn.primitives as P
+
+    probe = ("import funcnn.primitives, funcnn.verify.registry as r, funcnn.primitives.cases as c; "
+             "print(len(c.extensions()), len(r.generators()))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["0", str(len(P.CASE_GENERATORS))]
+    named = set()
+    for info in pkgutil.walk_packages(P.__path__, "funcnn.primitives."):
+        module = importlib.import_module(info.name)
+        named |= {f for _, f in inspect.getmembers(module, inspect.isfunction)
+                  if hasattr(f, "primitives") and f.__module__ == info.name}
+    assert named == set(P.CASE_GENERATORS) and len(P.CASE_GENERATORS) == len(named)
+
+
 def test_the_bounded_sweep_passes_on_every_primitive(capsys):
     """The default `python -m funcnn.verify` (what `funcnn gradcheck` runs): every primitive, every check."""
     assert sweep.main(["--no-progress"]) == 0
@@ -42,8 +64,7 @@ def broken_registry(monkeypatch):
         return 2 * x
 
     double.defvjp(lambda x: (2 * x, None), lambda _, g: (3 * g,))
-    monkeypatch.setattr(registry, "_GENERATORS", list(registry._GENERATORS))
-    monkeypatch.setattr(registry, "_load_families", lambda: None)
+    monkeypatch.setattr(registry, "_EXTENSIONS", [])
 
     @register_cases("double")
     def _cases(make, ref):

@@ -5,7 +5,7 @@ transpose of that broadcast (JAX's own, a sum over every axis but the channels);
 
 from __future__ import annotations
 
-from ..cases import register_cases
+from ..cases import cases_for
 from ..borders import BORDER_FOLD, check_fits, check_mode, pad_border
 from ..arguments import as_array, check_rank, float_dtype, names_forward_mode_error
 from ..geometry import SPATIAL_AXES, layout, make_geometry
@@ -184,8 +184,8 @@ __all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
 
 
 
-@register_cases("conv2d", "conv1d", "conv_transpose2d", "conv_transpose1d", "conv3d", "conv_transpose3d")
-def _verify_cases(make, ref):
+@cases_for("conv2d", "conv1d", "conv_transpose2d", "conv_transpose1d", "conv3d", "conv_transpose3d")
+def conv_cases(make, ref):
 
     def conv_case(nd, n, size, cin, cout, k, quick=False, **kw):
         prim, refn = {1: (conv1d, ref.conv1d), 2: (conv2d, ref.conv2d), 3: (conv3d, ref.conv3d)}[nd]

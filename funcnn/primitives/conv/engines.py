@@ -35,7 +35,9 @@ import re
 import warnings
 from typing import Sequence
 
+import jax
 import jax.numpy as jnp
+import jaxlib
 
 from ... import catalog
 from .spec import ConvSpec
@@ -110,9 +112,6 @@ def compiler_options(cpu_engine: str = "eigen", backend: str | None = None) -> d
     "xla" on a jaxlib listed in `YNN_BUGS` warns once (RuntimeWarning) naming the bugs."""
     if cpu_engine not in CPU_ENGINES:
         raise ValueError(f"cpu_engine must be one of {', '.join(map(repr, CPU_ENGINES))}, got {cpu_engine!r}")
-    import jax
-    import jaxlib
-
     if (backend or jax.default_backend()) != "cpu":
         return None
     value = CPU_ENGINES[cpu_engine]

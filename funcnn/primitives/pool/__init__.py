@@ -30,7 +30,6 @@ from .common import pool_geometry
 from .unpool import max_unpool1d, max_unpool2d, max_unpool3d, unpool_sizes
 from .windowed import (avg_pool1d, avg_pool2d, avg_pool3d, lp_pool1d, lp_pool2d, lp_pool3d, max_pool1d, max_pool2d,
                        max_pool3d)
-from . import verify_cases as _verify_cases  # noqa: F401 - registers the verifier's configurations
 
 __all__ = ["max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d", "lp_pool1d",
            "lp_pool2d", "lp_pool3d", "global_avg_pool1d", "global_avg_pool2d", "global_avg_pool3d",

@@ -3,16 +3,15 @@ adaptive sizes and ties, in one, two and three spatial axes; padding modes; max 
 
 from __future__ import annotations
 
-from ..cases import register_cases
+from .. import pool
+from ..cases import cases_for
 
 
-@register_cases("max_pool2d", "avg_pool2d", "lp_pool2d", "global_avg_pool2d", "max_pool1d", "avg_pool1d",
+@cases_for("max_pool2d", "avg_pool2d", "lp_pool2d", "global_avg_pool2d", "max_pool1d", "avg_pool1d",
                 "lp_pool1d", "global_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "adaptive_avg_pool1d",
                 "adaptive_max_pool1d", "max_pool3d", "avg_pool3d", "lp_pool3d", "global_avg_pool3d",
                 "adaptive_avg_pool3d", "adaptive_max_pool3d", "max_unpool1d", "max_unpool2d", "max_unpool3d")
-def _verify_cases(make, ref):
-    from .. import pool
-
+def pool_cases(make, ref):
     def case(name, shape, *args, quick=False, x=None, indices=None, **kw):
         prim, refn = getattr(pool, name), getattr(ref, name)
         x = make.normal(*shape) if x is None else x
