@@ -136,7 +136,7 @@ def build_parser():
 
 
 def export_command(args) -> int:
-    from .deploy import ExportArgumentError, export_saved
+    from .deploy import ExportArgumentError, export_saved  # here: --help answers before JAX loads
 
     flags = {"model": "--model", "params": "--params", "input_shape": "--input-shape", "platforms": "--platform",
              "out": "--out"}
@@ -169,9 +169,7 @@ def _without(argv, options):
 
 def _launch(args, options) -> int:
     """`funcnn train --processes N`: choose the run directory once, then start N copies of the command."""
-    import sys
-
-    from .train import distributed, pipeline
+    from .train import distributed, pipeline  # here, as every command's imports: --help answers before JAX loads
 
     config = pipeline.RunConfig(**options)
     try:
@@ -188,7 +186,7 @@ def _launch(args, options) -> int:
 
 
 def train_command(args) -> int:
-    from .train import distributed, pipeline
+    from .train import distributed, pipeline  # here: --help answers before JAX loads
     from .train.loop import TrainingDiverged
 
     options = {k: v for k, v in vars(args).items()
@@ -218,7 +216,7 @@ def train_command(args) -> int:
 
 
 def gradcheck_command(args) -> int:
-    from .verify.sweep import run_args
+    from .verify.sweep import run_args  # here: --help answers before JAX loads
 
     try:
         return run_args(args)
@@ -227,7 +225,7 @@ def gradcheck_command(args) -> int:
 
 
 def summary_command(args) -> int:
-    from . import models
+    from . import models  # here: --help answers before JAX loads
     from .describe import paths_table, summary
 
     try:

@@ -30,9 +30,14 @@ import math
 import os
 from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from safetensors.numpy import load_file, save_file
 
-from . import catalog
+from . import catalog, layers, models
+from .io import atomic_path
+from .models import num_classes
 
 MODELS = tuple(name for name, spec in catalog.MODELS.items() if spec.torch_keys)  # the zoo models with a layout
 WEIGHTED = ("Conv", "DepthwiseConv", "Dense", "BatchNorm")
@@ -60,10 +65,6 @@ def _spec(name):
 
 def _template(name, num_classes):
     """(params, state) shapes of funcnn's `name` in its PyTorch layout, without allocating anything."""
-    import jax
-
-    from . import models
-
     spec = _spec(name)
     model = models.MODELS[name](num_classes, **dict(spec.torch_options))
     shape = (1, *(spec.torch_input or spec.input_shape))
@@ -81,8 +82,6 @@ def _entries(name, params, state):
     """Every tensor of `name`'s PyTorch state dict, in its order: where it lives in funcnn's trees and how it
     converts. The layers come from the parameter tree itself (`layers.walk`), their PyTorch names from the model's
     key function (beside the model, named in funcnn.catalog)."""
-    from . import layers, models
-
     walked = list(layers.walk(params))
     prefixes = iter(models.resolve(_spec(name).torch_keys)(name, walked))
     entries, channels, flattened = [], None, False
@@ -228,8 +227,6 @@ def from_torch(name: str, state_dict, num_classes: int | None = None):
     """(params, state) of funcnn's `name` holding a PyTorch state dict's weights (values: torch tensors or NumPy
     arrays; a checkpoint dict holding the state dict under "state_dict", "model", ... is unwrapped); num_classes
     defaults to the rows of the classifier's weight. StateDictMismatch when keys or shapes do not fit."""
-    import jax.numpy as jnp
-
     _spec(name)
     state_dict = as_state_dict(state_dict)
     if num_classes is None:
@@ -262,8 +259,6 @@ def _set(tree, path, value):
 
 def _tree_mismatch(name, what, given, template) -> str | None:
     """Why `given` does not have `template`'s structure and shapes (None when it does)."""
-    import jax
-
     if not isinstance(given, dict):
         return f"{what} must be the dict funcnn's {name} init returns, got {type(given).__name__}"
     flat_given = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_flatten_with_path(given)[0]}
@@ -281,8 +276,6 @@ def to_torch(name: str, params, state=None) -> dict:
     """A PyTorch state dict (key -> NumPy float32 array, in PyTorch's layout and key order) of funcnn's `name`;
     `torch.from_numpy` each value, or save it with `save_safetensors`. BatchNorm's num_batches_tracked is 0.
     StateDictMismatch when params (or state) do not have the model's structure and shapes."""
-    from .models import num_classes
-
     _spec(name)
     try:
         classes = num_classes(params)
@@ -316,15 +309,13 @@ def read_state_dict(path) -> dict:
     if not os.path.exists(path):
         raise FileNotFoundError(f"interop: no such file: {path}")
     if path.endswith(".safetensors"):
-        from safetensors.numpy import load_file
-
         try:
             return dict(load_file(path))
         except Exception as err:  # noqa: BLE001 - a damaged or foreign file
             raise ValueError(f"interop: {path} is not a readable safetensors file: {err}") from err
     if path.endswith((".pth", ".pt")):
         try:
-            import torch
+            import torch  # here: PyTorch is optional (the torch extra); only a .pth needs it
         except ImportError:
             raise ImportError("interop: reading a .pth file needs PyTorch (pip install 'funcnn[torch]'); a "
                               ".safetensors file needs only the safetensors package") from None
@@ -344,10 +335,6 @@ def read_state_dict(path) -> dict:
 def save_safetensors(path, state_dict) -> None:
     """Write a state dict (key -> array) as a .safetensors file that PyTorch, safetensors and other tools read,
     atomically (a temporary file renamed over the target)."""
-    from safetensors.numpy import save_file
-
-    from .io import atomic_path
-
     if not isinstance(state_dict, dict) or not all(isinstance(k, str) for k in state_dict):
         raise TypeError(f"interop.save_safetensors: state_dict must be a dict of name -> array (the order is "
                         f"save_safetensors(path, state_dict)), got {type(state_dict).__name__}")

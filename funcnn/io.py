@@ -25,6 +25,8 @@ import tempfile
 import jax
 import jax.numpy as jnp
 import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save_file
 
 FORMAT = "funcnn-tree"
 VERSION = 1
@@ -129,8 +131,6 @@ def save(path, tree, *, format: str | None = None) -> None:
                 f.flush()
                 os.fsync(f.fileno())
         else:
-            from safetensors.numpy import save_file
-
             names = [_key_name(keypath) for keypath, _ in flat]
             if len(set(names)) != len(names):
                 names = [f"{i}:{n}" for i, n in enumerate(names)]
@@ -168,8 +168,6 @@ def _read_npz(path):
 
 def _read_safetensors(path):
     """(meta, arrays), or (None, {name: array}) for a file another tool wrote."""
-    from safetensors import safe_open
-
     with safe_open(path, framework="numpy") as f:
         metadata = f.metadata() or {}
         if "__funcnn__" not in metadata:

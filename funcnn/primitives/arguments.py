@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import carrier
+
 
 def check_rank(name: str, arg: str, shape, rank: int, layout: str):
     if len(shape) != rank:
@@ -77,10 +79,9 @@ def names_forward_mode_error(name: str) -> Callable:
             except TypeError as err:
                 if "forward-mode" not in str(err):
                     raise
-                from .carrier import FALLBACK_REASON
-
                 raise TypeError(
-                    f"funcnn.{name} runs as a jax.custom_vjp on this JAX ({jax.__version__}: {FALLBACK_REASON}), "
+                    f"funcnn.{name} runs as a jax.custom_vjp on this JAX ({jax.__version__}: "
+                    f"{carrier.FALLBACK_REASON}), "
                     "which has no forward mode (jax.jvp, jax.jacfwd, jax.hessian, jax.linearize). Use jax.grad, "
                     "jax.vjp or jax.jacrev, or a JAX in the range funcnn is tested with (pyproject.toml)."
                 ) from err

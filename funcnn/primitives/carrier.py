@@ -51,7 +51,7 @@ def _load_primitive_api():
     """The JAX names the carrier needs, or (None, the reason) when this JAX lacks one of them."""
     if os.environ.get("FUNCNN_CARRIER", "").strip().lower() == "custom_vjp":
         return None, "FUNCNN_CARRIER=custom_vjp"
-    try:
+    try:  # imported here: a JAX that lacks one of these names makes the carrier fall back to custom_vjp
         from jax.core import ShapedArray
         from jax.extend.core import Primitive
         from jax.interpreters import ad, batching, mlir

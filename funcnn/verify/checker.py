@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .checks import CHECKS, DEFAULT_CHECKS, NEEDS, PLATFORMS, Setup, check, random_like, salt, scatter_ops
+from .finite import fd_modes
 from .primal import has_custom_vjp, has_rules, primal_of
 from .result import ArgumentReport, Row, VJPReport, default_rtol
 
@@ -203,8 +204,6 @@ def check_vjp(
             rows.extend(run(setup))
         except Exception as err:  # noqa: BLE001 - a rule that breaks this check fails its row, with the error
             rows.append(Row(name, "-", (), ok=False, note=f"{type(err).__name__}: {_first_line(err)}"))
-    from .finite import fd_modes
-
     modes = fd_modes(diff, fd_mode, fd_max_elements) if "finite_differences" in wanted else "off"
     return VJPReport(rows, described, str(jnp.dtype(dtype)), setup.rtol, fd_rtol, modes, tuple(CHECKS))
 

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .finite import jvp_against_differences, vjp_against_differences
 from .result import Comparison, Row, compare, worse
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -160,16 +161,12 @@ def _jvp(s: Setup):
 
 @check("finite_differences")
 def _finite_differences(s: Setup):
-    from .finite import vjp_against_differences
-
     comparisons, note = vjp_against_differences(s)
     return s.per_argument("finite_differences", comparisons, s.fd_rtol, note)
 
 
 @check("jvp_finite_differences", "forward_mode")
 def _jvp_finite_differences(s: Setup):
-    from .finite import jvp_against_differences
-
     comparisons, note = jvp_against_differences(s)
     return s.per_argument("jvp_finite_differences", comparisons, s.fd_rtol, note)
 

@@ -26,6 +26,7 @@ def run_sweep(only: Sequence[str] | None = None, *, full: bool = False, verbose:
     vector products, symbolic-zero cotangents, dtypes and vmap over tangents and cotangents; and the first case of
     each family (conv, pool, norm, dense, activations, losses) every check. `full=True` runs every registered
     configuration with every check."""
+    # here, not at the top: the parser (DESCRIPTION, add_options) builds `funcnn --help` without loading JAX
     import jax
     from tqdm.auto import tqdm
 
@@ -122,7 +123,7 @@ def run_args(args) -> int:
     """What the parsed options ask for (`--list`, or the sweep): the exit status, 0 or 1 (1: a check failed).
     ValueError for an unknown primitive. Shared by `python -m funcnn.verify` and `funcnn gradcheck`."""
     if args.list:
-        from .registry import primitive_names
+        from .registry import primitive_names  # here: as in run_sweep, the parser loads no JAX
 
         print("\n".join(primitive_names()))
         return 0
