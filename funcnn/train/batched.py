@@ -3,8 +3,8 @@
 Replicas are stacked along a leading axis of every parameter, state and optimiser-state array, and the ordinary
 train step is mapped over that axis: `vmap`ped on accelerators (one batched kernel per operation), and on the CPU
 run replica after replica inside the one compiled step (`lax.map`), because XLA's CPU backend runs several
-operations of the vmapped step slower than the separate ones (LeNet-5, 4 replicas: 0.63x of 4 sequential steps
-vmapped, ~1x mapped; `benchmarks/replicas.py`). Hyperparameters injected into the optimiser state (the learning rate and
+operations of the vmapped step slower than the separate ones (README, Scale: the ratios `benchmarks/replicas.py`
+measures). Hyperparameters injected into the optimiser state (the learning rate and
 weight decay of funcnn.train.recipes) become per-replica values, so a sweep is one compiled step:
 
     params, state = init_replicas(model.init, (1, 32, 32, 1), jax.random.split(key, 8))

@@ -72,8 +72,8 @@ def mostly_zeros(case: Case) -> bool:
 
 
 def few_channels_1d(case: Case) -> bool:
-    """groups == 1, C_in x C_out <= 128 and one spatial axis (in 2-D the batch chunks' dW beat the band: ResNet-20's
-    stem 2.7-2.8 vs 4.6-4.8 ms, LeNet's conv1 1.0-1.9 vs 1.9-2.3 ms, with and without YNNPACK, AMD EPYC)"""
+    """groups == 1, C_in x C_out <= 128 and one spatial axis (in 2-D the batch chunks' dW beat the band on
+    ResNet-20's stem and LeNet's conv1, with and without YNNPACK: README, "Why each conv path is where it is")"""
     return len(case.spec.geo.window) == 1 and few_channels(case)
 
 
@@ -101,8 +101,8 @@ def one_by_one(case: Case) -> bool:
 
 
 def volumetric(case: Case) -> bool:
-    """three spatial axes (batch chunks were measured on 2-D layers: in 3-D, a 3x3x3 32->32 conv at 8x16^3, the
-    chunked dW made the forward+backward 1.3-1.5x slower than the canonical one, 257-290 vs 165 ms, AMD EPYC)"""
+    """three spatial axes (batch chunks were measured on 2-D layers; in 3-D the chunked dW made a 3x3x3 layer's
+    forward+backward slower than the canonical one: README, "Why each conv path is where it is")"""
     return len(case.spec.geo.window) == 3
 
 
