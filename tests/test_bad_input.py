@@ -77,6 +77,8 @@ PRIMITIVES = [
     ("max_pool2d rank", lambda: fn.max_pool2d(jnp.ones((4, 4, 1)), 2), ValueError, r"max_pool2d: x must have rank 4 \(NHWC\)"),
     ("max_pool2d window too big", lambda: fn.max_pool2d(X4, 5), ValueError, r"max_pool2d: window 5 is larger than the padded input 4\+0\+0=4"),
     ("max_pool2d window 0", lambda: fn.max_pool2d(X4, 0), ValueError, r"max_pool2d: window must be >= 1, got 0"),
+    ("max_unpool2d index out of range", lambda: fn.max_unpool2d(jnp.ones((1, 2, 2, 1)), jnp.array([[[[0], [1]], [[16], [3]]]]), 2), ValueError, r"max_unpool2d: indices must lie in \[0, 16\), the positions of an output of spatial size \(4, 4\); got 16 at flat position 2"),
+    ("max_unpool2d negative index", lambda: fn.max_unpool2d(jnp.ones((1, 2, 2, 1)), -jnp.ones((1, 2, 2, 1), int), 2), ValueError, r"max_unpool2d: indices must lie in \[0, 16\).*got -1 at flat position 0 \(4 out of range"),
     ("avg_pool2d stride 0", lambda: fn.avg_pool2d(X4, 2, 0), ValueError, r"avg_pool2d: stride must be >= 1, got 0"),
     ("max_pool2d padding >= window", lambda: fn.max_pool2d(X4, 2, padding=2), ValueError, r"max_pool2d: padding .* must be smaller than the window"),
     ("max_pool2d padding unknown", lambda: fn.max_pool2d(X4, 2, padding="same-ish"), ValueError, r"max_pool2d: .*unknown string 'same-ish'"),

@@ -289,8 +289,9 @@ global_avg_pool1d = global_avg_pool3d = global_avg_pool2d
 
 
 def max_unpool2d(x, indices, window, stride=None, padding=0, output_size=None):
-    """y(n, q, c) = sum_i x(n, i, c) [indices(n, i, c) == q]: every output position compared with every index
-    (PyTorch's output size (in - 1) * S - 2P + K unless given)."""
+    """y(n, q, c) = sum_i x(n, i, c) [indices(n, i, c) == q] / max(1, sum_i [indices(n, i, c) == q]): every output
+    position compared with every index, values sharing one averaged (PyTorch's output size (in - 1) * S - 2P + K
+    unless given)."""
     nd = x.ndim - 2
     window = _ints(window, nd)
     stride = window if stride is None else _ints(stride, nd)
@@ -301,7 +302,7 @@ def max_unpool2d(x, indices, window, stride=None, padding=0, output_size=None):
     flat_x = x.reshape(x.shape[0], -1, x.shape[-1])
     flat_i = indices.reshape(x.shape[0], -1, x.shape[-1])
     hits = flat_i[:, :, None, :] == q[None, None, :, None]                      # (N, P, Q, C)
-    y = jnp.sum(jnp.where(hits, flat_x[:, :, None, :], 0.0), axis=1)
+    y = jnp.sum(jnp.where(hits, flat_x[:, :, None, :], 0.0), axis=1) / jnp.maximum(jnp.sum(hits, axis=1), 1)
     return y.reshape(x.shape[0], *sizes, x.shape[-1])
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import funcnn.primitives as P
-from ..helpers import torch_or_skip
+from ..helpers import check_vjp, torch_or_skip
 from funcnn.primitives.conv import force_algorithm
 from funcnn.verify import reference as R
 
@@ -250,6 +250,50 @@ def test_unpooling_the_pooled_maxima_restores_them_and_is_linear():
     np.testing.assert_allclose(np.vdot(P.max_unpool2d(t, idx, 2), g), np.vdot(t, dy), rtol=1e-12)
     batched = jax.vmap(lambda y, i: P.max_unpool2d(y, i, 2))(jnp.stack([y, 2 * y]), jnp.stack([idx, idx]))
     np.testing.assert_allclose(batched[1], 2 * u)
+
+
+@pytest.mark.parametrize("nd, shape, window, stride, padding", [(1, (2, 33, 2), 3, 2, 1), (2, (2, 16, 15, 3), 3, 2, 1),
+                                                             (3, (1, 7, 6, 7, 2), 3, 2, 1), (2, (1, 9, 9, 1), 3, 1, 1)])
+def test_max_unpool_under_overlapping_windows_is_the_exact_transpose(nd, shape, window, stride, padding):
+    """Overlapping pools name one maximum in several windows. The copies average forward (one value: the maximum)
+    and share g backward, so the adjoint identity holds, finite differences agree, and max_unpool(max_pool(x)) has
+    the gradient of x masked at its maxima. Before, the forward wrote one copy and the backward gave every copy all
+    of g: the composite counted a maximum once per window that chose it, and the adjoint identity failed."""
+    rng = np.random.default_rng(13)
+    x = jnp.asarray(rng.normal(size=shape))
+    pool, unpool = getattr(P, f"max_pool{nd}d"), getattr(P, f"max_unpool{nd}d")
+    y, idx = pool(x, window, stride, padding=padding, return_indices=True)
+    flat = np.asarray(idx).reshape(shape[0], -1, shape[-1])
+    repeated = sum(len(f) - len(np.unique(f)) for f in np.moveaxis(flat, -1, 1).reshape(-1, flat.shape[1]))
+    assert repeated / flat.size > 0.1  # the case this test is about: many repeated indices
+    sizes = shape[1:-1]
+
+    def f(y):
+        return unpool(y, idx, window, stride, padding=padding, output_size=sizes)
+
+    u = f(y)
+    assert u.shape == x.shape and np.allclose(jnp.where(u != 0, x, 0.0), u)  # each maximum restored, once
+    t, g = jnp.asarray(rng.normal(size=y.shape)), jnp.asarray(rng.normal(size=u.shape))
+    (dy,) = jax.vjp(f, y)[1](g)
+    np.testing.assert_allclose(np.vdot(f(t), g), np.vdot(t, dy), rtol=1e-12)             # the adjoint identity
+    np.testing.assert_allclose(jax.jvp(f, (y,), (t,))[1], f(t), rtol=1e-12)             # linear: tangent = f(t)
+    report = check_vjp(f, lambda y: getattr(R, f"max_unpool{nd}d")(y, idx, window, stride, padding=padding,
+                                                                       output_size=sizes), t)
+    assert report.ok, report
+    grad = jax.grad(lambda x: jnp.vdot(unpool(*pool(x, window, stride, padding=padding, return_indices=True),
+                                              window, stride, padding=padding, output_size=sizes), g))(x)
+    np.testing.assert_allclose(grad, jnp.where(u != 0, g, 0.0), rtol=1e-12, atol=1e-15)
+
+
+def test_max_unpool_forward_equals_pytorchs_under_overlap():
+    """Where this differs from PyTorch is the backward only: forward, the average of equal copies is PyTorch's one
+    write."""
+    torch = _torch()
+    x = np.random.default_rng(14).normal(size=(2, 16, 15, 3))
+    y, idx = P.max_pool2d(x, 3, 2, padding=1, return_indices=True)
+    _, it = torch.nn.functional.max_pool2d(_t(torch, x), 3, 2, padding=1, return_indices=True)
+    expected = torch.nn.functional.max_unpool2d(_t(torch, np.asarray(y)), it, 3, 2, padding=1, output_size=(16, 15))
+    np.testing.assert_array_equal(P.max_unpool2d(y, idx, 3, 2, padding=1, output_size=(16, 15)), _back(expected))
 
 
 def test_the_backward_of_every_3d_pool_holds_no_scatter_in_its_cuda_export():

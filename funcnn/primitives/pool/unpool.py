@@ -1,24 +1,30 @@
 """Max unpooling: the decoder half of SegNet-style networks, placing each pooled value back where its maximum was.
 
 With the indices a `max_pool{nd}d(..., return_indices=True)` returned (PyTorch's flat index q of the maximum in its
-channel plane of the pooled input), over the output's flattened spatial positions q:
+channel plane of the pooled input), over the output's flattened spatial positions q, and m[n, q, c] the number of
+entries i whose index is q (the multiplicity; overlapping windows name one maximum once per window that chose it):
 
-    unpool  y[n, q, c] = x[n, i, c]    where q = idx[n, i, c]; 0 everywhere else
-    gather  dx[n, i, c] = g[n, idx[n, i, c], c]
+    unpool  y[n, q, c] = sum_{i: idx[n, i, c] = q} x[n, i, c] / m[n, q, c]    (0 where m = 0)
+    gather  dx[n, i, c] = g[n, q, c] / m[n, q, c]                              q = idx[n, i, c]
 
-Both are linear in their array argument and each is the other's transpose (for indices that are distinct per plane,
-as a pool with stride >= window gives; overlapping windows can name one maximum twice, and then both copies carry
-the same value, as in PyTorch). So the tangent of unpooling is unpooling the tangent, and its backward is the
-gather, PyTorch's `max_unpool` backward. The unpool itself writes at data-dependent places: it is a scatter (the
-forward, not a backward; a backward of max pooling never scatters). Indices outside [0, prod(output sizes)) write
-nothing and read 0 (PyTorch raises at run time; a traced index cannot be checked at trace time).
+Colliding writes average, so the unpool is linear and well defined for any indices; for the indices of a max pool
+every copy of a maximum carries the same value, and the average is that value: the forward is PyTorch's. The gather
+is the unpool's exact transpose, <unpool(x), g> = sum_q g_q sum_{i -> q} x_i / m_q = <x, gather(g)>: each copy gets
+g divided by its multiplicity. So the tangent of unpooling is unpooling the tangent, the backward is the gather, and
+max_unpool(max_pool(x)) has the gradient of x masked at its maxima (each maximum's g once, whatever the number of
+windows that chose it). PyTorch's backward gives every copy all of g, so its composite counts a maximum once per
+window: the two agree whenever the indices are distinct (windows that tile). The unpool itself writes at
+data-dependent places: it is a scatter-add (the forward, not a backward; a backward of max pooling never scatters).
+Concrete indices outside [0, prod(output sizes)) are refused; traced ones (under jit) write nothing and read 0.
 """
 
 from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .. import carrier
 from ..arguments import as_array, check_rank
@@ -36,22 +42,36 @@ def _in_range(idx, size):
     return jnp.where((idx >= 0) & (idx < size), idx, size)
 
 
+def _scatter_add(flat, values, q):
+    """out[n, p, c] = sum_{i: flat[n, i, c] = p} values[n, i, c] over (N, q, C); index q (out of range) is dropped."""
+    n, c = values.shape[0], values.shape[-1]
+    rows, channels = jnp.arange(n)[:, None, None], jnp.arange(c)[None, None, :]
+    return jnp.zeros((n, q, c), values.dtype).at[rows, flat, channels].add(values, mode="drop")
+
+
+def _multiplicity(flat, q, dtype):
+    """m[n, p, c]: how many entries of each plane index position p, as `dtype` (1 where none: nothing divides 0)."""
+    count = _scatter_add(flat, jnp.ones(flat.shape, dtype), q)
+    return jnp.maximum(count, 1)
+
+
 def _gather_impl(idx, g):
-    """dx[n, i, c] = g[n, idx[n, i, c], c] (0 for an index outside g's plane)."""
+    """dx[n, i, c] = g[n, q, c] / m[n, q, c] at q = idx[n, i, c] (0 for an index outside g's plane)."""
     plane = _planes(g)
-    flat = _in_range(_planes(idx), plane.shape[1])
-    out = jnp.take_along_axis(plane, flat, axis=1, mode="fill", fill_value=0)
+    q = plane.shape[1]
+    flat = _in_range(_planes(idx), q)
+    shared = plane / _multiplicity(flat, q, plane.dtype)                    # each copy's share of g
+    out = jnp.take_along_axis(shared, flat, axis=1, mode="fill", fill_value=0)
     return out.reshape(idx.shape)
 
 
 def _unpool_impl(idx, x, *, sizes):
-    """y[n, idx[n, i, c], c] = x[n, i, c] over a zero (N, *sizes, C) array."""
+    """y[n, q, c] = the mean of the x[n, i, c] whose index is q, over a zero (N, *sizes, C) array."""
     n, c = x.shape[0], x.shape[-1]
     q = math.prod(sizes)
     flat = _in_range(_planes(idx), q)
-    rows, channels = jnp.arange(n)[:, None, None], jnp.arange(c)[None, None, :]
-    out = jnp.zeros((n, q, c), x.dtype).at[rows, flat, channels].set(_planes(x), mode="drop")
-    return out.reshape(n, *sizes, c)
+    summed = _scatter_add(flat, _planes(x), q)
+    return (summed / _multiplicity(flat, q, summed.dtype)).reshape(n, *sizes, c)
 
 
 MAX_UNPOOL_GATHER, MAX_UNPOOL = carrier.define_adjoint_pair(
@@ -87,6 +107,20 @@ def unpool_sizes(name, in_sizes, window, stride, padding, output_size):
     return sizes
 
 
+def _check_concrete_range(name, indices, sizes):
+    """ValueError for concrete indices outside [0, prod(sizes)) (a traced index cannot be checked at trace time)."""
+    try:
+        values = np.asarray(indices)
+    except (TypeError, jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return
+    q = math.prod(sizes)
+    bad = np.flatnonzero((values < 0) | (values >= q))
+    if bad.size:
+        raise ValueError(f"{name}: indices must lie in [0, {q}), the positions of an output of spatial size "
+                         f"{tuple(sizes)}; got {values.flat[bad[0]]} at flat position {bad[0]} ({bad.size} out of "
+                         "range: indices of another pool, or output_size too small)")
+
+
 def max_unpool(x, indices, window, stride=None, padding=0, output_size=None, *, nd, name):
     x = checked_input(name, nd, x)
     indices = as_array(name, "indices", indices)
@@ -98,13 +132,15 @@ def max_unpool(x, indices, window, stride=None, padding=0, output_size=None, *, 
         raise TypeError(f"{name}: indices must be integers (max_pool{nd}d(..., return_indices=True)), got dtype "
                         f"{indices.dtype}")
     sizes = unpool_sizes(name, x.shape[1:-1], window, stride, padding, output_size)
+    _check_concrete_range(name, indices, sizes)
     return MAX_UNPOOL(indices.astype(jnp.int32), x, sizes=sizes)
 
 
 _MAX_UNPOOL_DOC = """{nd}-D max unpooling: x {layout} and the indices of `max_pool{nd}d(..., return_indices=True)` ->
-    (N, *out, C), zeros except each x at its index (PyTorch's `max_unpool{nd}d`). out = (in - 1) * S - P_lo - P_hi +
-    K per axis (window, stride and padding those of the pool), or `output_size` within a stride of that.
-    Linear in x: its tangent is unpooling dx; gradient: dx = g gathered at the indices."""
+    (N, *out, C), zeros except each x at its index (PyTorch's `max_unpool{nd}d`; values that share an index average,
+    which for a max pool's indices is the one maximum). out = (in - 1) * S - P_lo - P_hi + K per axis (window,
+    stride and padding those of the pool), or `output_size` within a stride of that. Linear in x: its tangent is
+    unpooling dx; gradient: dx = g gathered at the indices, divided by how many entries share each index."""
 max_unpool1d, max_unpool2d, max_unpool3d = (ranked("max_unpool", max_unpool, nd, _MAX_UNPOOL_DOC) for nd in (1, 2, 3))
 
 

@@ -79,9 +79,14 @@ def _mode_and_unpool_cases(case, make, pool):
 
     # max unpooling at the indices of a max pool (linear in x; tiling windows: distinct indices)
     for nd, shape, window, kw in [(1, (2, 9, 3), 3, {}), (2, (2, 7, 8, 3), 2, dict(output_size=(7, 9))),
-                                  (3, vol, (2, 2, 3), dict(padding=(1, 0, 1)))]:
+                                  (3, vol, (2, 2, 3), dict(padding=(1, 0, 1), output_size=vol[1:-1]))]:
         source = make.normal(*shape)
         pooled, indices = getattr(pool, f"max_pool{nd}d")(source, window, padding=kw.get("padding", 0),
                                                           return_indices=True)
         name = f"max_unpool{nd}d"
         yield case(name, pooled.shape, window, quick=True, x=pooled, indices=indices, **kw)
+    # overlapping windows (3x3, stride 2, padding 1): one maximum is named by several windows; the copies average
+    # forward and share g backward, so the adjoint identity holds with repeated indices too
+    pooled, indices = pool.max_pool2d(make.normal(2, 9, 8, 3), 3, 2, padding=1, return_indices=True)
+    yield case("max_unpool2d", pooled.shape, 3, 2, quick=True, x=pooled, indices=indices, padding=1,
+               output_size=(9, 8))
