@@ -81,8 +81,6 @@ def main(argv=None):
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if not args.lr > 0:
         parser.error(f"--lr must be > 0, got {args.lr}")
-    if args.iterations < args.k:
-        parser.error(f"--iterations ({args.iterations}) must be >= --k ({args.k})")
     rows, seconds = run(args)
     threshold = 2 / args.lr
     epochs = [r["epoch"] for r in rows]

@@ -140,8 +140,90 @@ def test_lanczos_top_eigenvalues_match_the_dense_spectrum():
     np.testing.assert_allclose(abs(float(top @ dense @ top)), abs(exact[0]), rtol=1e-6)
     with pytest.raises(ValueError, match="k must be an int >= 1"):
         curvature.hessian_eigenvalues(loss, params, x, y, k=0)
-    with pytest.raises(ValueError, match="iterations must be an int >= k = 3"):
-        curvature.hessian_eigenvalues(loss, params, x, y, k=3, iterations=2)
+    with pytest.raises(ValueError, match=r"iterations must be an int >= 1 \(block Lanczos steps\), got 0"):
+        curvature.hessian_eigenvalues(loss, params, x, y, k=3, iterations=0)
+
+
+def _quadratic(eigenvalues, seed):
+    """0.5 p^T A p with A = U diag(eigenvalues) U^T (U a random rotation), and A's eigenvalues from jax.hessian."""
+    n = len(eigenvalues)
+    u, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(n, n)))
+    a = jnp.asarray(u @ np.diag(eigenvalues) @ u.T)
+
+    def loss(p):
+        return 0.5 * p @ a @ p
+
+    dense = np.sort(np.linalg.eigvalsh(np.asarray(jax.hessian(loss)(jnp.zeros(n)))))[::-1]
+    return loss, jnp.zeros(n), dense
+
+
+@pytest.mark.parametrize("spectrum", [
+    [3, 3, 3, 2, 2, 1, 0.5, 0.1, 0, 0, -1, -1],              # repeated, zero and negative
+    [2, 2 + 1e-9, 2 - 1e-9, 2 + 2e-9, 1, 1, -3, -3, -3, 0.2],  # a cluster, and a repeated negative end
+    [5, 0, 0, 0, 0, 0, 0, 0],                                 # rank 1
+    [-1, -2, -3, -3, -4, -5],                                 # negative definite: the largest are negative
+])
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_top_eigenvalues_with_their_multiplicity_are_exact_at_full_dimension(spectrum, k):
+    """Block Lanczos: with iterations >= the parameter count, the top k are the dense jax.hessian spectrum's, each
+    as often as its multiplicity. Before, a single Lanczos vector gave diag(3, 3, 3, 2, ...)'s top 3 as [3, 2, 1]
+    with small residuals, and a rank-1 Hessian 2 values for k = 3."""
+    loss, params, dense = _quadratic(np.asarray(spectrum, float), seed=len(spectrum) + k)
+    found = curvature.hessian_eigenvalues(loss, params, k=k, iterations=len(spectrum))
+    assert found.exact and found.dimension == len(spectrum) and len(found.values) == k
+    np.testing.assert_allclose(found.values, dense[:k], atol=1e-12)
+    assert np.all(found.residuals < 1e-12)
+    vectors = np.stack([np.asarray(v) for v in found.vectors])
+    np.testing.assert_allclose(vectors @ vectors.T, np.eye(k), atol=1e-12)   # orthonormal, also within a repeat
+
+
+def test_two_identical_heads_give_each_eigenvalue_twice():
+    """A network with two identical heads on one input: its Hessian's spectrum is the head's, each value twice."""
+    rng = np.random.default_rng(5)
+    x, y = normal(rng, 6, 4), jnp.array([0, 1, 2, 0, 1, 2])
+    head = {"w": normal(rng, 4, 3), "b": normal(rng, 3)}
+    params = {"left": head, "right": jax.tree_util.tree_map(jnp.copy, head)}
+
+    def loss(params, x, y):
+        return sum(jnp.mean(fn.softmax_cross_entropy(fn.dense(x, p["w"], p["b"]), y)) for p in params.values())
+
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    dense = np.sort(np.linalg.eigvalsh(np.asarray(jax.hessian(lambda f: loss(unravel(f), x, y))(flat))))[::-1]
+    found = curvature.hessian_eigenvalues(loss, params, x, y, k=4, iterations=flat.size)
+    np.testing.assert_allclose(found.values, dense[:4], rtol=1e-10)
+    np.testing.assert_allclose(found.values[0::2], found.values[1::2], rtol=1e-10)   # pairs
+
+
+def test_a_loss_that_reads_changed_data_gives_the_new_answer():
+    """Nothing compiled is reused across calls: a loss closed over data that changes between calls answers for the
+    data it reads now (hvp did; hessian_eigenvalues returned the first call's answer)."""
+    data = {"scale": 1.0}
+
+    def loss(p):
+        return data["scale"] * jnp.sum(p ** 2)
+
+    first = curvature.hessian_eigenvalues(loss, jnp.ones(4), k=1, iterations=4)
+    data["scale"] = 3.0
+    second = curvature.hessian_eigenvalues(loss, jnp.ones(4), k=1, iterations=4)
+    np.testing.assert_allclose([first.values[0], second.values[0]], [2.0, 6.0], rtol=1e-12)
+    # data passed as an argument: one program, compiled once, and the answers follow the data
+    curvature._COMPILED.clear()
+
+    def passed(p, scale):
+        return scale * jnp.sum(p ** 2)
+
+    answers = [curvature.hessian_eigenvalues(passed, jnp.ones(4), jnp.asarray(s), k=1, iterations=4).values[0]
+               for s in (1.0, 3.0, 5.0)]
+    np.testing.assert_allclose(answers, [2.0, 6.0, 10.0], rtol=1e-12)
+    assert len(curvature._COMPILED) == 1
+
+
+def test_a_python_flag_among_the_arguments_is_a_constant():
+    def loss(p, x, squared):
+        return jnp.sum((p * x) ** 2) if squared else jnp.sum(p * x)
+
+    found = curvature.hessian_eigenvalues(loss, jnp.ones(3), jnp.array([1.0, 2.0, 3.0]), True, k=1, iterations=3)
+    np.testing.assert_allclose(found.values, [18.0], rtol=1e-12)
 
 
 def test_empirical_ntk_equals_the_explicit_jacobians():
