@@ -340,7 +340,13 @@ def save_safetensors(path, state_dict) -> None:
                         f"save_safetensors(path, state_dict)), got {type(state_dict).__name__}")
     if os.path.isdir(os.fspath(path)):
         raise IsADirectoryError(f"interop.save_safetensors: {os.fspath(path)} is a directory; give a file name")
-    tensors = {k: np.ascontiguousarray(_numpy(v)) for k, v in state_dict.items()}
+    tensors = {}
+    for key, value in state_dict.items():
+        array = _numpy(value) if hasattr(value, "detach") or hasattr(value, "__array__") else None
+        if array is None or array.dtype.kind not in "biuf":  # a str, None, an object array: no tensor to write
+            raise TypeError(f"interop.save_safetensors: state_dict[{key!r}] is a {type(value).__name__}, not an "
+                            "array of numbers; a safetensors file holds tensors only")
+        tensors[key] = np.ascontiguousarray(array)
     with atomic_path(path, suffix=".safetensors") as tmp:
         save_file(tensors, tmp)
 

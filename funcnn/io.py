@@ -139,6 +139,13 @@ def save(path, tree, *, format: str | None = None) -> None:
                       metadata={"__funcnn__": json.dumps(meta)})
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back: POSIX has no other way)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path, suffix: str = ""):
     """A temporary file beside `path` to write; renamed over `path` when the block ends, deleted if it raises. A
@@ -151,6 +158,8 @@ def atomic_path(path, suffix: str = ""):
     os.close(fd)
     try:
         yield tmp
+        # mkstemp makes 0600 (and a writer may replace the file): give it the mode any other file written here gets
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -366,9 +366,19 @@ GLUE = [
     ("run config a dict", lambda p: train.run(config={"epochs": 1}), train.RunError, r"run: config must be a RunConfig \(or pass the settings as keywords\), got dict"),
     ("save_safetensors arguments swapped", lambda p: fn.interop.save_safetensors({"a": np.ones(2)}, p / "a.safetensors"), TypeError, r"interop.save_safetensors: state_dict must be a dict of name -> array \(the order is save_safetensors\(path, state_dict\)\), got PosixPath"),
     ("save_safetensors into a directory", lambda p: fn.interop.save_safetensors(p, {"a": np.ones(2)}), IsADirectoryError, r"interop.save_safetensors: .* is a directory"),
+    ("save_safetensors a str value", lambda p: fn.interop.save_safetensors(p / "a.safetensors", {"a": np.ones(2), "name": "lenet5"}), TypeError, r"interop.save_safetensors: state_dict\['name'\] is a str, not an array of numbers; a safetensors file holds tensors only"),
+    ("fit labels as a Python list", lambda p: _fit(y=list(np.arange(64) % 10))(), TypeError, r"fit: train y must be arrays with one row per example, got a list holding int(64)? values \(np.asarray it\)"),
+    ("avg_pool2d count_include_pad string", lambda p: fn.avg_pool2d(X4, 2, count_include_pad="False"), ValueError, r"avg_pool2d: count_include_pad must be True or False, got 'False'"),
     ("per_example_grads lengths", lambda p: train.per_example_grads(lambda q, b: jnp.sum(b[0]), {}, (np.ones((3, 2)), np.ones(4))), ValueError, r"per_example_grads: every array of the batch needs the same leading \(example\) axis, got shapes \(\(3, 2\), \(4,\)\)"),
     ("hessian_eigenvalues k 0", lambda p: fn.curvature.hessian_eigenvalues(lambda q: jnp.sum(q ** 2), jnp.ones(2), k=0), ValueError, r"hessian_eigenvalues: k must be an int >= 1, got 0"),
-    ("hessian_eigenvalues iterations", lambda p: fn.curvature.hessian_eigenvalues(lambda q: jnp.sum(q ** 2), jnp.ones(2), k=2, iterations=1), ValueError, r"hessian_eigenvalues: iterations must be an int >= k = 2, got 1"),
+    ("hessian_eigenvalues iterations", lambda p: fn.curvature.hessian_eigenvalues(lambda q: jnp.sum(q ** 2), jnp.ones(2), k=2, iterations=0), ValueError, r"hessian_eigenvalues: iterations must be an int >= 1 \(block Lanczos steps\), got 0"),
+    ("hessian_eigenvalues k above the parameters", lambda p: fn.curvature.hessian_eigenvalues(lambda q: jnp.sum(q ** 2), jnp.ones(42), k=47, iterations=50), ValueError, r"hessian_eigenvalues: k = 47 is more eigenvalues than the Hessian has: params hold 42 entries"),
+    ("hessian_eigenvalues vector loss", lambda p: fn.curvature.hessian_eigenvalues(lambda q: q ** 2, jnp.ones(3)), ValueError, r"hessian_eigenvalues: loss\(params, \*args\) must return a scalar, got \(3,\)"),
+    ("hessian_eigenvalues nan loss", lambda p: fn.curvature.hessian_eigenvalues(lambda q: jnp.sum(q) * jnp.nan, jnp.ones(3)), ValueError, r"hessian_eigenvalues: loss\(params, \*args\) is nan at these parameters"),
+    ("hessian_eigenvalues seed -1", lambda p: fn.curvature.hessian_eigenvalues(lambda q: jnp.sum(q ** 2), jnp.ones(3), seed=-1), ValueError, r"hessian_eigenvalues: seed must be an int >= 0, got -1"),
+    ("hessian_eigenvalues integer params", lambda p: fn.curvature.hessian_eigenvalues(lambda q: jnp.sum(q["w"] ** 2), {"w": jnp.ones(3), "step": jnp.zeros((), jnp.int32)}), TypeError, r"hessian_eigenvalues: params\['step'\] has dtype int32; derivatives are taken with respect to floating-point parameters"),
+    ("hessian_eigenvalues loss not callable", lambda p: fn.curvature.hessian_eigenvalues("loss", jnp.ones(3)), TypeError, r"hessian_eigenvalues: loss must be a function"),
+    ("hvp float64 v for float32 params", lambda p: fn.curvature.hvp(lambda q: jnp.sum(q ** 2), jnp.ones(3, jnp.float32), jnp.ones(3, jnp.float64)), ValueError, r"hvp: v has dtype float64, params has float32: a tangent has its primal's dtype"),
 ]
 
 def _matrix():

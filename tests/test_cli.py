@@ -243,15 +243,23 @@ def test_a_resumed_run_takes_its_settings_from_config_json(tmp_path):
                            ({"batch_size": 16}, r"--batch-size 64; --batch-size 16")):
         with pytest.raises(train.RunError, match=message):
             train.run(resume=True, **wrong, **quiet)
-    finished = train.run(resume=True, **quiet)  # no option given: the run's epochs (1), nothing left to train
-    assert finished.results["epochs_run"] == 1 and any("already finished its 1 epoch; pass --epochs N" in line for line in lines)
+    # a finished run: nothing to train, so no file changes and the error says what the run holds (before, it
+    # re-evaluated, rewrote results.json's train_seconds and, with --epochs 1 of a longer run, config.json's epochs)
+    files = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.is_file()}
+    with pytest.raises(train.RunError, match=r"has finished 1 epoch \(step \d+\), test accuracy 0\.\d{4} "
+                                             r"\(results.json\); --epochs 1 trains nothing more, so nothing was changed"):
+        train.run(resume=True, **quiet)  # no option given: the run's epochs (1)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.is_file()} == files
     lines.clear()
     longer = train.run(resume=True, epochs=2, **quiet)
     assert longer.results["epochs_run"] == 2 and _epochs(tmp_path / "r") == [1, 2]
     assert "resuming from epoch 2, step" in lines[0] and "overriding --epochs 1 -> 2" in lines[0]
     record = json.loads((tmp_path / "r" / "config.json").read_text())
     assert record["epochs"] == 2 and record["lr"] == 3e-3 and record["batch_size"] == 64
-    assert len(record["resumed"]) == 2 and "overriding --epochs 1 -> 2" in record["resumed"][-1]
+    assert len(record["resumed"]) == 1 and "overriding --epochs 1 -> 2" in record["resumed"][-1]
+    with pytest.raises(train.RunError, match=r"has finished 2 epochs .*--epochs 1 trains nothing more"):
+        train.run(resume=True, epochs=1, **quiet)
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["epochs"] == 2
     (tmp_path / "r" / "config.json").write_text("[1, 2")
     with pytest.raises(train.RunError, match=r"config.json is not a readable run configuration"):
         train.run(resume=True, **quiet)

@@ -81,6 +81,22 @@ def test_truncated_and_foreign_files_raise_clear_errors(tmp_path):
         fn.load(tmp_path / "flip.npz")
 
 
+def test_saved_files_follow_the_umask(tmp_path):
+    """Files written atomically (params, checkpoints, exports) get the mode any file the process writes gets: 0644
+    under umask 022 (mkstemp's 0600 broke the README's shared-directory example), 0640 under 027."""
+    import os
+
+    for mask, mode in ((0o022, 0o644), (0o027, 0o640)):
+        old = os.umask(mask)
+        try:
+            fn.save(tmp_path / f"p{mask}.npz", {"w": np.ones(2)})
+            fn.save(tmp_path / f"p{mask}.safetensors", {"w": np.ones(2)})
+        finally:
+            os.umask(old)
+        for suffix in ("npz", "safetensors"):
+            assert (tmp_path / f"p{mask}.{suffix}").stat().st_mode & 0o777 == mode
+
+
 def test_a_failed_save_keeps_the_previous_file(tmp_path):
     path = tmp_path / "p.npz"
     fn.save(path, {"w": jnp.ones(3)})

@@ -297,7 +297,7 @@ def _define_transpose(prim, op: Op) -> None:
 def _define_batching(prim, op: Op) -> None:
     """vmap: op.batch (or a loop over the mapped axis); an unmapped call binds the op unchanged."""
     batching = API["batching"]
-    rule = functools.partial(op.batch or map_batch, op)
+    rule = functools.partial(_batch_or_empty, op)
     if hasattr(batching, "fancy_primitive_batchers"):  # the registry itself (primitive_batchers is a shim over it)
         def fancy(axis_data, args, dims, **params):
             if all(d is None for d in dims):
@@ -308,6 +308,14 @@ def _define_batching(prim, op: Op) -> None:
         batching.fancy_primitive_batchers[prim] = fancy
     else:
         batching.primitive_batchers[prim] = rule
+
+
+def _batch_or_empty(op: Op, args, dims, **params):
+    """op.batch (or the loop), except over an empty mapped axis (vmap over size 0, jax.hessian at N = 0), where
+    every output is empty along it: its shapes come from one slice (the batch rules fold the mapped axis into
+    another and would divide by its size)."""
+    size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
+    return (map_batch if size == 0 or op.batch is None else op.batch)(op, args, dims, **params)
 
 
 def map_batch(op: Op, args, dims, **params):

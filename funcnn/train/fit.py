@@ -106,6 +106,10 @@ def _write_history(path: Path, history: list) -> None:
 
 
 def _length(tree, what, where="fit"):
+    for leaf in jax.tree_util.tree_leaves(tree):
+        if np.ndim(leaf) == 0:  # a Python list of labels is a pytree of scalars, not one array
+            raise TypeError(f"{where}: {what} must be arrays with one row per example, got a "
+                            f"{type(tree).__name__} holding {type(leaf).__name__} values (np.asarray it)")
     lengths = {len(leaf) for leaf in jax.tree_util.tree_leaves(tree)}
     if len(lengths) != 1:
         raise ValueError(f"{where}: the arrays of {what} have different lengths {sorted(lengths)}")

@@ -118,10 +118,21 @@ def resumed_settings(config: RunConfig, out: Path) -> tuple:
         where = "resuming from its checkpoint"
     elif progress[0] < config.epochs:
         where = f"resuming from epoch {progress[0] + 1}, step {progress[1]}"
-    else:
-        where = (f"the run already finished its {config.epochs} epoch{'s' if config.epochs != 1 else ''}; pass "
-                 "--epochs N to train on")
+    else:  # nothing to train: refuse before anything is written (config.json, results.json stay the run's)
+        done = f"{progress[0]} epoch{'s' if progress[0] != 1 else ''}"
+        raise RunError(f"--resume: the run in {out} has finished {done} (step {progress[1]}){_held(out)}; "
+                       f"--epochs {config.epochs} trains nothing more, so nothing was changed: pass --epochs N "
+                       f"with N > {progress[0]} to train on")
     return config, list(saved.get("resumed", [])) + [where + (f"; overriding {overrides}" if overrides else "")]
+
+
+def _held(out: Path) -> str:
+    """", test accuracy 0.9313 (results.json)" when the run's results say so; "" otherwise."""
+    try:
+        accuracy = json.loads((out / "results.json").read_text()).get("test_accuracy")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return f", test accuracy {accuracy:.4f} (results.json)" if isinstance(accuracy, (int, float)) else ""
 
 
 def saved_config(out: Path) -> dict:

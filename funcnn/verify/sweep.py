@@ -122,6 +122,8 @@ def build_parser(prog: str = "python -m funcnn.verify") -> argparse.ArgumentPars
 def run_args(args) -> int:
     """What the parsed options ask for (`--list`, or the sweep): the exit status, 0 or 1 (1: a check failed).
     ValueError for an unknown primitive. Shared by `python -m funcnn.verify` and `funcnn gradcheck`."""
+    if args.seed < 0:
+        raise ValueError(f"--seed must be an integer >= 0 (NumPy's generator seeds the inputs), got {args.seed}")
     if args.list:
         from .registry import primitive_names  # here: as in run_sweep, the parser loads no JAX
 

@@ -148,6 +148,37 @@ def test_every_transform_equals_the_reference_every_configuration(case):
     _check_case(case)
 
 
+@pytest.mark.parametrize("case", BOUNDED, ids=_ids(BOUNDED))
+def test_an_empty_mapped_axis_under_every_transform(case):
+    """vmap over a size-0 axis (every argument mapped), its grad, jvp and jacfwd, and jax.hessian where the first
+    argument's batch axis is empty (N = 0: jax.hessian vmaps over an empty basis): empty results of the right shapes.
+    Before, the batch rules folded the mapped axis into another and divided by its size (ZeroDivisionError in conv,
+    every pool, border_pad, the norms and global pooling); max_unpool reshaped with -1 at N = 0."""
+    f, _, primals = _differentiated(case)
+    empty = [jnp.zeros((0, *p.shape), p.dtype) for p in primals]
+    expected = jax.eval_shape(f, *primals)
+    out = jax.vmap(f)(*empty)
+    for o, e in zip(jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(expected)):
+        assert o.shape == (0, *e.shape)
+
+    def total(*values):
+        return sum(jnp.sum(o) for o in jax.tree_util.tree_leaves(f(*values)))
+
+    grads = jax.vmap(jax.grad(total, argnums=tuple(range(len(primals)))))(*empty)
+    assert [g.shape for g in grads] == [e.shape for e in empty]
+    tangents = jax.vmap(lambda *v: jax.jvp(f, v, v)[1])(*empty)
+    assert jax.tree_util.tree_structure(tangents) == jax.tree_util.tree_structure(out)
+    x = primals[0]
+    if x.ndim >= 2 and case.primitive not in ("batch_norm",):  # batch_norm needs an example: its own ValueError
+        batchless = [x[:0], *primals[1:]]
+        try:
+            shapes = jax.eval_shape(f, *batchless)
+        except ValueError:  # a configuration whose other arguments fix N (a loss's labels): nothing to sweep
+            return
+        hessian = jax.hessian(lambda a: total(a, *primals[1:]))(x[:0])
+        assert hessian.shape == (*x[:0].shape, *x[:0].shape) and shapes is not None
+
+
 def test_float32_transforms_within_float32_tolerance():
     """The same transforms in float32 (bounded to one conv, one pool, one norm) at the float32 tolerance."""
     rng = np.random.default_rng(1)

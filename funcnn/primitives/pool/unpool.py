@@ -33,8 +33,8 @@ from .common import LAYOUT, checked_input, ranked
 
 
 def _planes(a):
-    """(N, *S, C) -> (N, prod(S), C)."""
-    return a.reshape(a.shape[0], -1, a.shape[-1])
+    """(N, *S, C) -> (N, prod(S), C) (the sizes written out: at N = 0 a -1 has nothing to divide)."""
+    return a.reshape(a.shape[0], math.prod(a.shape[1:-1]), a.shape[-1])
 
 
 def _in_range(idx, size):

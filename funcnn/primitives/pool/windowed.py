@@ -126,9 +126,11 @@ AVG_POOL, AVG_POOL_BACKWARD = carrier.define_adjoint_pair(
 def avg_pool(x, window, stride=None, padding="VALID", count_include_pad=True, ceil_mode=False, padding_mode="zeros",
              *, nd, name):
     x = checked_input(name, nd, x)
+    if not isinstance(count_include_pad, bool):  # bool("False") is True: a string must not pass as a flag
+        raise ValueError(f"{name}: count_include_pad must be True or False, got {count_include_pad!r}")
     geo, overhang = pool_geometry(name, x.shape, window, stride, padding, ceil_mode)
     x, geo = bordered(name, x, geo, overhang, padding_mode)
-    return AVG_POOL(x, **geometry_params(geo), include_pad=bool(count_include_pad), overhang=overhang)
+    return AVG_POOL(x, **geometry_params(geo), include_pad=count_include_pad, overhang=overhang)
 
 
 _AVG_POOL_DOC = """{nd}-D mean pooling over x {layout}: y = (1/|W|) sum over the window, |W| = prod(K) or, with
