@@ -130,8 +130,9 @@ def hessian_eigenvalues(loss: Callable, params, *args, k: int = 1, iterations: i
     `iterations` steps, each k Hessian-vector products (`hvp`, vmapped: one compiled call), build an orthonormal
     basis of a block Krylov space of depth `iterations`, and the Rayleigh-Ritz eigenpairs of H on that basis
     approximate H's extreme ones. A block of k vectors resolves an eigenvalue of multiplicity up to k (a single
-    Lanczos vector sees each distinct eigenvalue once). When the Krylov space closes (an invariant subspace: a low-rank Hessian, a start inside an eigenspace) the
-    basis grows with fresh random directions orthogonal to it, so the search continues.
+    Lanczos vector sees each distinct eigenvalue once). When the Krylov space closes (an invariant subspace: a
+    low-rank Hessian, a start inside an eigenspace) the basis grows with fresh random directions orthogonal to it,
+    so the search continues.
 
     What is exact, and when: once iterations x k reaches the number of parameters the basis is the whole space and
     the values are H's own, up to float rounding (`exact` is True); with fewer, they are Ritz values, which lie inside

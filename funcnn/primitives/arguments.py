@@ -77,14 +77,9 @@ def names_forward_mode_error(name: str) -> Callable:
             try:
                 return fun(*args, **kwargs)
             except TypeError as err:
-                if "forward-mode" not in str(err):
+                if "forward-mode" not in str(err) and "has no forward mode" not in str(err):
                     raise
-                raise TypeError(
-                    f"funcnn.{name} runs as a jax.custom_vjp on this JAX ({jax.__version__}: "
-                    f"{carrier.FALLBACK_REASON}), "
-                    "which has no forward mode (jax.jvp, jax.jacfwd, jax.hessian, jax.linearize). Use jax.grad, "
-                    "jax.vjp or jax.jacrev, or a JAX in the range funcnn is tested with (pyproject.toml)."
-                ) from err
+                raise TypeError(carrier.forward_mode_message(f"funcnn.{name}")) from err
 
         return wrapper
 

@@ -103,7 +103,12 @@ class Op:
     def __call__(self, *args, **params):
         """Apply the op: one equation in a jaxpr (or a custom_vjp call in the fallback form)."""
         if API is None:
-            return _custom_vjp_form(self, _freeze(params))(*args)
+            try:
+                return _custom_vjp_form(self, _freeze(params))(*args)
+            except TypeError as err:  # forward mode met the op, here or inside a backward rule (jax.hessian)
+                if "forward-mode" not in str(err) or str(err).startswith("funcnn."):
+                    raise
+                raise TypeError(forward_mode_message(f"funcnn's op {self.name}")) from err
         out = self.primitive.bind(*args, **params)
         return tuple(out) if self.multiple_results else out
 
@@ -411,6 +416,13 @@ def _instantiated(cts, specs):
 # the fallback form: jax.custom_vjp built from the same rules
 
 
+def forward_mode_message(what: str) -> str:
+    """Why forward mode fails on `what` in the fallback form, and what to do."""
+    return (f"{what} runs as a jax.custom_vjp on this JAX ({jax.__version__}: {FALLBACK_REASON}), which has no "
+            "forward mode (jax.jvp, jax.jacfwd, jax.hessian, jax.linearize, funcnn.curvature). Use jax.grad, jax.vjp "
+            "or jax.jacrev, or a JAX in the range funcnn is tested with (pyproject.toml).")
+
+
 @functools.lru_cache(maxsize=None)
 def _custom_vjp_form(op: Op, frozen):
     params = dict(frozen)
@@ -457,4 +469,5 @@ def _custom_vjp_form(op: Op, frozen):
 
 
 __all__ = ["Op", "OPS", "define", "undefined", "define_adjoint_pair", "op_of", "map_batch", "moved_to_front",
-           "fold_into_batch", "MODE", "FALLBACK_REASON", "REQUIRED_API", "NAMESPACE", "TESTED_JAX"]
+           "fold_into_batch", "MODE", "FALLBACK_REASON", "forward_mode_message", "REQUIRED_API", "NAMESPACE",
+           "TESTED_JAX"]

@@ -11,13 +11,15 @@ The checks are the table `CHECKS` below, one small function each, run in its ord
 differentiated argument (pytree leaf), so an error in one argument's rule shows on that argument's rows:
 
     forward                 f(args) against the reference's output
-    vjp                     f's VJP against jax.vjp of the reference, for random cotangents
+    vjp                     f's VJP against jax.vjp of the reference, for random cotangents (again at the point
+                            moved off kinks and ties where the two differ at a kink, as for every reference row)
     jvp                     f's JVP against jax.jvp of the reference, a tangent in one argument at a time
     finite_differences      f's VJP against central differences in float64, at a point moved off kinks and ties
     jvp_finite_differences  f's JVP against central differences along random directions, in float64
     adjoint                 <J u, v> = <u, J^T v>: f's JVP and f's VJP are transposes of each other
     grad_of_grad            the gradient of <VJP(ct)_i, p> against the reference's (second derivatives)
-    hvp                     Hessian-vector products of <f, ct>: forward-over-reverse against reverse-over-reverse
+    hvp                     Hessian-vector products of <f, ct>: forward-over-reverse against reverse-over-reverse,
+                            per argument (its diagonal block) and per pair of arguments (their cross blocks)
     symbolic_zeros          with several outputs, the VJP of each output alone (the others' cotangents symbolic
                             zeros) against the reference's
     dtype                   the VJP of each argument and the JVP have the argument's and the output's dtype
@@ -121,6 +123,13 @@ def _validate(f, reference, checks, rtol, fd_rtol, fd_eps, fd_mode, fd_max_eleme
     return tuple(hlo_platforms)
 
 
+def _cast_to(r, like):
+    """r with each output cast to the dtype of `like`'s leaf (f's output types)."""
+    def cast(*d):
+        return jax.tree_util.tree_map(lambda o, spec: o.astype(spec.dtype), r(*d), like)
+    return cast
+
+
 def _find_reference(f, g, reference, leaves, treedef, mask, diff):
     if reference is not None:
         r = _closure(reference, leaves, treedef, mask)
@@ -130,6 +139,10 @@ def _find_reference(f, g, reference, leaves, treedef, mask, diff):
                 [s for s, _ in shapes(out_f)] != [s for s, _ in shapes(out_r)]:
             raise ValueError(f"check_vjp: the reference's output {[s for s, _ in shapes(out_r)]} does not match f's "
                              f"{[s for s, _ in shapes(out_f)]}")
+        theirs, mine = [d for _, d in shapes(out_r)], [d for _, d in shapes(out_f)]
+        if theirs != mine:  # a float64 reference of a float32 op: computed in its dtype, compared in f's
+            return _cast_to(r, out_f), (f"given (its {', '.join(sorted({str(d) for d in theirs}))} outputs cast to "
+                                        f"f's {', '.join(sorted({str(d) for d in mine}))})")
         return r, "given"
     if has_rules(jax.make_jaxpr(g)(*diff)):
         return _closure(primal_of(f), leaves, treedef, mask), "f's primal (hand-written rules inlined)"
@@ -166,7 +179,9 @@ def check_vjp(
         fd_eps times the argument's standard deviation (at least fd_eps).
       fd_mode: "full" (every entry: 2 evaluations each), "directional" (random directions), or "auto" (full for
         arguments of at most `fd_max_elements` entries). The JVP's differences are always directional.
-      kinks: move argument entries that are exactly 0 or tied before the finite differences.
+      kinks: move argument entries that are exactly 0 or tied before the finite differences, and compare the
+        reference rows again at that moved point where f and the reference differ at the original one (a rule's
+        choice at a kink); a step that straddles a kink inside f moves the point again with a smaller step.
       nondet_tol: largest difference allowed between two runs (as PyTorch's gradcheck; 0 means bitwise equal).
       hlo_platforms: platforms to lower the VJP for and audit for scatter operations (e.g. ("cuda",)); needs no
         device of that platform.

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .finite import jvp_against_differences, vjp_against_differences
+from .finite import jvp_against_differences, off_kinks, vjp_against_differences
 from .result import Comparison, Row, compare, worse
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -87,6 +87,28 @@ class Setup:
         return tuple(tangent if j == i else np.zeros(x.shape, np.dtype(x.dtype)) for j, x in enumerate(self.diff))
 
     @functools.cached_property
+    def outputs(self):
+        """f's and the reference's outputs at the point, each by a forward pass alone (so that a backward rule that
+        fails, fails the rows that run it, not the forward row)."""
+        forward = lambda fun: fast_jit(lambda d: fun(*d))(self.diff)  # noqa: E731
+        return forward(self.f), (forward(self.r) if self.r is not None else None)
+
+    @functools.cached_property
+    def moved(self):
+        """(this setup at the point moved off kinks and ties, how many entries moved); (self, 0) where none is at
+        one, or kinks=False. Where f's rule and the reference differ at an exact kink (ReLU at 0: the derivative is
+        not defined there, and any value in the subdifferential is a rule's choice), the rows comparing them are
+        run again here, as the finite-difference rows are."""
+        if not self.options["kinks"]:
+            return self, 0
+        moved, total = [], 0
+        for i, x in enumerate(self.diff):
+            point, n = off_kinks(np.asarray(x, np.float64), self.options["seed"] + i)
+            moved.append(np.asarray(point).astype(np.dtype(x.dtype)) if n else x)
+            total += n
+        return (dataclasses.replace(self, diff=moved), total) if total else (self, 0)
+
+    @functools.cached_property
     def _computed(self):
         """For f and the reference, in one compiled program each: the output, the VJP of every cotangent, and (with
         a forward mode) J_i u_i, the JVP for each argument's tangent alone."""
@@ -138,13 +160,29 @@ def _compare_trees(a, b) -> Comparison | None:
 # the checks, one function each, in the order they run
 
 
+def off_kinks_if_needed(rows_at):
+    """A reference check run at the point, and again at the point moved off kinks and ties when it failed there and
+    an entry sat on one (see `Setup.moved`): the rows of the second run then stand, saying so."""
+    @functools.wraps(rows_at)
+    def run(s: Setup):
+        rows = rows_at(s)
+        moved, count = s.moved
+        if all(row.ok for row in rows) or not count:
+            return rows
+        note = (f"{count} entries moved off kinks/ties (at the original point f and the reference differ where the "
+                "derivative is not defined)")
+        return [dataclasses.replace(row, note="; ".join(filter(None, [row.note, note]))) for row in rows_at(moved)]
+    return run
+
+
 @check("forward", "reference")
 def _forward(s: Setup):
-    (out_f, _), (out_r, _) = s.values
+    out_f, out_r = s.outputs
     return [Row.of("forward", "output", tuple(np.shape(_leaves(out_f)[0])), _compare_trees(out_f, out_r), s.rtol)]
 
 
 @check("vjp", "reference")
+@off_kinks_if_needed
 def _vjp(s: Setup):
     (_, got), (_, want) = s.values
     worst = [None] * len(s.diff)
@@ -155,8 +193,27 @@ def _vjp(s: Setup):
 
 
 @check("jvp", "reference", "forward_mode")
+@off_kinks_if_needed
 def _jvp(s: Setup):
-    return s.per_argument("jvp", [_compare_trees(s.jvp(s.f, i), s.jvp(s.r, i)) for i in range(len(s.diff))], s.rtol)
+    """J_i u_i of f against the reference's, relative to the larger of its own size and |(J^T v)_i| |u_i| / |v|
+    (the reference's VJP of the first cotangent v): a JVP is a sum of products whose float error scales with the
+    products, not with the sum, which can cancel (the JVP of a scalar loss along a bias: a dot product)."""
+    _, (_, want) = s.values
+    rows = []
+    for i in range(len(s.diff)):
+        c = _compare_trees(s.jvp(s.f, i), s.jvp(s.r, i))
+        if c is not None:
+            products = (np.linalg.norm(np.asarray(want[0][i], np.float64)) * _norm(s.tangents[i]) /
+                        max(_norm(s.cts[0]), np.finfo(np.float64).tiny))
+            scale = max(c.abs_err / c.rel_err if c.rel_err else 0.0, products)
+            if scale > 0 and c.rel_err > c.abs_err / scale:
+                c = c._replace(rel_err=c.abs_err / scale)
+        rows.append(c)
+    return s.per_argument("jvp", rows, s.rtol)
+
+
+def _norm(tree) -> float:
+    return float(np.sqrt(sum(np.sum(np.asarray(x, np.float64) ** 2) for x in _leaves(tree))))
 
 
 @check("finite_differences")
@@ -194,6 +251,7 @@ def _second_order_tol(rtol: float) -> float:
 
 
 @check("grad_of_grad", "reference")
+@off_kinks_if_needed
 def _grad_of_grad(s: Setup):
     probes = random_like(salt(s.key, 2), s.diff)
 
@@ -222,26 +280,43 @@ def _hvp(s: Setup):
                 for u in us]
 
     pairs = fast_jit(both)(s.diff, us)
-    return s.per_argument("hvp", [_compare_trees(fwd, rev) for fwd, rev in pairs], _second_order_tol(s.rtol),
-                          "fwd-over-rev vs rev-over-rev")
+    tol, note = _second_order_tol(s.rtol), "fwd-over-rev vs rev-over-rev"
+    # argument i's row: the block H_ii (component i of H u_i), its own rules; a pair's row: the blocks H_ij and H_ji,
+    # where a wrong rule of either argument shows, so that a rule wrong only in arg[1] leaves arg[0]'s row passing
+    rows = s.per_argument("hvp", [_compare_trees(pairs[i][0][i], pairs[i][1][i]) for i in range(len(s.diff))], tol,
+                          note)
+    for i in range(len(s.diff)):
+        for j in range(i + 1, len(s.diff)):
+            cross = worse(_compare_trees(pairs[i][0][j], pairs[i][1][j]), _compare_trees(pairs[j][0][i],
+                                                                                          pairs[j][1][i]))
+            rows.append(Row.of("hvp", f"{s.names[i]} x {s.names[j]}", (), cross, tol, note + ", the cross blocks"))
+    return rows
 
 
 @check("symbolic_zeros", "reference")
+@off_kinks_if_needed
 def _symbolic_zeros(s: Setup):
-    (out_f, _), _ = s.values
+    out_f, _ = s.outputs
     outputs = _leaves(out_f)
     if len(outputs) < 2:
         return [Row.skip("symbolic_zeros", "one output: nothing to leave out")]
-    worst = [None] * len(s.diff)
+    per_output = []  # [output k][argument i]
     for k in range(len(outputs)):
         ct = random_like(salt(s.key, 10 + k), outputs[k])
 
         def pulled(fun):  # the VJP of output k alone: the other outputs' cotangents are symbolic zeros
             return fast_jit(lambda d: jax.vjp(lambda *x: _leaves(fun(*x))[k], *d)[1](ct))(s.diff)
 
-        for i, (a, b) in enumerate(zip(pulled(s.f), pulled(s.r))):
-            worst[i] = worse(worst[i], compare(a, b))
-    return s.per_argument("symbolic_zeros", worst, s.rtol, f"each of {len(outputs)} outputs alone")
+        per_output.append([compare(a, b) for a, b in zip(pulled(s.f), pulled(s.r))])
+    rows = []
+    for i, (name, shape) in enumerate(zip(s.names, s.shapes)):
+        worst, at = None, 0
+        for k, comparisons in enumerate(per_output):
+            if worst is None or comparisons[i].rel_err > worst.rel_err:
+                worst, at = comparisons[i], k
+        rows.append(Row.of("symbolic_zeros", name, shape, worst, s.rtol,
+                           f"each of {len(outputs)} outputs alone; worst: output {at}"))
+    return rows
 
 
 @check("dtype")

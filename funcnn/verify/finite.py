@@ -1,6 +1,8 @@
 """Central finite differences in float64 for `check_vjp`: the VJP against differences per entry (or along random
 directions), and the JVP against differences along random directions. Both run at a point moved off kinks and ties
-(ReLU at 0, a tied max-pool window), where central differences straddle a kink and measure nothing."""
+(ReLU at 0, a tied max-pool window), where central differences straddle a kink and measure nothing; a step that
+still straddles one (a kink inside the network, a hidden ReLU input a step away from 0) is detected, where the
+central differences at steps h and h/2 disagree, and the point moved again."""
 
 from __future__ import annotations
 
@@ -40,14 +42,45 @@ def off_kinks(x, seed: int):
 
 
 def _central(fun, diff, index, vs, h):
-    """(f(x + h v) - f(x - h v)) / 2h for each direction v of leaf `index`, stacked on axis 0 (traceable)."""
+    """For each direction v of leaf `index`, stacked on axis 0 (traceable): the central difference
+    (f(x + h v) - f(x - h v)) / 2h, and the same with half the step. For a smooth f the two agree to O(h^2); where
+    they do not, a step straddles a kink (`straddled`)."""
 
-    def one(v):
+    def at(v, step):
         plus, minus = list(diff), list(diff)
-        plus[index], minus[index] = diff[index] + h * v, diff[index] - h * v
-        return jax.tree_util.tree_map(lambda a, b: (a - b) / (2 * h), fun(*plus), fun(*minus))
+        plus[index], minus[index] = diff[index] + step * v, diff[index] - step * v
+        return jax.tree_util.tree_map(lambda a, b: (a - b) / (2 * step), fun(*plus), fun(*minus))
 
-    return jax.lax.map(one, vs, batch_size=64)
+    return jax.lax.map(lambda v: (at(v, h), at(v, h / 2)), vs, batch_size=64)
+
+
+RETRIES = 3  # points tried before the directions that still straddle a kink are left out
+
+
+def straddled(full, half, rounding, rtol):
+    """Per direction (axis 0 of every leaf): whether the central differences at steps h and h/2 disagree by more than
+    a tenth of the comparison's tolerance plus the rounding level: a kink inside [x - h, x + h] (a smooth f's two
+    agree to O(h^2), far below)."""
+    gap, size = 0.0, 0.0
+    for a, b in zip(jax.tree_util.tree_leaves(full), jax.tree_util.tree_leaves(half)):
+        a, b = np.asarray(a, np.float64).reshape(len(a), -1), np.asarray(b, np.float64).reshape(len(b), -1)
+        gap = gap + np.linalg.norm(a - b, axis=1)
+        size = size + np.linalg.norm(b, axis=1)
+    return np.asarray(gap > 0.1 * rtol * size + rounding)
+
+
+def _rounding(fun, diff, h):
+    """The rounding level of a central difference with step h/2: 10 eps |f(x)| / h."""
+    value = sum(float(np.max(np.abs(np.asarray(leaf, np.float64)), initial=0.0))
+                for leaf in jax.tree_util.tree_leaves(fun(*diff)))
+    return 10 * np.finfo(np.float64).eps * value / (h / 2)
+
+
+def _moved_again(diff64, steps, rng):
+    """The point moved a little further (each entry by up to 100 steps) and the steps quartered: in a network the
+    hidden ReLU inputs within a step of 0 are many (their number grows with the step), so a smaller step straddles
+    fewer; rounding grows as the step shrinks, which `straddled` and the comparison's tolerance bound."""
+    return [x + rng.uniform(-100.0, 100.0, np.shape(x)) * h for x, h in zip(diff64, steps)], [h / 4 for h in steps]
 
 
 def _contract(stacked, tree):
@@ -84,7 +117,9 @@ def _float64_point(s):
 
 
 def vjp_against_differences(s):
-    """Per differentiated leaf: the comparison of f's float64 VJP with central differences, and a note."""
+    """Per differentiated leaf: the comparison of f's float64 VJP with central differences, and a note. A direction
+    whose step straddles a kink (a hidden ReLU input a step away from 0) moves the point, up to RETRIES times; the
+    directions that straddle at every point tried are left out, and the note says so."""
     o = s.options
     with jax.enable_x64(True):
         g64, diff64, steps, note = _float64_point(s)
@@ -99,27 +134,52 @@ def vjp_against_differences(s):
         vs = [directions(x, m) for x, m in zip(diff64, modes)]
 
         @functools.partial(jax.jit, compiler_options=_OPTIONS)
-        def in_float64(diff64, cts, vs):
+        def in_float64(diff64, cts, vs, steps):
             out64, vjp64 = jax.vjp(g64, *diff64)
             cts = [jax.tree_util.tree_map(lambda t, o: t.astype(o.dtype), ct, out64) for ct in cts]
             analytic = [vjp64(ct) for ct in cts]
-            fds = [[_contract(_central(g64, diff64, i, v, h), ct) for ct in cts]
-                   for i, (v, h) in enumerate(zip(vs, steps))]
+            sided = [_central(g64, diff64, i, v, h) for i, (v, h) in enumerate(zip(vs, steps))]
+            fds = [[(_contract(full, ct), _contract(half, ct)) for ct in cts] for full, half in sided]
             return analytic, fds
 
-        analytic, fds = in_float64(diff64, s.cts, vs)
-        comparisons = []
+        for attempt in range(RETRIES + 1):
+            analytic, fds = in_float64(diff64, s.cts, vs, steps)
+            rounding = _rounding(g64, diff64, min(steps))
+            bad = [np.any([straddled(full, half, rounding, s.fd_rtol) for full, half in per_ct], axis=0)
+                   for per_ct in fds]
+            if not any(b.any() for b in bad) or attempt == RETRIES:
+                break
+            diff64, steps = _moved_again(diff64, steps, rng)
+        comparisons, left_out = [], 0
         for i, (v, mode) in enumerate(zip(vs, modes)):
+            keep = ~bad[i]
+            left_out += int((~keep).sum())
             worst = None
             for c in range(len(s.cts)):
-                worst = worse(worst, _compare_vjp(analytic[c][i], fds[i][c], v, mode))
+                if keep.any():
+                    exact, fd = analytic[c][i], np.asarray(fds[i][c][0])
+                    if mode == "full":  # per entry: the straddled entries compared as equal
+                        fd = np.where(keep, fd, np.asarray(exact).ravel())
+                        worst = worse(worst, _compare_vjp(exact, fd, v, mode))
+                    else:
+                        worst = worse(worst, _compare_vjp(exact, fd[keep], v[keep], mode))
             comparisons.append(worst)
-    return comparisons, note
+    return comparisons, _note(note, attempt, left_out)
+
+
+def _note(note, attempt, left_out):
+    parts = [note] if note else []
+    if attempt:
+        parts.append(f"moved {attempt} more time{'s' if attempt > 1 else ''}, the step / {4 ** attempt}: a step "
+                     "straddled a kink")
+    if left_out:
+        parts.append(f"{left_out} direction{'s' if left_out > 1 else ''} straddling a kink at every point left out")
+    return "; ".join(parts)
 
 
 def jvp_against_differences(s):
     """Per differentiated leaf: f's float64 JVP along random directions in that leaf against central differences
-    along the same directions (every output compared, normwise)."""
+    along the same directions (every output compared, normwise); straddled kinks as in `vjp_against_differences`."""
     o = s.options
     with jax.enable_x64(True):
         g64, diff64, steps, note = _float64_point(s)
@@ -127,7 +187,7 @@ def jvp_against_differences(s):
         vs = [rng.standard_normal((max(2, o["fd_directions"] // 2), *x.shape)) for x in diff64]
 
         @functools.partial(jax.jit, compiler_options=_OPTIONS)
-        def in_float64(diff64, vs):
+        def in_float64(diff64, vs, steps):
             exact, fds = [], []
             for i, (v, h) in enumerate(zip(vs, steps)):
                 def along(t, i=i):
@@ -137,14 +197,23 @@ def jvp_against_differences(s):
                 fds.append(_central(g64, diff64, i, v, h))
             return exact, fds
 
-        exact, fds = in_float64(diff64, vs)
-        comparisons = []
-        for e, d in zip(exact, fds):
+        for attempt in range(RETRIES + 1):
+            exact, fds = in_float64(diff64, vs, steps)
+            rounding = _rounding(g64, diff64, min(steps))
+            bad = [straddled(full, half, rounding, s.fd_rtol) for full, half in fds]
+            if not any(b.any() for b in bad) or attempt == RETRIES:
+                break
+            diff64, steps = _moved_again(diff64, steps, rng)
+        comparisons, left_out = [], 0
+        for e, (d, _), b in zip(exact, fds, bad):
+            keep = ~b
+            left_out += int(b.sum())
             worst = None
-            for a, b in zip(jax.tree_util.tree_leaves(e), jax.tree_util.tree_leaves(d)):
-                worst = worse(worst, compare(a, b))
+            if keep.any():
+                for x, y in zip(jax.tree_util.tree_leaves(e), jax.tree_util.tree_leaves(d)):
+                    worst = worse(worst, compare(np.asarray(x)[keep], np.asarray(y)[keep]))
             comparisons.append(worst)
-    return comparisons, note + ("; " if note else "") + "directional"
+    return comparisons, "; ".join(filter(None, [_note(note, attempt, left_out), "directional"]))
 
 
 __all__ = ["fd_modes", "off_kinks", "vjp_against_differences", "jvp_against_differences"]

@@ -78,14 +78,18 @@ _FALLBACK = textwrap.dedent("""
         return jnp.sum(fn.log_softmax(fn.dense(y.reshape(2, -1), jnp.ones((y.size // 2, 3)))))
     grads = jax.grad(loss, (0, 1))(x, w)
     second = jax.grad(lambda w: jnp.sum(jax.grad(loss)(x, w) ** 2))(w)
-    try:
-        jax.jvp(lambda x: fn.conv2d(x, w), (x,), (x,))
-        error = None
-    except TypeError as err:
-        error = str(err)
+    def error_of(transform):
+        try:
+            transform()
+        except TypeError as err:
+            return str(err)
+    error = error_of(lambda: jax.jvp(lambda x: fn.conv2d(x, w), (x,), (x,)))
+    # forward mode reaching an op inside a backward rule (before: JAX's raw "can't apply forward-mode autodiff")
+    others = [error_of(lambda: jax.hessian(lambda x: loss(x, w))(x[:1, :3, :3])),
+              error_of(lambda: fn.curvature.hvp(lambda w: loss(x, w), w, w))]
     print(json.dumps({"mode": carrier.MODE, "warnings": [str(c.message) for c in caught
                       if "funcnn" in str(c.message)], "grads": [g.tolist() for g in grads],
-                      "second": second.tolist(), "error": error}))
+                      "second": second.tolist(), "error": error, "others": others}))
 """)
 
 
@@ -109,6 +113,8 @@ def test_the_fallback_form_runs_the_same_rules_in_reverse_mode_only():
     np.testing.assert_allclose(result["second"], jax.grad(lambda w: jnp.sum(jax.grad(loss)(x, w) ** 2))(w),
                                rtol=1e-10, atol=1e-13)
     assert "funcnn.conv2d runs as a jax.custom_vjp" in result["error"] and "FUNCNN_CARRIER" in result["error"]
+    for other in result["others"]:
+        assert other is not None and "runs as a jax.custom_vjp on this JAX" in other and "FUNCNN_CARRIER" in other
 
 
 def test_a_deprecation_raised_from_a_funcnn_module_fails_the_tests():

@@ -404,3 +404,113 @@ def test_a_rule_with_nondiff_argnums_is_checked_called_the_natural_way():
     assert right.ok and {r.check for r in right.rows if not r.skipped} >= {"forward", "vjp", "finite_differences"}
     wrong = check_vjp(scale_with(3), x, 2, checks=("vjp", "finite_differences"))
     assert {r.check for r in wrong.failures} == {"vjp", "finite_differences"}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# no false alarms where researchers work (issue 37): kinks, ties, hidden kinks, dtypes, attribution
+
+
+def test_a_correct_rule_at_its_kink_passes_every_reference_row():
+    """ReLU at an exact 0: the derivative is not defined there, the rule's choice (0) and the primal's autodiff
+    differ, and both are right. The reference rows run again off the kink, as the finite differences do. Before,
+    check_vjp(fn.relu, [0, 1, -2, .5]) failed its vjp and jvp rows."""
+    report = check_vjp(fn.relu, jnp.array([0.0, 1.0, -2.0, 0.5]))
+    assert report.ok, str(report)
+    for check in ("vjp", "jvp"):
+        assert "1 entries moved off kinks/ties" in _rows(report, check)[0].note
+    unmoved = check_vjp(fn.relu, jnp.array([0.0, 1.0, -2.0, 0.5]), checks=("vjp",), kinks=False)
+    assert not unmoved.ok  # the disagreement at the kink is real; only the comparison's point moved
+
+
+def test_a_wrong_rule_still_fails_off_its_kink():
+    @jax.custom_vjp
+    def relu(x):
+        return jnp.maximum(x, 0)
+
+    relu.defvjp(lambda x: (relu(x), x), lambda x, g: (g * (x > 0) * 1.5,))  # 1.5 where it should be 1
+    report = check_vjp(relu, jnp.array([0.0, 1.0, -2.0, 0.5]), reference=lambda x: jnp.maximum(x, 0))
+    assert "vjp" in {r.check for r in report.failures}
+
+
+def test_a_lenet5_loss_on_real_digits_passes(digits_batch):
+    """A third of the pixels exactly 0 and zero biases: kinks at the input and hidden ReLU inputs a step from 0.
+    Before, the vjp and jvp rows failed at the kinks, the finite differences on straddled hidden kinks (the input
+    directions: ~40 hidden ReLU inputs within a step of 0 along each), and the jvp row of a bias whose JVP cancels
+    to 2e-3 on float32 rounding (now relative to |J^T v| |u|, the size of the products it sums)."""
+    model, params, state, x, y = digits_batch
+
+    def loss(params, x):
+        return jnp.mean(fn.softmax_cross_entropy(model.apply(params, state, x)[0], y))
+
+    report = check_vjp(loss, params, x, checks=("forward", "vjp", "jvp", "finite_differences",
+                                                "jvp_finite_differences"))
+    assert report.ok, str(report)
+    fd = [r for r in report.rows if r.check == "finite_differences" and r.argument == "arg[1]"][0]
+    assert not fd.skipped and "straddled a kink" in fd.note
+
+
+@pytest.fixture(scope="module")
+def digits_batch():
+    from funcnn import data, models
+
+    ds = data.digits()
+    model = models.lenet5(10)
+    _, params, state = model.init(jax.random.PRNGKey(0), (1, 32, 32, 1))
+    x, y = jnp.asarray(ds.train.x[:4]), jnp.asarray(ds.train.y[:4])
+    assert float(jnp.mean(x == 0)) > 0.25 and not any(np.any(params[k]["b"]) for k in params if "b" in params[k])
+    return model, params, state, x, y
+
+
+def test_a_model_under_layers_remat_and_jax_checkpoint_checks_against_its_primal():
+    """checkpoint / remat under whatever name this JAX gives it (remat2 on 0.10.2): forward and vjp rows pass."""
+    from funcnn import layers as L
+
+    model = L.remat(L.serial(L.Conv(4, 3, padding="SAME"), L.Relu(), L.MaxPool(2)))
+    _, params, state = model.init(jax.random.PRNGKey(1), (2, 6, 6, 3))
+    x = normal(np.random.default_rng(2), 2, 6, 6, 3)
+    assert_vjp(lambda p, x: model.apply(p, state, x)[0], params, x, checks=("forward", "vjp", "jvp"))
+    assert_vjp(jax.checkpoint(lambda x: fn.relu(fn.conv2d(x, params[next(iter(params))]["w"]))), x,
+               checks=("forward", "vjp", "jvp"))
+
+
+def test_a_float64_reference_of_a_float32_op_is_cast_up_front():
+    """Before, every row failed with JAX's dtype error (x64 on, as in the tests)."""
+    x = normal(np.random.default_rng(3), 5, dtype=jnp.float32)
+    report = check_vjp(fn.tanh, x, reference=lambda x: jnp.tanh(x.astype(jnp.float64)))
+    assert report.ok, str(report)
+    assert "float64 outputs cast to f's float32" in report.reference
+
+
+def test_each_row_is_attributed_to_the_argument_it_measures():
+    """A rule wrong only in arg[1]: every row of arg[0] passes, the hvp's cross blocks fail on their own row (before,
+    the hvp row of arg[0] failed too)."""
+    @jax.custom_jvp
+    def f(x, y):
+        return jnp.sin(x) * y
+
+    f.defjvp(lambda p, t: (f(*p), jnp.cos(p[0]) * p[1] * t[0] + jnp.sin(p[0]) * p[1] * t[1]))  # y dy: wrong
+    rng = np.random.default_rng(4)
+    report = check_vjp(f, normal(rng, 3), normal(rng, 3), reference=lambda x, y: jnp.sin(x) * y)
+    assert all(r.ok for r in report.rows if r.argument == "arg[0]")
+    assert {r.check for r in report.failures if r.argument == "arg[1]"} >= {"vjp", "jvp", "finite_differences"}
+    assert [r.argument for r in report.failures if r.check == "hvp"] == ["arg[0] x arg[1]"]
+
+
+def test_the_symbolic_zeros_row_names_the_output_and_a_broken_bwd_spares_the_forward_row():
+    @jax.custom_vjp
+    def two(x):
+        return jnp.sin(x), jnp.cos(x)
+
+    two.defvjp(lambda x: (two(x), x), lambda x, g: (g[0] * jnp.cos(x) + g[1] * jnp.sin(x),))  # output 1's sign
+    report = check_vjp(two, normal(np.random.default_rng(5), 3))
+    row = _rows(report, "symbolic_zeros")[0]
+    assert not row.ok and "worst: output 1" in row.note
+
+    @jax.custom_vjp
+    def broken(x):
+        return jnp.sin(x)
+
+    broken.defvjp(lambda x: (jnp.sin(x), x), lambda x, g: (g * jnp.cos(x), g))  # two cotangents for one input
+    report = check_vjp(broken, normal(np.random.default_rng(6), 3))
+    assert _rows(report, "forward")[0].ok  # before, the bwd's error failed the forward row too
+    assert not _rows(report, "vjp")[0].ok and "TypeError" in _rows(report, "vjp")[0].note
