@@ -26,7 +26,7 @@ class Comparison(NamedTuple):
     index: tuple | None
     got: float | None
     want: float | None
-    vacuous: str = ""      # "zeros" or "NaN": every compared entry was 0 (or NaN) on both sides
+    vacuous: str = ""      # "zeros" or "NaN": every compared entry was 0 (or NaN) on both sides; "empty": none
 
 
 def compare(got, want) -> Comparison:
@@ -35,8 +35,8 @@ def compare(got, want) -> Comparison:
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
     if got.shape != want.shape:
         raise ValueError(f"shapes differ: got {got.shape}, want {want.shape}")
-    if got.size == 0:
-        return Comparison(0.0, 0.0, None, None, None)
+    if got.size == 0:  # an empty batch (N = 0): nothing differs, and nothing was compared
+        return Comparison(0.0, 0.0, None, None, None, "empty")
     diff = np.abs(got - want)
     diff = np.where(np.isnan(got) != np.isnan(want), np.inf, np.nan_to_num(diff, nan=0.0))
     index = np.unravel_index(int(np.argmax(diff)), diff.shape)

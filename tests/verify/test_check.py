@@ -514,3 +514,11 @@ def test_the_symbolic_zeros_row_names_the_output_and_a_broken_bwd_spares_the_for
     report = check_vjp(broken, normal(np.random.default_rng(6), 3))
     assert _rows(report, "forward")[0].ok  # before, the bwd's error failed the forward row too
     assert not _rows(report, "vjp")[0].ok and "TypeError" in _rows(report, "vjp")[0].note
+
+
+def test_the_checker_at_an_empty_batch_passes_and_says_nothing_was_compared():
+    """N = 0: every row passes and says "empty" where it compared nothing (before, the finite-difference row failed
+    with NumPy's reshape error)."""
+    report = check_vjp(lambda a: fn.conv2d(a, jnp.ones((3, 3, 3, 2))), jnp.ones((0, 6, 6, 3)))
+    assert report.ok, str(report)
+    assert {r.verdict for r in report.rows if r.check in ("forward", "vjp", "jvp", "vmap")} == {"empty"}
