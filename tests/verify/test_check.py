@@ -505,6 +505,7 @@ def test_the_symbolic_zeros_row_names_the_output_and_a_broken_bwd_spares_the_for
     report = check_vjp(two, normal(np.random.default_rng(5), 3))
     row = _rows(report, "symbolic_zeros")[0]
     assert not row.ok and "worst: output 1" in row.note
+    assert [r.argument for r in _rows(report, "forward")] == ["output 0", "output 1"]  # each output its own row
 
     @jax.custom_vjp
     def broken(x):
