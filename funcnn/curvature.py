@@ -92,7 +92,7 @@ def _split_args(args):
     return arrays, rebuild
 
 
-def _check_eigen_arguments(loss, params, args, k, iterations, seed):
+def _check_eigen_arguments(loss, params, arrays, rebuild, k, iterations, seed):
     """funcnn's errors for what hessian_eigenvalues cannot take; the number of parameters otherwise."""
     if not callable(loss):
         raise TypeError(f"hessian_eigenvalues: loss must be a function loss(params, *args), got {type(loss).__name__}")
@@ -110,7 +110,6 @@ def _check_eigen_arguments(loss, params, args, k, iterations, seed):
     if k > n:
         raise ValueError(f"hessian_eigenvalues: k = {k} is more eigenvalues than the Hessian has: params hold {n} "
                          "entries")
-    arrays, rebuild = _split_args(args)
     try:
         value = jax.eval_shape(lambda p, given: loss(p, *rebuild(given)), params, arrays)
     except (TypeError, ValueError) as err:
@@ -146,9 +145,9 @@ def hessian_eigenvalues(loss: Callable, params, *args, k: int = 1, iterations: i
     Raises ValueError / TypeError naming the argument: k < 1 or more than the parameters, iterations < 1, seed < 0,
     a loss that does not return a scalar or is not finite at params, non-floating parameters.
     """
-    n = _check_eigen_arguments(loss, params, args, k, iterations, seed)
-    flat, unravel = ravel_pytree(params)
     arrays, rebuild = _split_args(args)
+    n = _check_eigen_arguments(loss, params, arrays, rebuild, k, iterations, seed)
+    flat, unravel = ravel_pytree(params)
     value = float(loss(params, *args))
     if not np.isfinite(value):
         raise ValueError(f"hessian_eigenvalues: loss(params, *args) is {value} at these parameters: the Hessian is "

@@ -76,10 +76,8 @@ def names_forward_mode_error(name: str) -> Callable:
         def wrapper(*args, **kwargs):
             try:
                 return fun(*args, **kwargs)
-            except TypeError as err:
-                if "forward-mode" not in str(err) and "has no forward mode" not in str(err):
-                    raise
-                raise TypeError(carrier.forward_mode_message(f"funcnn.{name}")) from err
+            except carrier.ForwardModeError as err:  # every op converts JAX's error; name the public function
+                raise carrier.ForwardModeError(carrier.forward_mode_message(f"funcnn.{name}")) from err
 
         return wrapper
 

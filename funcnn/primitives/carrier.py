@@ -106,9 +106,9 @@ class Op:
             try:
                 return _custom_vjp_form(self, _freeze(params))(*args)
             except TypeError as err:  # forward mode met the op, here or inside a backward rule (jax.hessian)
-                if "forward-mode" not in str(err) or str(err).startswith("funcnn."):
+                if isinstance(err, ForwardModeError) or "forward-mode" not in str(err):
                     raise
-                raise TypeError(forward_mode_message(f"funcnn's op {self.name}")) from err
+                raise ForwardModeError(forward_mode_message(f"funcnn's op {self.name}")) from err
         out = self.primitive.bind(*args, **params)
         return tuple(out) if self.multiple_results else out
 
@@ -416,6 +416,11 @@ def _instantiated(cts, specs):
 # the fallback form: jax.custom_vjp built from the same rules
 
 
+class ForwardModeError(TypeError):
+    """Forward mode (jax.jvp, jax.hessian, ...) met an op carried as a jax.custom_vjp (the fallback form): JAX's own
+    error, re-raised by the op with `forward_mode_message`."""
+
+
 def forward_mode_message(what: str) -> str:
     """Why forward mode fails on `what` in the fallback form, and what to do."""
     return (f"{what} runs as a jax.custom_vjp on this JAX ({jax.__version__}: {FALLBACK_REASON}), which has no "
@@ -469,5 +474,5 @@ def _custom_vjp_form(op: Op, frozen):
 
 
 __all__ = ["Op", "OPS", "define", "undefined", "define_adjoint_pair", "op_of", "map_batch", "moved_to_front",
-           "fold_into_batch", "MODE", "FALLBACK_REASON", "forward_mode_message", "REQUIRED_API", "NAMESPACE",
-           "TESTED_JAX"]
+           "fold_into_batch", "MODE", "FALLBACK_REASON", "ForwardModeError", "forward_mode_message", "REQUIRED_API",
+           "NAMESPACE", "TESTED_JAX"]

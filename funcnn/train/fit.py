@@ -177,42 +177,39 @@ def fit(apply: Callable, params, state, optimizer, train, val=None, *, key, loss
       TrainingDiverged: the loss became NaN or infinite; the last good checkpoint is kept.
     """
     settings = settings_for("fit", settings, options)
-    epochs, batch_size, out_dir = settings.epochs, settings.batch_size, settings.out_dir
-    checkpoint_every, resume, overwrite = settings.checkpoint_every, settings.resume, settings.overwrite
-    early_stopping, plateau_patience, max_steps = settings.early_stopping, settings.plateau_patience, settings.max_steps
-    drop_last, eval_batch_size = settings.drop_last, settings.eval_batch_size
-    _check_parts(optimizer, loss, augment, key, out_dir)
+    batch_size = settings.batch_size
+    _check_parts(optimizer, loss, augment, key, settings.out_dir)
     n_train = _check_settings(apply, params, state, loss, train, val, settings)
     train, val = tuple(train), None if val is None else tuple(val)  # (x, y): a Split or list becomes a plain pair
-    out = Path(out_dir) if out_dir is not None else None
+    out = Path(settings.out_dir) if settings.out_dir is not None else None
     writer = out is not None and is_main()  # in a multi-process run, process 0 writes the files
     if writer:
         out.mkdir(parents=True, exist_ok=True)
-        if overwrite:
+        if settings.overwrite:
             for name in FIT_FILES:
                 (out / name).unlink(missing_ok=True)
     key = _raw_key(key)
     # the compiled step donates its buffers; train on copies so the caller's params and state stay usable
     params, state = jax.tree.map(jnp.copy, (params, state))
     trees = (params, state, optimizer.init(params))
-    plateau = Plateau(plateau_patience, settings.plateau_factor) if plateau_patience else None
+    plateau = Plateau(settings.plateau_patience, settings.plateau_factor) if settings.plateau_patience else None
     _check_learning_rate(trees[2], plateau)
-    progress_bar, progress = settings.progress, Progress()
-    if resume:
+    progress = Progress()
+    if settings.resume:
         trees, progress = _restore(out, trees, key, batch_size, plateau, rewrite_history=writer)
     mesh = data_mesh() if jax.process_count() > 1 else None  # several processes: one Mesh over all their devices
     if mesh is not None:
         trees = replicate(trees, mesh)
-    show = progress_bar and is_main()
+    show = settings.progress and is_main()
     files = _Files(out, key, batch_size, plateau, mesh) if writer else None
-    loop = Loop(epochs=epochs, per_epoch=num_batches(n_train, batch_size, drop_last),
-                batches=_epoch_batches(train, n_train, key, batch_size, drop_last, mesh),
+    loop = Loop(epochs=settings.epochs, per_epoch=num_batches(n_train, batch_size, settings.drop_last),
+                batches=_epoch_batches(train, n_train, key, batch_size, settings.drop_last, mesh),
                 step=_compiled_step(apply, optimizer, loss, augment, trees, train, batch_size, key, mesh, show),
-                validate=None if val is None else _validation(apply, loss, val, eval_batch_size, mesh),
+                validate=None if val is None else _validation(apply, loss, val, settings.eval_batch_size, mesh),
                 checkpoint=files.checkpoint if files else Loop.checkpoint,
                 record=files.record if files else Loop.record, save_best=files.save_best if files else Loop.save_best,
-                kept=lambda: _kept(out), checkpoint_every=checkpoint_every, max_steps=max_steps,
-                early_stopping=early_stopping, plateau=plateau, show=show)
+                kept=lambda: _kept(out), checkpoint_every=settings.checkpoint_every, max_steps=settings.max_steps,
+                early_stopping=settings.early_stopping, plateau=plateau, show=show)
     trees = train_loop(loop, trees, progress)
     return _result(_host(trees, mesh), progress)
 

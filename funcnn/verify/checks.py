@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .finite import jvp_against_differences, off_kinks, vjp_against_differences
+from .finite import jvp_against_differences, point_off_kinks, vjp_against_differences
 from .result import Comparison, Row, compare, worse
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -101,12 +101,11 @@ class Setup:
         run again here, as the finite-difference rows are."""
         if not self.options["kinks"]:
             return self, 0
-        moved, total = [], 0
-        for i, x in enumerate(self.diff):
-            point, n = off_kinks(np.asarray(x, np.float64), self.options["seed"] + i)
-            moved.append(np.asarray(point).astype(np.dtype(x.dtype)) if n else x)
-            total += n
-        return (dataclasses.replace(self, diff=moved), total) if total else (self, 0)
+        points, total = point_off_kinks(self.diff, self.options["seed"])
+        if not total:
+            return self, 0
+        moved = [p.astype(np.dtype(x.dtype)) for p, x in zip(points, self.diff)]
+        return dataclasses.replace(self, diff=moved), total
 
     @functools.cached_property
     def _computed(self):
@@ -202,17 +201,17 @@ def _jvp(s: Setup):
     """J_i u_i of f against the reference's, relative to the larger of its own size and |(J^T v)_i| |u_i| / |v|
     (the reference's VJP of the first cotangent v): a JVP is a sum of products whose float error scales with the
     products, not with the sum, which can cancel (the JVP of a scalar loss along a bias: a dot product)."""
-    _, (_, want) = s.values
+    _, (_, vjps) = s.values
     rows = []
     for i in range(len(s.diff)):
-        c = _compare_trees(s.jvp(s.f, i), s.jvp(s.r, i))
-        if c is not None:
-            products = (np.linalg.norm(np.asarray(want[0][i], np.float64)) * _norm(s.tangents[i]) /
-                        max(_norm(s.cts[0]), np.finfo(np.float64).tiny))
-            scale = max(c.abs_err / c.rel_err if c.rel_err else 0.0, products)
-            if scale > 0 and c.rel_err > c.abs_err / scale:
-                c = c._replace(rel_err=c.abs_err / scale)
-        rows.append(c)
+        products = (np.linalg.norm(np.asarray(vjps[0][i], np.float64)) * _norm(s.tangents[i]) /
+                    max(_norm(s.cts[0]), np.finfo(np.float64).tiny))
+        worst = None
+        for got, want in zip(_leaves(s.jvp(s.f, i)), _leaves(s.jvp(s.r, i))):
+            c = compare(got, want)
+            scale = max(float(np.max(np.abs(np.asarray(want, np.float64)), initial=0.0)), products)
+            worst = worse(worst, c._replace(rel_err=c.abs_err / scale) if scale > 0 else c)
+        rows.append(worst)
     return s.per_argument("jvp", rows, s.rtol)
 
 

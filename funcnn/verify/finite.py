@@ -41,6 +41,17 @@ def off_kinks(x, seed: int):
     return np.where(at_kink, a + shift, a).reshape(np.shape(x)), moved
 
 
+def point_off_kinks(diff, seed: int):
+    """Every leaf of `diff` in float64, moved off kinks and ties (`off_kinks`, leaf i seeded seed + i), and how many
+    entries moved in all: the point the finite differences, and the reference rows that fail at a kink, run at."""
+    points, moved = [], 0
+    for i, x in enumerate(diff):
+        point, n = off_kinks(np.asarray(x, np.float64), seed + i)
+        points.append(np.asarray(point, np.float64))
+        moved += n
+    return points, moved
+
+
 def _central(fun, diff, index, vs, h):
     """For each direction v of leaf `index`, stacked on axis 0 (traceable): the central difference
     (f(x + h v) - f(x - h v)) / 2h, and the same with half the step. For a smooth f the two agree to O(h^2); where
@@ -70,11 +81,23 @@ def straddled(full, half, rounding, rtol):
     return np.asarray(gap > 0.1 * rtol * size + rounding)
 
 
-def _rounding(fun, diff, h):
-    """The rounding level of a central difference with step h/2: 10 eps |f(x)| / h."""
-    value = sum(float(np.max(np.abs(np.asarray(leaf, np.float64)), initial=0.0))
-                for leaf in jax.tree_util.tree_leaves(fun(*diff)))
-    return 10 * np.finfo(np.float64).eps * value / (h / 2)
+def _rounding(value, h):
+    """The rounding level of a central difference with step h/2 of a function whose value is `value`: 10 eps |f| / h."""
+    size = sum(float(np.max(np.abs(np.asarray(leaf, np.float64)), initial=0.0))
+               for leaf in jax.tree_util.tree_leaves(value))
+    return 10 * np.finfo(np.float64).eps * size / (h / 2)
+
+
+def _until_no_straddle(run, straddling, diff64, steps, rng):
+    """`run(diff64, steps)` -> (results, f(x)); while `straddling(results, rounding)` (one boolean array per leaf,
+    per direction) flags a direction, run again at a point moved a little with a quarter of the step, up to RETRIES
+    times. Returns (results, the flags of the last run, how many times the point moved)."""
+    for attempt in range(RETRIES + 1):
+        results, value = run(diff64, steps)
+        bad = straddling(results, _rounding(value, min(steps)))
+        if not any(b.any() for b in bad) or attempt == RETRIES:
+            return results, bad, attempt
+        diff64, steps = _moved_again(diff64, steps, rng)
 
 
 def _moved_again(diff64, steps, rng):
@@ -104,13 +127,10 @@ def _compare_vjp(exact, fd, vs, mode):
 def _float64_point(s):
     """f in float64 (its fixed leaves as given), the point moved off kinks, the steps and a note."""
     o = s.options
-    diff64, moved = [], 0
-    for i, x in enumerate(s.diff):
-        x64 = np.asarray(x, np.float64)
-        if o["kinks"]:
-            x64, n = off_kinks(x64, o["seed"] + i)
-            moved += n
-        diff64.append(x64)
+    if o["kinks"]:
+        diff64, moved = point_off_kinks(s.diff, o["seed"])
+    else:
+        diff64, moved = [np.asarray(x, np.float64) for x in s.diff], 0
     # the step follows the spread of the argument, not its magnitude: x = 100 + N(0, 1) varies on the scale 1
     steps = [o["fd_eps"] * max(1.0, float(np.std(x)) if x.size > 1 else float(np.max(np.abs(x), initial=0.0)))
              for x in diff64]
@@ -141,16 +161,14 @@ def vjp_against_differences(s):
             analytic = [vjp64(ct) for ct in cts]
             sided = [_central(g64, diff64, i, v, h) for i, (v, h) in enumerate(zip(vs, steps))]
             fds = [[(_contract(full, ct), _contract(half, ct)) for ct in cts] for full, half in sided]
-            return analytic, fds
+            return (analytic, fds), out64
 
-        for attempt in range(RETRIES + 1):
-            analytic, fds = in_float64(diff64, s.cts, vs, steps)
-            rounding = _rounding(g64, diff64, min(steps))
-            bad = [np.any([straddled(full, half, rounding, s.fd_rtol) for full, half in per_ct], axis=0)
-                   for per_ct in fds]
-            if not any(b.any() for b in bad) or attempt == RETRIES:
-                break
-            diff64, steps = _moved_again(diff64, steps, rng)
+        def straddling(results, rounding):
+            return [np.any([straddled(full, half, rounding, s.fd_rtol) for full, half in per_ct], axis=0)
+                    for per_ct in results[1]]
+
+        (analytic, fds), bad, attempt = _until_no_straddle(lambda d, h: in_float64(d, s.cts, vs, h), straddling,
+                                                           diff64, steps, rng)
         comparisons, left_out = [], 0
         for i, (v, mode) in enumerate(zip(vs, modes)):
             keep = ~bad[i]
@@ -196,15 +214,13 @@ def jvp_against_differences(s):
                     return jax.jvp(g64, tuple(diff64), tangents)[1]
                 exact.append(jax.lax.map(along, v))
                 fds.append(_central(g64, diff64, i, v, h))
-            return exact, fds
+            return (exact, fds), g64(*diff64)
 
-        for attempt in range(RETRIES + 1):
-            exact, fds = in_float64(diff64, vs, steps)
-            rounding = _rounding(g64, diff64, min(steps))
-            bad = [straddled(full, half, rounding, s.fd_rtol) for full, half in fds]
-            if not any(b.any() for b in bad) or attempt == RETRIES:
-                break
-            diff64, steps = _moved_again(diff64, steps, rng)
+        def straddling(results, rounding):
+            return [straddled(full, half, rounding, s.fd_rtol) for full, half in results[1]]
+
+        (exact, fds), bad, attempt = _until_no_straddle(lambda d, h: in_float64(d, vs, h), straddling, diff64, steps,
+                                                        rng)
         comparisons, left_out = [], 0
         for e, (d, _), b in zip(exact, fds, bad):
             keep = ~b
@@ -217,4 +233,4 @@ def jvp_against_differences(s):
     return comparisons, "; ".join(filter(None, [_note(note, attempt, left_out), "directional"]))
 
 
-__all__ = ["fd_modes", "off_kinks", "vjp_against_differences", "jvp_against_differences"]
+__all__ = ["fd_modes", "off_kinks", "point_off_kinks", "vjp_against_differences", "jvp_against_differences"]
