@@ -16,12 +16,12 @@ __version__ = "0.1.0"
 
 from .catalog import PRIMITIVES as _PRIMITIVES  # the standard library only
 _NAMES = {**{name: "primitives" for name in _PRIMITIVES}, "CorruptFileError": "io", "load": "io", "save": "io",
-          "count_params": "describe", "summary": "describe", "export": "deploy"}
+          "count_params": "describe", "summary": "describe", "export": "deploy", "as_lax": "primitives.lax_view"}
 _SUBMODULES = ("data", "deploy", "describe", "detection", "init", "interop", "io", "layers", "models", "primitives",
                "reference", "train", "verify", "viz", "gradcheck", "report", "catalog", "curvature")
 
-__all__ = [*_PRIMITIVES, "CorruptFileError", "load", "save", "count_params", "summary", "export", "curvature", "data",
-           "deploy", "detection", "init", "interop", "layers", "models", "primitives", "train", "verify", "viz",
+__all__ = [*_PRIMITIVES, "CorruptFileError", "load", "save", "count_params", "summary", "export", "as_lax", "curvature",
+           "data", "deploy", "detection", "init", "interop", "layers", "models", "primitives", "train", "verify", "viz",
            "__version__"]
 
 

@@ -118,17 +118,24 @@ def build_parser():
     s.add_argument("--cpu-engine", choices=list(catalog.CPU_ENGINES), default="eigen",
                    help="the CPU engine setting the --paths table assumes: eigen (funcnn train's steps) or xla (a "
                         "plain jax.jit: YNNPACK where XLA's CPU backend takes the op)")
-    e = sub.add_parser("export", help="serialise a trained model for deployment (jax.export, StableHLO)",
+    e = sub.add_parser("export", help="serialise a trained model for deployment (jax.export, or ONNX)",
                        description="Write a trained model's inference function (parameters included, any batch size) "
-                                   "as a jax.export artifact that JAX alone can load and run.",
+                                   "as a jax.export artifact that JAX alone can load and run, or (--format onnx) as "
+                                   "an ONNX model for onnxruntime and other ONNX runtimes.",
                        formatter_class=_Formatter,
                        epilog="Load it without funcnn:\n  from jax import export\n"
-                              "  model = export.deserialize(open(FILE, 'rb').read())\n  logits = model.call(images)")
+                              "  model = export.deserialize(open(FILE, 'rb').read())\n  logits = model.call(images)\n"
+                              "or, for --format onnx:\n  import onnxruntime\n"
+                              "  session = onnxruntime.InferenceSession(FILE)\n"
+                              "  logits = session.run(None, {'images': images})[0]")
     e.add_argument("--model", required=True, help=f"one of: {', '.join(catalog.MODELS)}")
     e.add_argument("--params", required=True, help="a params.npz or best.npz that funcnn train wrote")
-    e.add_argument("--out", required=True, help="the file to write (e.g. model.jaxexport)")
+    e.add_argument("--out", required=True, help="the file to write (e.g. model.jaxexport, or model.onnx)")
+    e.add_argument("--format", choices=["jax", "onnx"], default="jax",
+                   help="jax: a jax.export artifact (StableHLO); onnx: an ONNX model through jax2onnx (needs "
+                        "pip install 'funcnn[onnx]')")
     e.add_argument("--platform", action="append", default=None, choices=["cpu", "cuda", "rocm", "tpu"],
-                   help="a platform to lower for (repeatable; default: cpu)")
+                   help="a platform to lower for (repeatable; default: cpu; --format jax only)")
     e.add_argument("--input-shape", type=int, nargs="+", metavar="SIZE",
                    help="one example's shape, of the model's rank: H W C, or T H W C for the 3-D models (default: "
                         "the model's)")
@@ -139,16 +146,19 @@ def export_command(args) -> int:
     from .deploy import ExportArgumentError, export_saved  # here: --help answers before JAX loads
 
     flags = {"model": "--model", "params": "--params", "input_shape": "--input-shape", "platforms": "--platform",
-             "out": "--out"}
+             "out": "--out", "format": "--format"}
     try:
         report = export_saved(args.model, args.params, args.out, input_shape=args.input_shape,
-                              platforms=args.platform or ["cpu"])
+                              platforms=args.platform, format=args.format)
     except FileNotFoundError as err:
         raise CliError(f"--params: {err}") from None
     except ExportArgumentError as err:
         raise CliError(f"{flags[err.argument]}: {err}") from None
+    except ImportError as err:
+        raise CliError(f"--format {args.format}: {err}") from None
+    where = f"platforms {', '.join(report.platforms)}" if report.platforms else "ONNX"
     print(f"funcnn: wrote {report.model} ({report.parameters:,} parameters, input (batch, "
-          f"{', '.join(map(str, report.input_shape))}), platforms {', '.join(report.platforms)}) to {report.path}")
+          f"{', '.join(map(str, report.input_shape))}), {where}) to {report.path}")
     return 0
 
 

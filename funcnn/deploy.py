@@ -15,6 +15,18 @@ and where it runs, with JAX alone (no funcnn, no Python model code):
 
 The parameters and state are constants of the program; the batch dimension is symbolic, so one artifact serves every
 batch size; the model runs in evaluation mode (BatchNorm's running statistics, no dropout).
+
+ONNX, for runtimes that are not JAX (an optional extra: `pip install 'funcnn[onnx]'`, jax2onnx and onnxruntime):
+
+    model = funcnn.deploy.export_onnx(apply, params, state, (32, 32, 1))   # an onnx.ModelProto, batch symbolic
+    funcnn.deploy.write(model, "lenet5.onnx")                            # or: funcnn export --format onnx ...
+
+    import onnxruntime
+    session = onnxruntime.InferenceSession("lenet5.onnx")
+    logits = session.run(None, {session.get_inputs()[0].name: images})[0]
+
+The ONNX graph is jax2onnx's conversion of the model's lax view (`funcnn.as_lax`, in the canonical forms every
+platform but the CPU runs: one Conv per convolution), with funcnn's own lowering for the ops `funcnn.onnx_ops` names.
 """
 
 from __future__ import annotations
@@ -29,8 +41,13 @@ from jax import export as jax_export
 from . import models
 from .describe import count_params
 from .io import CorruptFileError, atomic_path, load
+from .primitives.conv import force_algorithm
+from .primitives.lax_view import as_lax
 
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
+FORMATS = ("jax", "onnx")  # export_saved's formats: jax.export (StableHLO), ONNX through jax2onnx
+ONNX_OPSET = 21            # the opset export_onnx writes by default (onnxruntime >= 1.20 runs it)
+ONNX_EXTRA = "pip install 'funcnn[onnx]'"
 
 
 def export(apply: Callable, params, state, input_shape: Sequence[int], *, platforms: Sequence[str] = ("cpu",),
@@ -41,19 +58,8 @@ def export(apply: Callable, params, state, input_shape: Sequence[int], *, platfo
     unknown = [p for p in platforms if p not in PLATFORMS]
     if not platforms or unknown:
         raise ValueError(f"funcnn.export: platforms must be among {', '.join(PLATFORMS)}, got {list(platforms)}")
-    input_shape = tuple(input_shape)
-    if not input_shape or any(not isinstance(d, int) or d < 1 for d in input_shape):
-        raise ValueError(f"funcnn.export: input_shape is one example's shape, (H, W, C) say, of positive ints; got "
-                         f"{input_shape}")
-
-    def infer(x):
-        return apply(params, state, x, train=False)[0]
-
-    try:
-        jax.eval_shape(infer, jax.ShapeDtypeStruct((1, *input_shape), jnp.dtype(dtype)))
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"funcnn.export: the model does not take inputs of shape (batch, *{input_shape}): "
-                         f"{str(err).splitlines()[0]}") from None
+    input_shape = _check_input_shape("funcnn.export", input_shape)
+    infer = _inference("funcnn.export", apply, params, state, input_shape, dtype)
     (batch,) = jax_export.symbolic_shape("batch")
     spec = jax.ShapeDtypeStruct((batch, *input_shape), jnp.dtype(dtype))
     try:
@@ -62,14 +68,62 @@ def export(apply: Callable, params, state, input_shape: Sequence[int], *, platfo
         raise ImportError(f"funcnn.export: {err}") from err
 
 
+def _check_input_shape(where: str, input_shape) -> tuple:
+    input_shape = tuple(input_shape)
+    if not input_shape or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in input_shape):
+        raise ValueError(f"{where}: input_shape is one example's shape, (H, W, C) say, of positive ints; got "
+                         f"{input_shape}")
+    return input_shape
+
+
+def _inference(where: str, apply: Callable, params, state, input_shape, dtype):
+    """x -> the logits in evaluation mode, after checking that the model takes (1, *input_shape)."""
+    def infer(x):
+        return apply(params, state, x, train=False)[0]
+
+    try:
+        jax.eval_shape(infer, jax.ShapeDtypeStruct((1, *input_shape), jnp.dtype(dtype)))
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{where}: the model does not take inputs of shape (batch, *{input_shape}): "
+                         f"{str(err).splitlines()[0]}") from None
+    return infer
+
+
+def export_onnx(apply: Callable, params, state, input_shape: Sequence[int], *, batch: int | None = None,
+                dtype="float32", opset: int = ONNX_OPSET):
+    """x -> the model's output (the logits), for inputs (batch, *input_shape), as an ONNX model (`onnx.ModelProto`)
+    converted by jax2onnx; in evaluation mode, parameters and state as initializers.
+
+    batch: None (default) for a symbolic batch dimension ("batch": one graph for every batch size), or a fixed size.
+    The graph is the model's lax view (`funcnn.as_lax`, platform "default": the canonical forms, one ONNX Conv per
+    convolution, whatever path funcnn's CPU table would take), max pooling lowered by `funcnn.onnx_ops`. ImportError
+    naming the extra when jax2onnx is not installed."""
+    try:  # here: jax2onnx is an optional extra, and heavy to import
+        from jax2onnx import to_onnx
+
+        from . import onnx_ops
+    except ImportError as err:
+        raise ImportError(f"funcnn.deploy.export_onnx needs jax2onnx ({err}); install the extra: {ONNX_EXTRA}") from err
+    input_shape = _check_input_shape("funcnn.deploy.export_onnx", input_shape)
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+        raise ValueError(f"funcnn.deploy.export_onnx: batch is a positive int or None (symbolic), got {batch!r}")
+    infer = _inference("funcnn.deploy.export_onnx", apply, params, state, input_shape, dtype)
+    view = as_lax(infer, platform="default", keep=onnx_ops.KEPT)
+    with force_algorithm("canonical"):  # one lax convolution per conv, not the taps' slices: ONNX Conv nodes
+        return to_onnx(view, [("batch" if batch is None else batch, *input_shape)], model_name="funcnn",
+                       opset=opset, input_names=["images"], output_names=["logits"],
+                       enable_double_precision=jnp.dtype(dtype) == jnp.float64)
+
+
 def write(exported, path) -> None:
-    """Serialise an Exported to `path`, atomically (a temporary file renamed over the target); OSError naming the
-    path when it is a directory or cannot be written."""
+    """Serialise an Exported (`export`) or an ONNX model (`export_onnx`) to `path`, atomically (a temporary file
+    renamed over the target); OSError naming the path when it is a directory or cannot be written."""
     if os.path.isdir(os.fspath(path)):
         raise IsADirectoryError(f"funcnn.export: the output {os.fspath(path)} is a directory; give a file name "
-                                "(model.jaxexport, say)")
-    data = exported.serialize()
-    with atomic_path(path, suffix=".jaxexport") as tmp, open(tmp, "wb") as f:
+                                "(model.jaxexport or model.onnx, say)")
+    onnx = hasattr(exported, "SerializeToString")
+    data = exported.SerializeToString() if onnx else exported.serialize()
+    with atomic_path(path, suffix=".onnx" if onnx else ".jaxexport") as tmp, open(tmp, "wb") as f:
         f.write(data)
 
 
@@ -107,13 +161,15 @@ class SavedExport(NamedTuple):
     model: str
     parameters: int          # the number of trained parameters the artifact holds
     input_shape: tuple       # one example's shape; the batch is symbolic
-    platforms: tuple
+    platforms: tuple         # what a jax.export artifact was lowered for; () for ONNX (any runtime that reads it)
+    format: str = "jax"      # one of FORMATS
 
 
 def export_saved(model: str, params_file, out, *, input_shape: Sequence[int] | None = None,
-                 platforms: Sequence[str] = ("cpu",)) -> SavedExport:
+                 platforms: Sequence[str] | None = None, format: str = "jax") -> SavedExport:
     """Export the zoo model `model` with the parameters and state a run saved (`params_file`: the params.npz or
-    best.npz `funcnn train` writes) to the file `out`, atomically; what `funcnn export` does.
+    best.npz `funcnn train` writes) to the file `out`, atomically; what `funcnn export` does. `format`: "jax" (a
+    jax.export artifact lowered for `platforms`, default cpu) or "onnx" (`export_onnx`; takes no platforms).
 
     The classes are read from the saved parameters, the model is built for them and `input_shape` (default: the
     model's own, `funcnn.models.INPUT_SHAPES`; of the model's rank), and the file is loaded again against that
@@ -121,9 +177,14 @@ def export_saved(model: str, params_file, out, *, input_shape: Sequence[int] | N
 
     Raises FileNotFoundError for a missing params_file and ExportArgumentError (a ValueError) naming the argument
     for anything else: an unknown model, a file that holds no trained model or another model's parameters, an
-    input shape of the wrong rank or that the model cannot take, an unknown platform, an out that is a directory
-    or cannot be written.
+    input shape of the wrong rank or that the model cannot take, an unknown platform or format, an out that is a
+    directory or cannot be written. ImportError naming the extra for format="onnx" without jax2onnx.
     """
+    if format not in FORMATS:
+        raise ExportArgumentError("format", f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if format == "onnx" and platforms is not None:
+        raise ExportArgumentError("platforms", f"an ONNX model is not lowered for a platform (got {list(platforms)}); "
+                                               "platforms are for format='jax'")
     try:
         constructor = models.get(model)
     except ValueError as err:
@@ -157,15 +218,19 @@ def export_saved(model: str, params_file, out, *, input_shape: Sequence[int] | N
     except (CorruptFileError, ValueError) as err:
         raise ExportArgumentError("params", f"{params_file} does not hold {model}'s parameters: {err}") from None
     try:
-        exported = export(network.apply, trees["params"], trees["state"], shape, platforms=platforms)
+        if format == "onnx":
+            exported = export_onnx(network.apply, trees["params"], trees["state"], shape)
+        else:
+            exported = export(network.apply, trees["params"], trees["state"], shape, platforms=platforms or ("cpu",))
     except ValueError as err:
         raise ExportArgumentError("platforms" if "platforms" in str(err) else "input_shape", str(err)) from None
     try:
         write(exported, out)
     except OSError as err:
         raise ExportArgumentError("out", f"{os.fspath(out)} cannot be written: {err.strerror or err}") from None
-    return SavedExport(os.fspath(out), model, count_params(trees["params"]), shape, tuple(exported.platforms))
+    return SavedExport(os.fspath(out), model, count_params(trees["params"]), shape,
+                       () if format == "onnx" else tuple(exported.platforms), format)
 
 
-__all__ = ["PLATFORMS", "export", "write", "read", "export_saved", "SavedExport", "ExportArgumentError",
-           "NotAnExportError"]
+__all__ = ["PLATFORMS", "FORMATS", "export", "export_onnx", "write", "read", "export_saved", "SavedExport",
+           "ExportArgumentError", "NotAnExportError"]

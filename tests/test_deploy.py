@@ -108,6 +108,8 @@ def test_export_saved_names_the_argument_it_refuses(tmp_path):
         (dict(input_shape=(4, 4, 1)), "input_shape", r"input_shape \(4, 4, 1\) does not fit lenet5"),
         (dict(platforms=("gpu",)), "platforms", r"platforms must be among cpu, cuda, rocm, tpu"),
         (dict(out=tmp_path), "out", "is a directory"),
+        (dict(format="tflite"), "format", r"format must be one of jax, onnx, got 'tflite'"),
+        (dict(format="onnx", platforms=("cpu",)), "platforms", r"an ONNX model is not lowered for a platform"),
     ]
     for change, argument, message in cases:
         with pytest.raises(deploy.ExportArgumentError, match=message) as caught:

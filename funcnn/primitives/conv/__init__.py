@@ -12,10 +12,10 @@ function each, with thin 1-D / 2-D / 3-D names).
 """
 
 from .api import conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d
-from .dispatch import ALGORITHMS, TABLE, force_algorithm, loop_body
+from .dispatch import ALGORITHMS, PLATFORMS, TABLE, for_platform, force_algorithm, loop_body
 from .engines import CPU_ENGINES, compiler_options
 from .spec import ConvSpec, transpose_geometry
 
 __all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "ALGORITHMS",
            "TABLE", "force_algorithm", "ConvSpec", "transpose_geometry", "CPU_ENGINES", "compiler_options",
-           "loop_body"]
+           "loop_body", "PLATFORMS", "for_platform"]

@@ -139,6 +139,8 @@ def applies(path: str, rule: str, case: Case) -> bool:
 
 _FORCED = jax.make_user_context(default_value="")  # JAX retraces a jitted function when this context changes
 _LOOPED = jax.make_user_context(default_value=False)
+_PLATFORM = jax.make_user_context(default_value="")
+PLATFORMS = ("cpu", "cuda", "rocm", "tpu", "default")  # lax.platform_dependent's names; "default": every other
 
 
 def forced() -> str | None:
@@ -174,6 +176,24 @@ def loop_body():
         yield
 
 
+def target_platform() -> str | None:
+    """The platform an enclosing `for_platform` names, or None (then both forms are lowered, XLA picks)."""
+    return _PLATFORM.value or None
+
+
+@contextlib.contextmanager
+def for_platform(platform: str | None):
+    """Trace the block for one platform: a CPU path that was not pinned is emitted as itself for "cpu" and as the
+    canonical form for any other (one of `PLATFORMS`; "default" is what `lax.platform_dependent` calls every
+    platform without a branch of its own), instead of both forms inside `lax.platform_dependent`. For programs read
+    by tools other than XLA (`funcnn.as_lax`, ONNX export), which want one computation, not a branch on the
+    platform index. None: both forms, as usual."""
+    if platform is not None and platform not in PLATFORMS:
+        raise ValueError(f"platform: unknown platform {platform!r}; known: {', '.join(PLATFORMS)} (or None)")
+    with _PLATFORM(platform or ""):
+        yield
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # choosing and running
 
@@ -191,7 +211,8 @@ def choose(rule: str, spec: ConvSpec, w_shape, in_sizes=None, batch: int | None 
 def run(path: str, rule: str, spec: ConvSpec, w_shape, in_sizes, a, b):
     """Compute `rule` with `path` (the one `choose` named when the op was applied): forward conv(x, w), dx(g, w)
     for an input of `in_sizes`, or dw(x, g) for a filter of `w_shape`. A CPU path that was not pinned is wrapped in
-    `lax.platform_dependent`, which lowers it for CPU and the canonical form for every other platform."""
+    `lax.platform_dependent`, which lowers it for CPU and the canonical form for every other platform (or, inside
+    `for_platform`, emitted as the one form that platform runs)."""
     module = PATHS[path]
 
     def with_path(module):
@@ -203,6 +224,9 @@ def run(path: str, rule: str, spec: ConvSpec, w_shape, in_sizes, a, b):
 
     if path not in CPU_ONLY or spec.forced is not None:
         return with_path(module)(a, b)
+    platform = target_platform()
+    if platform is not None:
+        return with_path(module if platform == "cpu" else canonical)(a, b)
     return lax.platform_dependent(a, b, cpu=with_path(module), default=with_path(canonical))
 
 
@@ -214,4 +238,4 @@ def on_backend(path: str, forced: str | None, backend: str | None = None) -> str
 
 
 __all__ = ["ALGORITHMS", "CPU_ONLY", "RULES", "TABLE", "PATHS", "Case", "applies", "choose", "run", "on_backend",
-           "force_algorithm", "forced", "loop_body", "looped"]
+           "force_algorithm", "forced", "loop_body", "looped", "PLATFORMS", "for_platform", "target_platform"]
