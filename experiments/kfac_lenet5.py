@@ -28,7 +28,8 @@ try:
     from funcnn import kfac
 except (ImportError, AttributeError) as err:  # kfac-jax 0.0.8 fails to import on jax >= 0.11 (jax.core.Effects)
     raise SystemExit(f"kfac_lenet5: kfac-jax does not import here ({type(err).__name__}: {err}); pip install "
-                     "kfac-jax, with jax 0.10.x") from None
+                     "git+https://github.com/google-deepmind/kfac-jax (its 0.0.8 release imports with jax 0.10.x "
+                     "only, and its optimiser does not run there)") from None
 
 
 def kfac_run(model, params, state, x, y, x_test, y_test, args, registration):
