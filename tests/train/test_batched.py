@@ -165,7 +165,7 @@ def test_a_diverging_replica_is_reported_and_the_others_train_on(capsys):
                            hyperparams={"learning_rate": [1e30, 1e31]}, progress=False)
 
 
-def _replica_step_module(platform, replicas=4):
+def _replica_step_module(platform, replicas=4, batch_size=8):
     """The vmapped replica step of LeNet-5 exported (lowered only: no device needed) for one platform."""
     import re
 
@@ -178,7 +178,7 @@ def _replica_step_module(platform, replicas=4):
     params, state = train.init_replicas(model.init, (1, 32, 32, 1), keys)
     opt = train.adam()
     opt_state = train.init_replica_optimizer(opt, params, learning_rate=jnp.linspace(1e-4, 1e-3, replicas))
-    batch = (jnp.ones((replicas, 8, 32, 32, 1)), jnp.zeros((replicas, 8), jnp.int32))
+    batch = (jnp.ones((replicas, batch_size, 32, 32, 1)), jnp.zeros((replicas, batch_size), jnp.int32))
     step = map_replicas(make_train_step(model.apply, opt, jit=False), (0, 0, 0, 0, 0), "vmap")
     text = jax.export.export(jax.jit(step), platforms=[platform])(params, state, opt_state, batch,
                                                                    keys).mlir_module()
@@ -198,6 +198,22 @@ def test_the_vmapped_replica_step_on_accelerators_is_grouped_convolutions_with_n
     assert not re.findall(r"stablehlo\.(?:while|scatter|select_and_scatter)\b", text)
     assert convs and 4 in groups, groups  # conv2 (6 -> 16) of 4 replicas: one convolution with 4 groups
     assert "stablehlo.dot_general" in text
+
+
+@pytest.mark.parametrize("replicas, batch_size, loops", [(4, 16, False), (17, 16, True), (4, 8, True)])
+def test_the_vmapped_replica_step_on_the_cpu_writes_few_replicas_out_and_loops_over_many(replicas, batch_size, loops):
+    """On the CPU, up to UNROLL_MAX_SLICES replicas of real batches (more than LOOP_SMALL_BATCH images) are written
+    out, one single-model convolution each, with no loop; more replicas, or per-example sized slices, loop."""
+    import re
+
+    from funcnn.primitives.conv import dispatch
+
+    assert (replicas <= dispatch.UNROLL_MAX_SLICES and batch_size > dispatch.LOOP_SMALL_BATCH) != loops
+    text, convs, groups = _replica_step_module("cpu", replicas, batch_size)
+    assert bool(re.findall(r"stablehlo\.while\b", text)) == loops
+    assert not [g for g in groups if g > 1]  # never the grouped fold on the CPU
+    if not loops:  # every conv rule of every replica written out: at least forward, dX (conv2) and dW per layer
+        assert len(convs) >= replicas * 5, len(convs)
 
 
 def test_the_vmapped_replica_step_on_the_cpu_loops_over_single_replica_convolutions():

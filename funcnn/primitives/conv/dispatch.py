@@ -35,6 +35,7 @@ RULES = ("forward", "dx", "dw")
 BANDED_MAX_CHANNEL_PRODUCT = 128
 ZERO_FRACTION_FOR_TAPS = 0.5
 LOOP_SMALL_BATCH = 8  # a looped dW of at most this many images takes the tap matmuls (per-example gradients)
+UNROLL_MAX_SLICES = 16  # the CPU batch rule writes out at most this many slices of more than LOOP_SMALL_BATCH images
 
 
 class Case(NamedTuple):

@@ -130,11 +130,14 @@ def _batch_rule(kind):
     """vmap of a conv-family op. An activation mapped alone folds into the batch axis N (per-example work: one op on
     B*N examples). Where both operands carry the mapped axis (replicas, ensembles, per-example dW), the B
     independent convolutions are, on accelerators, one grouped convolution with B times the groups (what cuDNN and
-    TPUs run well), and on the CPU a loop of B single convolutions (`lax.map`, each traced as a loop body so that it
-    takes no batch chunks): XLA's CPU backend runs a grouped convolution an order of magnitude slower than the same
-    work as separate convolutions (README, Performance). The two are picked at lowering time by
-    `lax.platform_dependent`. Either way the result is again funcnn ops, their paths chosen for their shapes, so the
-    rules run under any mix of vmap and differentiation."""
+    TPUs run well), and on the CPU B single convolutions: XLA's CPU backend runs a grouped convolution an order of
+    magnitude slower than the same work as separate convolutions (README, Performance). Few slices of real batches
+    (replicas, ensemble members: at most UNROLL_MAX_SLICES, each of more than LOOP_SMALL_BATCH images) are written
+    out one after another, so that each is the single model's convolution, with its paths, and XLA may overlap
+    them; many slices, or slices of a few images (per-example gradients), run in a loop (`lax.map`, each traced as
+    a loop body so that it takes no batch chunks), where one compiled body serves them all. The forms are picked at
+    lowering time by `lax.platform_dependent`. Either way the result is again funcnn ops, their paths chosen for
+    their shapes, so the rules run under any mix of vmap and differentiation."""
 
     def single(a, b, spec, sizes):
         if kind == "conv":
@@ -161,10 +164,12 @@ def _batch_rule(kind):
             w = jnp.moveaxis(b, 0, -2).reshape(*b.shape[1:-1], size * b.shape[-1])
             return _unfold(single(_channels_last(a), w, folded, sizes), size)
 
-        def looped(a, b):  # one convolution per slice, in a loop
+        def separate(a, b):  # one convolution per slice: written out, or in a loop
+            if size <= dispatch.UNROLL_MAX_SLICES and a.shape[1] > dispatch.LOOP_SMALL_BATCH:
+                return jnp.stack([single(a[i], b[i], spec, sizes) for i in range(size)])
             return lax.map(lambda ab: single(*ab, spec._replace(looped=True), sizes), (a, b))
 
-        return lax.platform_dependent(a, b, cpu=looped, default=grouped), 0
+        return lax.platform_dependent(a, b, cpu=separate, default=grouped), 0
 
     return rule
 
