@@ -97,7 +97,8 @@ def export_onnx(apply: Callable, params, state, input_shape: Sequence[int], *, b
     batch: None (default) for a symbolic batch dimension ("batch": one graph for every batch size), or a fixed size.
     The graph is the model's lax view (`funcnn.as_lax`, platform "default": the canonical forms, one ONNX Conv per
     convolution, whatever path funcnn's CPU table would take), max pooling lowered by `funcnn.onnx_ops`. ImportError
-    naming the extra when jax2onnx is not installed."""
+    naming the extra when jax2onnx is not installed; NotImplementedError naming the operation jax2onnx cannot convert
+    (3-D and transposed convolutions)."""
     try:  # here: jax2onnx is an optional extra, and heavy to import
         from jax2onnx import to_onnx
 
@@ -109,10 +110,14 @@ def export_onnx(apply: Callable, params, state, input_shape: Sequence[int], *, b
         raise ValueError(f"funcnn.deploy.export_onnx: batch is a positive int or None (symbolic), got {batch!r}")
     infer = _inference("funcnn.deploy.export_onnx", apply, params, state, input_shape, dtype)
     view = as_lax(infer, platform="default", keep=onnx_ops.KEPT)
-    with force_algorithm("canonical"):  # one lax convolution per conv, not the taps' slices: ONNX Conv nodes
-        return to_onnx(view, [("batch" if batch is None else batch, *input_shape)], model_name="funcnn",
-                       opset=opset, input_names=["images"], output_names=["logits"],
-                       enable_double_precision=jnp.dtype(dtype) == jnp.float64)
+    try:
+        with force_algorithm("canonical"):  # one lax convolution per conv, not the taps' slices: ONNX Conv nodes
+            return to_onnx(view, [("batch" if batch is None else batch, *input_shape)], model_name="funcnn",
+                           opset=opset, input_names=["images"], output_names=["logits"],
+                           enable_double_precision=jnp.dtype(dtype) == jnp.float64)
+    except NotImplementedError as err:  # an operation jax2onnx has no lowering for (3-D and transposed convs)
+        raise NotImplementedError(f"funcnn.deploy.export_onnx: jax2onnx cannot convert this model: {err} (it "
+                                  "converts 2-D convolutions, not 3-D or transposed ones)") from None
 
 
 def write(exported, path) -> None:
@@ -224,6 +229,8 @@ def export_saved(model: str, params_file, out, *, input_shape: Sequence[int] | N
             exported = export(network.apply, trees["params"], trees["state"], shape, platforms=platforms or ("cpu",))
     except ValueError as err:
         raise ExportArgumentError("platforms" if "platforms" in str(err) else "input_shape", str(err)) from None
+    except NotImplementedError as err:
+        raise ExportArgumentError("format", f"{model} cannot go to {format}: {err}") from None
     try:
         write(exported, out)
     except OSError as err:

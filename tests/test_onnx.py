@@ -102,6 +102,19 @@ def test_a_missing_jax2onnx_is_named_with_the_extra(monkeypatch, tmp_path, capsy
     assert not (tmp_path / "m.onnx").exists()
 
 
+def test_a_model_jax2onnx_cannot_convert_is_named_and_nothing_is_written(tmp_path, capsys):
+    network = models.get("clip_cnn")(4)  # 3-D convolutions: jax2onnx 0.17 converts 2-D ones only
+    shape = models.INPUT_SHAPES["clip_cnn"]
+    _, params, state = network.init(jax.random.PRNGKey(0), (1, *shape))
+    with pytest.raises(NotImplementedError, match="export_onnx: jax2onnx cannot convert this model: .*not 3-D"):
+        deploy.export_onnx(network.apply, params, state, shape)
+    fn.save(tmp_path / "p.npz", {"params": params, "state": state})
+    assert cli.main(["export", "--model", "clip_cnn", "--params", str(tmp_path / "p.npz"), "--out",
+                     str(tmp_path / "m.onnx"), "--format", "onnx"]) == 2
+    assert "--format: clip_cnn cannot go to onnx: " in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_bad_onnx_arguments_are_named():
     network = models.lenet5(10)
     _, params, state = network.init(jax.random.PRNGKey(0), (1, 32, 32, 1))
