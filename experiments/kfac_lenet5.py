@@ -120,7 +120,8 @@ def main(argv=None):
                                    "K-FAC": "adaptive learning rate, momentum and damping, l2 1e-5"},
                          notes=["blocks: the layer tags kfac-jax's automatic registration made (funcnn's patterns: "
                                 "2 conv2d + 3 dense; kfac-jax's defaults alone see funcnn's layers as generic and "
-                                "their biases as scale_and_shift)", "curves.png: test accuracy per epoch"])
+                                "their biases as scale_and_shift)", "curves.png: test accuracy per epoch"],
+                         extra={"test accuracy per epoch": curves})
 
 
 if __name__ == "__main__":
