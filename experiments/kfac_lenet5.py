@@ -32,6 +32,19 @@ except (ImportError, AttributeError) as err:  # kfac-jax 0.0.8 fails to import o
                      "only, and its optimiser does not run there)") from None
 
 
+def epochs(model, update, params, opt_state, state, x, y, x_test, y_test, args):
+    """`args.epochs` epochs of update(params, opt_state, batch, step) -> (params, opt_state), in the same shuffled
+    batches for every optimiser; the test accuracy after each epoch."""
+    key, evaluate = jax.random.PRNGKey(args.seed + 1), train.make_eval_step(model.apply)
+    accuracy, step = [], 0
+    for epoch in range(args.epochs):
+        for index in batch_indices(len(x), args.batch_size, key=jax.random.fold_in(key, epoch), drop_last=True):
+            params, opt_state = update(params, opt_state, (jnp.asarray(x[index]), jnp.asarray(y[index])), step)
+            step += 1
+        accuracy.append(train.evaluate(evaluate, params, state, x_test, y_test)["accuracy"])
+    return params, accuracy
+
+
 def kfac_run(model, params, state, x, y, x_test, y_test, args, registration):
     def loss(p, batch):
         logits = model.apply(p, state, batch[0], train=True)[0]
@@ -44,44 +57,36 @@ def kfac_run(model, params, state, x, y, x_test, y_test, args, registration):
         num_burnin_steps=0, auto_register_kwargs=registration)
     key = jax.random.PRNGKey(args.seed + 1)
     first = (jnp.asarray(x[:args.batch_size]), jnp.asarray(y[:args.batch_size]))
-    opt_state = optimizer.init(params, key, first)
-    evaluate = train.make_eval_step(model.apply)
-    accuracy, step = [], 0
-    for epoch in range(args.epochs):
-        for index in batch_indices(len(x), args.batch_size, key=jax.random.fold_in(key, epoch), drop_last=True):
-            batch = (jnp.asarray(x[index]), jnp.asarray(y[index]))
-            try:
-                params, opt_state, _ = optimizer.step(params, opt_state, jax.random.fold_in(key, 10_000 + step),
-                                                      batch=batch, global_step_int=step)
-            except ValueError as err:
-                if "too many values to unpack" not in str(err):
-                    raise
-                raise SystemExit("kfac_lenet5: kfac-jax does not run here: its 0.0.8 release predates jax 0.10's "
-                                 "Primitive.get_bind_params; install kfac-jax from its main branch (pip install "
-                                 "git+https://github.com/google-deepmind/kfac-jax)") from None
-            step += 1
-        accuracy.append(train.evaluate(evaluate, params, state, x_test, y_test)["accuracy"])
+
+    def update(params, opt_state, batch, step):
+        try:
+            params, opt_state, _ = optimizer.step(params, opt_state, jax.random.fold_in(key, 10_000 + step),
+                                                  batch=batch, global_step_int=step)
+        except ValueError as err:
+            if "too many values to unpack" not in str(err):
+                raise
+            raise SystemExit("kfac_lenet5: kfac-jax does not run here: its 0.0.8 release predates jax 0.10's "
+                             "Primitive.get_bind_params; install kfac-jax from its main branch (pip install "
+                             "git+https://github.com/google-deepmind/kfac-jax)") from None
+        return params, opt_state
+
+    params, accuracy = epochs(model, update, params, optimizer.init(params, key, first), state, x, y, x_test, y_test,
+                              args)
     return params, accuracy, kfac.registered_blocks(loss, params, first, funcnn_patterns=bool(registration))
 
 
 def adam_run(model, params, state, x, y, x_test, y_test, args):
     opt = optax.adam(1e-3)
-    opt_state = opt.init(params)
 
     @jax.jit
-    def update(params, opt_state, batch):
+    def adam_step(params, opt_state, batch):
         grads = jax.grad(lambda p: jnp.mean(fn.softmax_cross_entropy(
             model.apply(p, state, batch[0], train=True)[0], batch[1])))(params)
         updates, opt_state = opt.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state
 
-    evaluate = train.make_eval_step(model.apply)
-    key, accuracy = jax.random.PRNGKey(args.seed + 1), []
-    for epoch in range(args.epochs):
-        for index in batch_indices(len(x), args.batch_size, key=jax.random.fold_in(key, epoch), drop_last=True):
-            params, opt_state = update(params, opt_state, (jnp.asarray(x[index]), jnp.asarray(y[index])))
-        accuracy.append(train.evaluate(evaluate, params, state, x_test, y_test)["accuracy"])
-    return params, accuracy
+    return epochs(model, lambda p, o, batch, step: adam_step(p, o, batch), params, opt.init(params), state, x, y,
+                  x_test, y_test, args)
 
 
 def main(argv=None):

@@ -16,9 +16,6 @@ jax2onnx's own plugins use, tested with the jax2onnx versions the `onnx` extra p
 
 from __future__ import annotations
 
-from typing import cast
-
-import onnx_ir as ir
 from jax2onnx.plugins._ir_shapes import (_dim_label_from_value_or_aval, _ensure_value_metadata,
                                          _stamp_type_and_shape, _to_ir_dim_for_shape)
 from jax2onnx.plugins.plugin_system import PrimitiveLeafPlugin, register_primitive
@@ -28,13 +25,17 @@ from .primitives.carrier import NAMESPACE
 KEPT = ("max_pool",)  # the ops export_onnx leaves to the plugins below
 
 
-def _transposed(ctx, value, perm, dims, hint):
-    """value transposed by perm, its type and shape stamped (dims: the result's dims, ints or symbolic labels)."""
-    out = cast(ir.Value, ctx.builder.Transpose(value, _outputs=[ctx.fresh_name(hint)], perm=tuple(perm)))
-    out.type = value.type
+def _stamped(ctx, out, like, dims):
+    """A new node's value with `like`'s element type and the shape `dims` (ints, or symbolic labels) stamped."""
+    out.type = like.type
     _stamp_type_and_shape(out, tuple(_to_ir_dim_for_shape(d) for d in dims))
     _ensure_value_metadata(ctx, out)
     return out
+
+
+def _transposed(ctx, value, perm, dims, name):
+    """value transposed by perm into the value called `name`, of shape `dims`."""
+    return _stamped(ctx, ctx.builder.Transpose(value, _outputs=[name], perm=tuple(perm)), value, dims)
 
 
 @register_primitive(jaxpr_primitive=NAMESPACE + "max_pool", onnx=[{"component": "MaxPool"}], since="funcnn 0.1",
@@ -54,19 +55,15 @@ class MaxPoolPlugin(PrimitiveLeafPlugin):
         label = lambda i: _dim_label_from_value_or_aval(x, x_shape, i)  # noqa: E731 - keeps a symbolic batch's name
         batch, channels = label(0), label(rank - 1)
 
-        nchw = _transposed(ctx, x, to_channels_first, (batch, channels, *x_shape[1:-1]), "max_pool_nchw")
-        pooled = cast(ir.Value, ctx.builder.MaxPool(
+        nchw = _transposed(ctx, x, to_channels_first, (batch, channels, *x_shape[1:-1]),
+                           ctx.fresh_name("max_pool_nchw"))
+        pooled = _stamped(ctx, ctx.builder.MaxPool(
             nchw, _outputs=[ctx.fresh_name("max_pool")], kernel_shape=tuple(int(k) for k in window),
             strides=tuple(int(s) for s in stride),
-            pads=tuple(int(lo) for lo, _ in padding) + tuple(int(hi) for _, hi in padding)))
-        pooled.type = nchw.type
-        _stamp_type_and_shape(pooled, tuple(_to_ir_dim_for_shape(d) for d in (batch, channels, *y_shape[1:-1])))
-        _ensure_value_metadata(ctx, pooled)
-        out = cast(ir.Value, ctx.builder.Transpose(
-            pooled, _outputs=[getattr(y_spec, "name", None) or ctx.fresh_name("max_pool_nhwc")], perm=back))
-        out.type = pooled.type
-        _stamp_type_and_shape(out, tuple(_to_ir_dim_for_shape(d) for d in (batch, *y_shape[1:-1], channels)))
-        _ensure_value_metadata(ctx, out)
+            pads=tuple(int(lo) for lo, _ in padding) + tuple(int(hi) for _, hi in padding)),
+            nchw, (batch, channels, *y_shape[1:-1]))
+        out = _transposed(ctx, pooled, back, (batch, *y_shape[1:-1], channels),
+                          getattr(y_spec, "name", None) or ctx.fresh_name("max_pool_nhwc"))
         ctx.bind_value_for_var(y_var, out)
 
 

@@ -34,7 +34,6 @@ REQUIRED_API = ("jax.extend.core.ClosedJaxpr", "jax.extend.core.Jaxpr", "jax.ext
                 "jax.extend.core.DropVar", "jax.make_jaxpr")
 CUSTOM_VJP = "custom_vjp_call"
 CUSTOM_CALLS = frozenset({CUSTOM_VJP, "custom_jvp_call"})
-_BACKEND_PLATFORM = {"gpu": "cuda"}  # jax.default_backend()'s name -> lax.platform_dependent's
 
 
 def sub_jaxprs(params):
@@ -223,8 +222,8 @@ def as_lax(f: Callable, *, platform: str | None = None, keep=()) -> Callable:
 
     @functools.wraps(f)
     def view(*args, **kwargs):
-        target = platform or _BACKEND_PLATFORM.get(jax.default_backend(), jax.default_backend())
-        with for_platform(target if target in PLATFORMS else "default"):
+        # funcnn's forms differ only between the CPU and every other platform
+        with for_platform(platform or ("cpu" if jax.default_backend() == "cpu" else "default")):
             return rewrite.apply(f, args, kwargs)
 
     return view
