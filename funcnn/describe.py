@@ -106,10 +106,11 @@ def _equations(jaxpr):
             yield from _equations(sub)
 
 
-def conv_paths(model, input_shape, *, rng=None, cpu_engine: str = "eigen") -> list:
+def conv_paths(model, input_shape, *, rng=None, cpu_engine: str | None = None) -> list:
     """Which algorithm computes each convolution's forward, dX and dW on the default backend, by layer, and in which
-    engine, for a step compiled with `conv.engines.compiler_options(cpu_engine)` ("eigen": funcnn.train's steps,
-    "xla": a plain `jax.jit`).
+    engine, for a step traced and compiled for `cpu_engine` (`conv.engines.tracing_for` and `compiler_options`;
+    None: the process's default, what funcnn.train's steps and a plain `jax.jit` of funcnn's ops both use, "xla":
+    a plain `jax.jit` with the oneDNN engine off).
 
     Traces the gradient of the model's training-mode output to a jaxpr (nothing is compiled or allocated) and reads
     every conv-family equation: its `algorithm` parameter, its operand shapes (the engine depends on them: `input_shape`
@@ -117,7 +118,7 @@ def conv_paths(model, input_shape, *, rng=None, cpu_engine: str = "eigen") -> li
     equation carries its forward's scope inside "transpose(...)"). Returns `Choice`s, one per (layer, role), in the
     order the gradient computes them.
     """
-    engines.compiler_options(cpu_engine)  # a named error for an unknown setting
+    cpu_engine = engines.resolve(cpu_engine)  # a named error for an unknown setting
     on_cpu = jax.default_backend() == "cpu"
 
     init, apply = model
@@ -129,7 +130,8 @@ def conv_paths(model, input_shape, *, rng=None, cpu_engine: str = "eigen") -> li
         out, _ = apply(params, state, x, train=True, rng=rng)
         return sum(jnp.sum(leaf) for leaf in jax.tree_util.tree_leaves(out))
 
-    closed = jax.make_jaxpr(jax.grad(loss))(params, state, x)
+    with engines.tracing_for(cpu_engine):
+        closed = jax.make_jaxpr(jax.grad(loss))(params, state, x)
     roles = {(rules.CONV.name, False): "forward", (rules.CONV.name, True): "dY",
              (rules.CONV_TRANSPOSE.name, False): "forward", (rules.CONV_TRANSPOSE.name, True): "dX",
              (rules.CONV_DW.name, False): "dW", (rules.CONV_DW.name, True): "dW"}
@@ -151,17 +153,17 @@ def conv_paths(model, input_shape, *, rng=None, cpu_engine: str = "eigen") -> li
     return choices
 
 
-def paths_table(model, input_shape, *, cpu_engine: str = "eigen", print_table: bool = True) -> str:
+def paths_table(model, input_shape, *, cpu_engine: str | None = None, print_table: bool = True) -> str:
     """`conv_paths` as a table: one row per convolution layer, the path and engine of its forward, dX and dW on
     this backend. `input_shape` includes the batch (a dW's engine can depend on it)."""
+    cpu_engine = engines.resolve(cpu_engine)
     choices = conv_paths(model, input_shape, cpu_engine=cpu_engine)
     backend = jax.default_backend()
     by_layer: dict = {}
     for c in choices:
         by_layer.setdefault(c.label or "(unnamed)", {})[c.role] = f"{c.backend} / {c.engine}"
     width = max([len(k) for k in by_layer] + [5]) + 2
-    where = (f"compiled with cpu_engine={cpu_engine!r}" + (" (funcnn.train's steps)" if cpu_engine == "eigen" else
-             " (a plain jax.jit)" if cpu_engine == "xla" else "")) if backend == "cpu" else "engines chosen by XLA"
+    where = f"cpu_engine={cpu_engine!r}" if backend == "cpu" else "engines chosen by XLA"
     lines = [f"Convolution paths / engines on {backend}, batch {input_shape[0]}, {where}",
              "(paths: funcnn.primitives.conv.dispatch.TABLE; engines: funcnn.primitives.conv.engines)",
              f"{'Layer':<{width}}{'forward':<26}{'dX / dY':<26}{'dW':<26}", "-" * (width + 78)]

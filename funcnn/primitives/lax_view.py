@@ -27,7 +27,7 @@ import numpy as np
 from jax.extend import core as jcore
 
 from .carrier import NAMESPACE, OPS, op_of
-from .conv.dispatch import PLATFORMS, for_platform
+from .conv.dispatch import PLATFORMS, for_platform, use_onednn
 
 # the JAX names the rewrite reads jaxprs with (documented in jax.extend); a test names any that moves
 REQUIRED_API = ("jax.extend.core.ClosedJaxpr", "jax.extend.core.Jaxpr", "jax.extend.core.Literal",
@@ -147,7 +147,8 @@ class Rewrite:
             return self.evaluate_closed(eqn.params["call_jaxpr"], invals)
         op = self.replaced(eqn)
         if op is not None:
-            out = op.impl(*invals, **eqn.params)
+            with use_onednn(False):  # lax's operations: a conv that took the oneDNN engine takes XLA's path instead
+                out = op.impl(*invals, **eqn.params)
             return list(out) if op.multiple_results else out
         params = eqn.params
         if any(self.holds(j) for j in sub_jaxprs(params)):

@@ -102,7 +102,7 @@ def map_replicas(fn: Callable, in_axes, strategy: str = "auto") -> Callable:
 
 def make_replica_train_step(apply: Callable, optimizer, loss: Callable = classification_loss, *,
                             shared_batch: bool = True, augment=None, strategy: str = "auto",
-                            cpu_engine: str = "eigen"):
+                            cpu_engine: str | None = None):
     """A jit-compiled step over stacked replicas: (params, state, opt_state, batch, rngs) -> same, metrics per
     replica. shared_batch: every replica sees the same batch (a sweep); False: batch arrays carry a replica axis.
     strategy: "vmap", "map" or "auto" (map on the CPU, vmap elsewhere; see `map_replicas`). cpu_engine: as in

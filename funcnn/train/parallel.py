@@ -85,7 +85,7 @@ class DataParallelStep:
 
 def make_data_parallel_train_step(apply: Callable, optimizer, loss: Callable = classification_loss, *,
                                   mesh: Mesh | None = None, axis: str = "data", augment=None,
-                                  cpu_engine: str = "eigen") -> DataParallelStep:
+                                  cpu_engine: str | None = None) -> DataParallelStep:
     """make_train_step's step, compiled for a Mesh: replicated parameters and states, batch split over `axis`;
     cpu_engine as in `make_train_step`."""
     mesh = data_mesh(axis=axis) if mesh is None else mesh

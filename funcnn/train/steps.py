@@ -18,7 +18,7 @@ import numpy as np
 import optax
 
 from .. import primitives as P
-from ..primitives.conv import compiler_options
+from ..primitives.conv import compiler_options, tracing_for
 from ..data.augment import augment_batch
 from ..data.batching import batches
 from .loop import positive
@@ -48,17 +48,23 @@ def _metrics(outputs, labels, losses):
 
 def make_train_step(apply: Callable, optimizer: optax.GradientTransformation, loss: Callable = classification_loss,
                     *, augment: Callable | None = None, donate: bool = True, jit: bool = True,
-                    cpu_engine: str = "eigen"):
+                    cpu_engine: str | None = None):
     """A pure step (params, state, opt_state, batch, rng) -> (params, state, opt_state, metrics).
 
     loss(outputs, labels) -> per-example losses (their mean is minimised). augment: an optional (key, image) ->
     image function applied to every training image (vmapped, inside the compiled step). rng feeds both the
-    augmentation and the model (Dropout). cpu_engine: which engines XLA's CPU backend may use in this executable
-    (`funcnn.primitives.conv.compiler_options`; ignored on other backends): "eigen" (the default, no YNNPACK
-    fusion; faster whole steps on both CPUs measured, README Performance), "xla" (XLA's default) or "ynn-dots".
+    augmentation and the model (Dropout). cpu_engine: what runs the convolutions and the rest on a CPU (ignored on
+    other backends): "onednn" (funcnn's oneDNN engine; the default where it is built), "eigen" (XLA's paths, no
+    YNNPACK fusion; the default elsewhere), "xla" (XLA's default) or "ynn-dots" (README, Performance);
+    None: the process's default (`$FUNCNN_CPU_ENGINE`, else as said).
     """
+    options = compiler_options(cpu_engine)  # checked even when not compiling
 
     def step(params, state, opt_state, batch, rng):
+        with tracing_for(cpu_engine):
+            return _step(params, state, opt_state, batch, rng)
+
+    def _step(params, state, opt_state, batch, rng):
         x, y = batch
         aug_key, model_key = jax.random.split(rng)
         if augment is not None:
@@ -78,20 +84,20 @@ def make_train_step(apply: Callable, optimizer: optax.GradientTransformation, lo
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), new_state, opt_state, _metrics(outputs, y, losses)
 
-    options = compiler_options(cpu_engine)  # checked even when not compiling
     if not jit:
         return step
     return jax.jit(step, donate_argnums=(0, 1, 2) if donate else (), compiler_options=options)
 
 
 def make_eval_step(apply: Callable, loss: Callable = classification_loss, *, jit: bool = True,
-                   cpu_engine: str = "eigen"):
+                   cpu_engine: str | None = None):
     """A pure step (params, state, batch) -> metrics, with the model in evaluation mode (running statistics);
     cpu_engine as in `make_train_step`."""
 
     def step(params, state, batch):
         x, y = batch
-        outputs, _ = apply(params, state, x, train=False)
+        with tracing_for(cpu_engine):
+            outputs, _ = apply(params, state, x, train=False)
         return _metrics(outputs, y, loss(outputs, y))
 
     options = compiler_options(cpu_engine)

@@ -414,7 +414,7 @@ def test_algorithm_table_and_override():
     assert _algorithm(ConvSpec(geo, 2, "banded"), (3, 3, 2, 8)) == "canonical"  # no grouped band
     assert _algorithm(ConvSpec(geo, 1, "batch_chunks"), (3, 3, 16, 16), "forward") == "canonical"  # a dW path only
     assert _algorithm(ConvSpec(geo, 2, "batch_chunks"), (3, 3, 2, 8), "dw") == "batch_chunks"  # batch groups
-    with pytest.raises(ValueError, match="unknown algorithm 'winograd'; known: taps"):
+    with pytest.raises(ValueError, match="unknown algorithm 'winograd'; known: onednn, taps"):
         with force_algorithm("winograd"):
             pass
 

@@ -6,16 +6,17 @@ function each, with thin 1-D / 2-D / 3-D names).
     backward_steps.py  the lecture's named steps of the backward (upsample, full pad, flip and swap, crop)
     spec.py            ConvSpec, the transposed conv's sizes, the rules' padding arithmetic
     dispatch.py        the algorithm table (which path computes each rule), force_algorithm
-    engines.py         which engine of XLA's CPU backend runs a path; compiler_options for a whole executable
+    engines.py         which engine runs a path on a CPU (oneDNN, YNNPACK, Eigen); compiler_options and
+                       tracing_for for a `cpu_engine` setting
     paths/             one module per algorithm, each with conv(x, w, spec), dx(g, w, spec, in_sizes),
                        dw(x, g, spec, w_shape)
 """
 
 from .api import conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d
-from .dispatch import ALGORITHMS, PLATFORMS, TABLE, for_platform, force_algorithm, loop_body
-from .engines import CPU_ENGINES, compiler_options
+from .dispatch import ALGORITHMS, PLATFORMS, TABLE, for_platform, force_algorithm, loop_body, use_onednn
+from .engines import CPU_ENGINES, compiler_options, tracing_for
 from .spec import ConvSpec, transpose_geometry
 
 __all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "ALGORITHMS",
            "TABLE", "force_algorithm", "ConvSpec", "transpose_geometry", "CPU_ENGINES", "compiler_options",
-           "loop_body", "PLATFORMS", "for_platform"]
+           "loop_body", "PLATFORMS", "for_platform", "use_onednn", "tracing_for"]

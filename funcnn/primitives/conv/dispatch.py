@@ -18,18 +18,20 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import warnings
 from typing import Callable, NamedTuple
 
 import jax
 from jax import lax
 
 from .spec import ConvSpec, dx_zero_fraction
-from .paths import banded, batch_chunks, canonical, tap_matmuls, taps
+from .paths import banded, batch_chunks, canonical, onednn, tap_matmuls, taps
 
-PATHS = {"taps": taps, "banded": banded, "tap_matmuls": tap_matmuls, "batch_chunks": batch_chunks,
+PATHS = {"onednn": onednn, "taps": taps, "banded": banded, "tap_matmuls": tap_matmuls, "batch_chunks": batch_chunks,
          "canonical": canonical}
 ALGORITHMS = tuple(PATHS)
-CPU_ONLY = frozenset({"banded", "tap_matmuls", "batch_chunks"})
+CPU_ONLY = frozenset({"onednn", "banded", "tap_matmuls", "batch_chunks"})
 RULES = ("forward", "dx", "dw")
 
 BANDED_MAX_CHANNEL_PRODUCT = 128
@@ -39,17 +41,24 @@ UNROLL_MAX_SLICES = 16  # the CPU batch rule writes out at most this many slices
 
 
 class Case(NamedTuple):
-    """What a condition sees: the static configuration, the filter's shape, the forward input's spatial sizes and
-    (for dW) the batch."""
+    """What a condition sees: the static configuration, the filter's shape, the forward input's spatial sizes, the
+    batch (for dW) and the operands' dtype."""
 
     spec: ConvSpec
     w_shape: tuple
     in_sizes: tuple | None
     batch: int | None = None
+    dtype: object = None
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # conditions (their docstrings are the table's text)
+
+
+def in_onednn(case: Case) -> bool:
+    """the oneDNN engine is built and on (`use_onednn`), and takes the dtype (float32; bfloat16 on CPUs with its
+    kernels) and the sizes (no empty axis)"""
+    return onednn_enabled() and onednn.takes(case.w_shape, case.in_sizes, case.batch, case.dtype)
 
 
 def depthwise(case: Case) -> bool:
@@ -113,18 +122,21 @@ def always(case: Case) -> bool:
 
 
 TABLE: dict[str, tuple[tuple[Callable, str], ...]] = {
-    "forward": ((depthwise, "taps"), (grouped, "canonical"), (few_channels, "banded"), (always, "canonical")),
-    "dx": ((depthwise, "taps"), (grouped, "canonical"), (few_channels, "banded"), (mostly_zeros, "tap_matmuls"),
+    "forward": ((in_onednn, "onednn"), (depthwise, "taps"), (grouped, "canonical"), (few_channels, "banded"), (always, "canonical")),
+    "dx": ((in_onednn, "onednn"), (depthwise, "taps"), (grouped, "canonical"), (few_channels, "banded"), (mostly_zeros, "tap_matmuls"),
            (always, "canonical")),
-    "dw": ((depthwise, "taps"), (grouped, "canonical"), (few_channels_1d, "banded"),
+    "dw": ((in_onednn, "onednn"), (depthwise, "taps"), (grouped, "canonical"), (few_channels_1d, "banded"),
            (few_channels_in_a_loop, "banded"), (one_by_one, "tap_matmuls"), (volumetric, "canonical"),
            (few_images_in_a_loop, "tap_matmuls"), (in_a_loop, "canonical"), (always, "batch_chunks")),
 }
 
 
 def applies(path: str, rule: str, case: Case) -> bool:
-    """Whether a forced path can compute this rule: taps need a depth-wise filter, the band and the tap matmuls no
-    groups, and batch chunks are a dW path only."""
+    """Whether a forced path can compute this rule: oneDNN needs the engine built and a configuration it takes (it
+    need not be on), taps need a depth-wise filter, the band and the tap matmuls no groups, and batch chunks are a dW
+    path only."""
+    if path == "onednn":
+        return onednn.takes(case.w_shape, case.in_sizes, case.batch, case.dtype)
     if path == "taps":
         return depthwise(case)
     if path in ("banded", "tap_matmuls"):
@@ -141,6 +153,10 @@ def applies(path: str, rule: str, case: Case) -> bool:
 _FORCED = jax.make_user_context(default_value="")  # JAX retraces a jitted function when this context changes
 _LOOPED = jax.make_user_context(default_value=False)
 _PLATFORM = jax.make_user_context(default_value="")
+_ONEDNN = jax.make_user_context(default_value="")  # "on", "off", or "": the process's default (`onednn_enabled`)
+ENGINE_VARIABLE = "FUNCNN_CPU_ENGINE"  # the process's default CPU engine (`default_cpu_engine`)
+CPU_ENGINE_NAMES = ("onednn", "eigen", "xla", "ynn-dots")  # `cpu_engine=` (engines.CPU_ENGINES adds what XLA runs)
+_warned_unbuilt: list = []
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu", "default")  # lax.platform_dependent's names; "default": every other
 
 
@@ -195,14 +211,54 @@ def for_platform(platform: str | None):
         yield
 
 
+def default_cpu_engine() -> str:
+    """The CPU engine a step uses when none is named: $FUNCNN_CPU_ENGINE if set (one of `CPU_ENGINE_NAMES`), else
+    "onednn" where the engine is built, else "eigen" (XLA's CPU convolutions in Eigen)."""
+    name = os.environ.get(ENGINE_VARIABLE, "").strip()
+    if name:
+        if name not in CPU_ENGINE_NAMES:
+            raise ValueError(f"{ENGINE_VARIABLE} must be one of {', '.join(CPU_ENGINE_NAMES)}, got {name!r}")
+        return name
+    return "onednn" if onednn.available() else "eigen"
+
+
+def onednn_enabled() -> bool:
+    """Whether a rule traced now may take the oneDNN engine: an enclosing `use_onednn` says, else the process's
+    default (`default_cpu_engine() == "onednn"`). Where the engine is not built and nothing turned it off, the first
+    conv traced on a CPU warns once, naming the reason and how to build it."""
+    value = _ONEDNN.value
+    wanted = value == "on" if value else (os.environ.get(ENGINE_VARIABLE, "").strip() or "onednn") == "onednn"
+    if not value:
+        default_cpu_engine()  # a named error for a misspelt $FUNCNN_CPU_ENGINE
+    if wanted and not onednn.available():
+        if not _warned_unbuilt and jax.default_backend() == "cpu":
+            _warned_unbuilt.append(True)
+            warnings.warn(f"funcnn: the oneDNN CPU convolution engine is not built ({onednn.unavailable_reason()}); "
+                          f"convolutions run on XLA's CPU paths, about half as fast. To build it: {onednn.BUILD_HINT}."
+                          f" Set {ENGINE_VARIABLE}=eigen to choose XLA's paths without this warning.",
+                          RuntimeWarning, stacklevel=4)
+        return False
+    return wanted
+
+
+@contextlib.contextmanager
+def use_onednn(enabled: bool = True):
+    """Let the rules traced inside the block take the oneDNN engine (where built and where it takes the
+    configuration), or keep them on XLA's paths (`enabled=False`). Part of JAX's compilation cache key, like
+    `force_algorithm`; funcnn's compiled steps enter it from their `cpu_engine` setting."""
+    with _ONEDNN("on" if enabled else "off"):
+        yield
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # choosing and running
 
 
-def choose(rule: str, spec: ConvSpec, w_shape, in_sizes=None, batch: int | None = None) -> str:
+def choose(rule: str, spec: ConvSpec, w_shape, in_sizes=None, batch: int | None = None, dtype=None) -> str:
     """The path for one rule ("forward", "dx" or "dw"): the one `spec.forced` pins where it applies, else the
-    table's. `in_sizes` (the forward input's spatial sizes) is needed for rule "dx", `batch` for a looped dW."""
-    case = Case(spec, tuple(w_shape), None if in_sizes is None else tuple(in_sizes), batch)
+    table's. `in_sizes` (the forward input's spatial sizes) is needed for rule "dx", `batch` for a looped dW, and
+    `dtype` for the oneDNN engine (without it, XLA's paths)."""
+    case = Case(spec, tuple(w_shape), None if in_sizes is None else tuple(in_sizes), batch, dtype)
     pinned = spec.forced
     if pinned is not None:
         return pinned if applies(pinned, rule, case) else "canonical"
@@ -223,12 +279,39 @@ def run(path: str, rule: str, spec: ConvSpec, w_shape, in_sizes, a, b):
             return lambda a, b: module.dx(a, b, spec, tuple(in_sizes))
         return lambda a, b: module.dw(a, b, spec, tuple(w_shape))
 
+    platform = target_platform()
+    fallback = path
+    if path == "onednn":
+        with use_onednn(False):  # the path the table gives without the engine
+            fallback = choose(rule, spec._replace(forced=None), w_shape, in_sizes, a.shape[0], a.dtype)
+        if platform is not None or not onednn_enabled():
+            # a program for a tool (`for_platform`, `funcnn.as_lax`, the checker's primal) or one traced with the
+            # engine off: XLA's operations
+            path, module = fallback, PATHS[fallback]
+        else:  # the engine's call, which an exported program computes with `fallback` instead
+            module = _OnednnWith(PATHS[fallback])
+    # every platform but the CPU: the path (for the engine, its fallback), or the canonical form for a CPU path
+    other = canonical if fallback in CPU_ONLY else PATHS[fallback]
     if path not in CPU_ONLY or spec.forced is not None:
         return with_path(module)(a, b)
-    platform = target_platform()
     if platform is not None:
-        return with_path(module if platform == "cpu" else canonical)(a, b)
-    return lax.platform_dependent(a, b, cpu=with_path(module), default=with_path(canonical))
+        return with_path(module if platform == "cpu" else other)(a, b)
+    return lax.platform_dependent(a, b, cpu=with_path(module), default=with_path(other))
+
+
+class _OnednnWith(NamedTuple):
+    """The oneDNN path with its fallback for `jax.export` bound (a path module's three functions)."""
+
+    fallback: object
+
+    def conv(self, a, b, spec):
+        return onednn.conv(a, b, spec, self.fallback)
+
+    def dx(self, a, b, spec, in_sizes):
+        return onednn.dx(a, b, spec, in_sizes, self.fallback)
+
+    def dw(self, a, b, spec, w_shape):
+        return onednn.dw(a, b, spec, w_shape, self.fallback)
 
 
 def on_backend(path: str, forced: str | None, backend: str | None = None) -> str:
@@ -239,4 +322,5 @@ def on_backend(path: str, forced: str | None, backend: str | None = None) -> str
 
 
 __all__ = ["ALGORITHMS", "CPU_ONLY", "RULES", "TABLE", "PATHS", "Case", "applies", "choose", "run", "on_backend",
+           "use_onednn", "onednn_enabled", "default_cpu_engine", "CPU_ENGINE_NAMES", "ENGINE_VARIABLE",
            "force_algorithm", "forced", "loop_body", "looped", "PLATFORMS", "for_platform", "target_platform"]

@@ -31,6 +31,7 @@ either. Asking for "xla" on such a jaxlib warns once.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import warnings
 from typing import Sequence
@@ -40,9 +41,12 @@ import jax.numpy as jnp
 import jaxlib
 
 from ... import catalog
+from . import dispatch
 from .spec import ConvSpec
+from .paths import onednn
 from .paths.batch_chunks import CHUNKS
 
+ONEDNN = "oneDNN"
 YNN = "YNNPACK"
 EIGEN = "Eigen"
 MATMUL = "matmul"
@@ -86,6 +90,8 @@ def engine(path: str, rule: str, spec: ConvSpec, w_shape, in_sizes, batch: int, 
     """What runs `rule` of `path` on XLA's CPU backend in an executable compiled with `compiler_options(cpu_engine)`
     ("xla": a plain `jax.jit`): YNNPACK or Eigen for a convolution, "matmul" for the paths that are matmuls,
     "loops" for the depth-wise taps."""
+    if path == "onednn":
+        return ONEDNN
     if path in ("banded", "tap_matmuls"):
         return MATMUL
     if path == "taps":
@@ -106,12 +112,34 @@ YNN_BUGS = {
 _warned: set = set()
 
 
-def compiler_options(cpu_engine: str = "eigen", backend: str | None = None) -> dict | None:
-    """Per-executable compiler options that pick the CPU engines (`jax.jit(f, compiler_options=...)`): None on
-    other backends and for "xla". Never a change of the process's XLA_FLAGS: only the executable built with them.
-    "xla" on a jaxlib listed in `YNN_BUGS` warns once (RuntimeWarning) naming the bugs."""
+def resolve(cpu_engine: str | None) -> str:
+    """A `cpu_engine=` setting checked, None meaning the process's default (`dispatch.default_cpu_engine`: "onednn"
+    where funcnn's oneDNN engine is built, else "eigen"). Asking for "onednn" where it is not built is an error
+    naming why and how to build it."""
+    if cpu_engine is None:
+        return dispatch.default_cpu_engine()
     if cpu_engine not in CPU_ENGINES:
         raise ValueError(f"cpu_engine must be one of {', '.join(map(repr, CPU_ENGINES))}, got {cpu_engine!r}")
+    if cpu_engine == "onednn" and not onednn.available():
+        raise ValueError(f"cpu_engine='onednn': funcnn's oneDNN engine is not built ({onednn.unavailable_reason()}); "
+                         f"{onednn.BUILD_HINT}")
+    return cpu_engine
+
+
+@contextlib.contextmanager
+def tracing_for(cpu_engine: str | None):
+    """Trace the block for a `cpu_engine` setting: the convolutions take the oneDNN engine for "onednn" and XLA's
+    paths for the others (`dispatch.use_onednn`)."""
+    with dispatch.use_onednn(resolve(cpu_engine) == "onednn"):
+        yield
+
+
+def compiler_options(cpu_engine: str | None = None, backend: str | None = None) -> dict | None:
+    """Per-executable compiler options that pick the CPU engines (`jax.jit(f, compiler_options=...)`): None on
+    other backends and for "xla". Never a change of the process's XLA_FLAGS: only the executable built with them.
+    "xla" on a jaxlib listed in `YNN_BUGS` warns once (RuntimeWarning) naming the bugs. `cpu_engine` as in
+    `resolve` ("onednn" compiles what is not a convolution as "eigen" does)."""
+    cpu_engine = resolve(cpu_engine)
     if (backend or jax.default_backend()) != "cpu":
         return None
     value = CPU_ENGINES[cpu_engine]
@@ -149,5 +177,5 @@ def hlo_engines(text: str) -> dict:
     return counts
 
 
-__all__ = ["YNN", "EIGEN", "MATMUL", "LOOPS", "CPU_ENGINE_OPTION", "CPU_ENGINES", "YNN_BUGS", "compiler_options",
-           "ynn_takes", "conv_engine", "engine", "hlo_engines"]
+__all__ = ["ONEDNN", "YNN", "EIGEN", "MATMUL", "LOOPS", "CPU_ENGINE_OPTION", "CPU_ENGINES", "YNN_BUGS", "compiler_options",
+           "resolve", "tracing_for", "ynn_takes", "conv_engine", "engine", "hlo_engines"]

@@ -77,20 +77,20 @@ def _conv_dw_impl(x, g, *, algorithm, **params):
 
 def conv(x, w, spec: ConvSpec):
     """z[n, i, f] = sum_{u, c} x_pad[n, S*i + D*u, c] * w[u, c, f] (no bias)."""
-    path = dispatch.choose("forward", spec, w.shape, x.shape[1:-1])
+    path = dispatch.choose("forward", spec, w.shape, x.shape[1:-1], x.shape[0], x.dtype)
     return CONV(x, w, **spec_params(spec), algorithm=path)
 
 
 def conv_dx(g, w, spec: ConvSpec, in_sizes):
     """dX[n, y, c] = sum_{f, i} g_up[n, i, f] * w[y - i, c, f]: the lecture's four dX steps (the transposed conv)."""
     in_sizes = tuple(int(s) for s in in_sizes)
-    path = dispatch.choose("dx", spec, w.shape, in_sizes)
+    path = dispatch.choose("dx", spec, w.shape, in_sizes, g.shape[0], g.dtype)
     return CONV_TRANSPOSE(g, w, **spec_params(spec), sizes=in_sizes, algorithm=path)
 
 
 def conv_dw(x, g, spec: ConvSpec):
     """dW[u, c, f] = sum_{n, i} g[n, i, f] * x_pad[n, S*i + D*u, c]."""
-    path = dispatch.choose("dw", spec, _w_shape(spec, x.shape[-1], g.shape[-1]), x.shape[1:-1], x.shape[0])
+    path = dispatch.choose("dw", spec, _w_shape(spec, x.shape[-1], g.shape[-1]), x.shape[1:-1], x.shape[0], x.dtype)
     return CONV_DW(x, g, **spec_params(spec), algorithm=path)
 
 
