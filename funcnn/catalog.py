@@ -53,7 +53,8 @@ PRECISIONS = {"float32": ("float32", "float32", "float32"), "bfloat16": ("float3
 # default set), for the steps funcnn compiles (funcnn.primitives.conv.engines.compiler_options); "onednn" also traces
 # the convolutions for funcnn's oneDNN engine (funcnn.primitives.conv.dispatch.use_onednn)
 CPU_ENGINES = {
-    "onednn": "",                                      # funcnn's oneDNN engine for the convolutions, the rest as "eigen"
+    "onednn": None,                                    # funcnn's oneDNN engine for the convolutions, the rest as XLA
+                                                       # chooses ("eigen" on a jaxlib with YNNPACK bugs: YNN_BUGS)
     "eigen": "",                                       # no YNNPACK fusion: convolutions in Eigen, dots in XLA's own
     "xla": None,                                       # XLA's default: YNNPACK wherever it takes the op
     "ynn-dots": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",  # YNNPACK for dots only, convolutions in Eigen

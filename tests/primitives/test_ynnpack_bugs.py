@@ -2,8 +2,9 @@
 emit the forms that meet them even under a user's plain `jax.jit`.
 
 Each reproducer is the one its JAX issue gives; it runs in its own process (one crashes, one hangs where the bug is
-present) under the per-executable options funcnn's steps compile with (`compiler_options()`, "eigen"). On a fixed
-jaxlib the same programs also pass with YNNPACK on; on 0.10.2 they fail there (checked by hand; see engines.YNN_BUGS).
+present) under the per-executable options funcnn's steps compile with (`compiler_options()`: "onednn", which is
+"eigen" on these jaxlibs, or "eigen"). On a fixed jaxlib the same programs also pass with YNNPACK on; on 0.10.2 they
+fail there (checked by hand; see engines.YNN_BUGS).
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ def test_asking_for_xla_on_a_jaxlib_with_known_ynnpack_bugs_warns_once(monkeypat
 
     monkeypatch.setattr(engines, "_warned", set())
     monkeypatch.setitem(engines.YNN_BUGS, jaxlib.__version__, "jax#00000 (a test entry)")
-    with pytest.warns(RuntimeWarning, match=r"jax#00000.*cpu_engine='eigen' \(the default\) avoids them"):
+    with pytest.warns(RuntimeWarning, match=r"jax#00000.*cpu_engine='eigen' or 'onednn' \(the defaults\) avoid them"):
         assert engines.compiler_options("xla") is None
     import warnings
 
@@ -143,3 +144,4 @@ def test_asking_for_xla_on_a_jaxlib_with_known_ynnpack_bugs_warns_once(monkeypat
         warnings.simplefilter("error")
         engines.compiler_options("xla")  # once only
         assert engines.compiler_options("eigen") == {engines.CPU_ENGINE_OPTION: ""}
+        assert engines.option_value("onednn") == ""  # on such a jaxlib the engine's steps compile as "eigen" too

@@ -25,8 +25,8 @@ The measurements that decide which engine a rule should get are in the README (`
 Known bugs of XLA's YNNPACK fusions (`YNN_BUGS`): on jaxlib 0.10.2 a vmapped matrix-vector product followed by a
 sum comes out wrong (jax#39103) and a rank-7/8 multiply-and-reduce crashes or hangs (jax#39257, #40412; #39257 also
 on 0.11.0); 0.11.2 and 0.12.x are fixed. funcnn's ops do not emit those forms (a test compiles them and looks), and
-funcnn's compiled steps run with "eigen", which turns the YNNPACK fusions off, so nothing else in a step meets them
-either. Asking for "xla" on such a jaxlib warns once.
+funcnn's compiled steps run with "eigen" or, on those jaxlibs, "onednn" compiled as "eigen", which turns the YNNPACK
+fusions off, so nothing else in a step meets them either. Asking for "xla" on such a jaxlib warns once.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def engine(path: str, rule: str, spec: ConvSpec, w_shape, in_sizes, batch: int, 
         return MATMUL
     if path == "taps":
         return LOOPS
-    if CPU_ENGINES[cpu_engine] is not None:  # "eigen", "ynn-dots": no YNNPACK convolution in the executable
+    if option_value(cpu_engine) is not None:  # "eigen", "ynn-dots": no YNNPACK convolution in the executable
         return EIGEN
     if path == "batch_chunks" and rule == "dw":
         batch = -(-batch // max(1, min(CHUNKS, batch)))  # the largest chunk
@@ -134,25 +134,35 @@ def tracing_for(cpu_engine: str | None):
         yield
 
 
+def option_value(cpu_engine: str) -> str | None:
+    """The value of CPU_ENGINE_OPTION for a setting (None: XLA's default). "onednn" leaves what is not a convolution
+    to XLA's default engines (YNNPACK's reductions are what the normalisations need: with them off, XLA rewrites each
+    large reduction into a reduce-window that runs on one core), except on a jaxlib whose YNNPACK fusions have known
+    bugs (`YNN_BUGS`), where it compiles as "eigen"."""
+    if cpu_engine == "onednn":
+        return "" if jaxlib.__version__ in YNN_BUGS else None
+    return CPU_ENGINES[cpu_engine]
+
+
 def compiler_options(cpu_engine: str | None = None, backend: str | None = None) -> dict | None:
     """Per-executable compiler options that pick the CPU engines (`jax.jit(f, compiler_options=...)`): None on
     other backends and for "xla". Never a change of the process's XLA_FLAGS: only the executable built with them.
     "xla" on a jaxlib listed in `YNN_BUGS` warns once (RuntimeWarning) naming the bugs. `cpu_engine` as in
-    `resolve` ("onednn" compiles what is not a convolution as "eigen" does)."""
+    `resolve`; "onednn" as `option_value` says."""
     cpu_engine = resolve(cpu_engine)
     if (backend or jax.default_backend()) != "cpu":
         return None
-    value = CPU_ENGINES[cpu_engine]
-    if value is None:
-        bugs = YNN_BUGS.get(jaxlib.__version__)
-        if bugs and jaxlib.__version__ not in _warned:
-            _warned.add(jaxlib.__version__)
-            warnings.warn(f"funcnn: cpu_engine='xla' compiles with XLA's YNNPACK fusions, which on jaxlib "
-                          f"{jaxlib.__version__} have known bugs: {bugs}. funcnn's own ops do not meet them, other "
-                          "code in the same step can; cpu_engine='eigen' (the default) avoids them, and jaxlib >= "
-                          "0.11.2 fixes them.", RuntimeWarning, stacklevel=2)
-        return None
-    return {CPU_ENGINE_OPTION: value}
+    value = option_value(cpu_engine)
+    if value is not None:
+        return {CPU_ENGINE_OPTION: value}
+    bugs = YNN_BUGS.get(jaxlib.__version__)
+    if cpu_engine == "xla" and bugs and jaxlib.__version__ not in _warned:
+        _warned.add(jaxlib.__version__)
+        warnings.warn(f"funcnn: cpu_engine='xla' compiles with XLA's YNNPACK fusions, which on jaxlib "
+                      f"{jaxlib.__version__} have known bugs: {bugs}. funcnn's own ops do not meet them, other "
+                      "code in the same step can; cpu_engine='eigen' or 'onednn' (the defaults) avoid them, and "
+                      "jaxlib >= 0.11.2 fixes them.", RuntimeWarning, stacklevel=2)
+    return None
 
 
 _COMPUTATION = re.compile(r"^(?:ENTRY )?(%[\w.\-]+) \(")
@@ -178,4 +188,4 @@ def hlo_engines(text: str) -> dict:
 
 
 __all__ = ["ONEDNN", "YNN", "EIGEN", "MATMUL", "LOOPS", "CPU_ENGINE_OPTION", "CPU_ENGINES", "YNN_BUGS", "compiler_options",
-           "resolve", "tracing_for", "ynn_takes", "conv_engine", "engine", "hlo_engines"]
+           "option_value", "resolve", "tracing_for", "ynn_takes", "conv_engine", "engine", "hlo_engines"]
