@@ -1,5 +1,6 @@
-"""Per convolution rule of a model: every path that can compute it, the engine XLA's CPU backend runs it in, and its
-time as compiled by default (YNNPACK fusions on) and with YNNPACK off for that one executable (Eigen).
+"""Per convolution rule of a model: every path that can compute it (funcnn's oneDNN engine among them, where built),
+the engine it runs in, and its time as compiled by default (YNNPACK fusions on) and with YNNPACK off for that one
+executable (Eigen; the oneDNN path's call is the same in both).
 
     python benchmarks/engines.py                              # ResNet-20, MobileNet-v1/0.5, LeNet-5 at batch 128
     python benchmarks/engines.py --models resnet18 --batch 16 --calls 3
@@ -70,7 +71,7 @@ def measure(model_name: str, batch: int, calls: int):
         args = [jax.random.normal(jax.random.PRNGKey(i), s, jnp.float32) for i, s in enumerate(shapes)]
         for path in dispatch.ALGORITHMS:
             rule, spec, w_shape, in_sizes, f = rule_function(name, params, path, shapes)
-            case = dispatch.Case(spec, w_shape, in_sizes)
+            case = dispatch.Case(spec, w_shape, in_sizes, shapes[0][0], jnp.float32)
             if not dispatch.applies(path, rule, case) or (path == "banded" and w_shape[-1] * w_shape[-2] > BANDED_MAX):
                 continue
             lowered = jax.jit(f).lower(*args)

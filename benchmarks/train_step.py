@@ -264,10 +264,6 @@ def _torch_model(model):
         return nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
                              nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84),
                              nn.ReLU(), nn.Linear(84, 10))
-    if model == "resnet18":
-        import torchvision
-
-        return torchvision.models.resnet18(num_classes=1000)
     if model == "mobilenet":
         def unit(cin, cout, stride):
             return [nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin), nn.ReLU(),
@@ -290,6 +286,13 @@ def _torch_model(model):
         def forward(self, x):
             return torch.relu(self.body(x) + self.short(x))
 
+    if model == "resnet18":  # torchvision.models.resnet18's layers (torchvision need not be installed)
+        layers, cin = [nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1)], 64
+        for cout, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
+            for i in range(2):
+                layers.append(Block(cin, cout, stride if i == 0 else 1))
+                cin = cout
+        return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, 1000))
     layers, cin = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()], 16
     for cout, stride in [(16, 1), (32, 2), (64, 2)]:
         for i in range(3):

@@ -223,8 +223,11 @@ struct Buffer {
   ~Buffer() { std::free(data); }
 };
 
+std::mutex run_mutex;  // one call at a time: each runs on every core already (OpenMP), two at once oversubscribe
+
 void run(const Config& c, void* a, void* b, void* result) {
   auto plan = plan_for(c);
+  std::lock_guard<std::mutex> lock(run_mutex);
   thread_local Buffer filter_buffer, scratch_buffer;
   thread_local dnnl::stream stream(cpu_engine());
   if (int threads = thread_count.load(std::memory_order_relaxed); threads > 0) omp_set_num_threads(threads);

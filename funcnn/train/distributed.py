@@ -197,14 +197,18 @@ def launch(command: Sequence[str], processes: int, *, local_devices: int | None 
 
     Returns 0 when every process succeeded. When one fails or dies, the others are stopped (SIGTERM, then SIGKILL
     after `grace` seconds) and its exit status is returned (1 for a signal); nothing that a process finished
-    writing is touched. `local_devices` simulates that many CPU devices per process (XLA_FLAGS)."""
+    writing is touched. `local_devices` simulates that many CPU devices per process (XLA_FLAGS). Each process's
+    oneDNN convolutions use its share of this machine's cores (FUNCNN_ONEDNN_THREADS = cores // processes, unless
+    set), so that N processes do not run N times as many threads as there are cores."""
     if processes < 1:
         raise DistributedError(f"--processes must be >= 1, got {processes}")
     coordinator = f"127.0.0.1:{port or free_port()}"
+    share = str(max(1, len(os.sched_getaffinity(0)) // processes))
     children = []
     for rank in range(processes):
         env = dict(os.environ, FUNCNN_COORDINATOR=coordinator, FUNCNN_NUM_PROCESSES=str(processes),
                    FUNCNN_PROCESS_ID=str(rank), PYTHONUNBUFFERED="1")
+        env.setdefault("FUNCNN_ONEDNN_THREADS", share)
         if local_devices:
             flags = [f for f in env.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
             env["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={local_devices}"])

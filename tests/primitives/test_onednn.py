@@ -127,6 +127,9 @@ def test_the_table_takes_the_engine_for_float32_and_xla_s_paths_otherwise():
         assert dispatch.choose(rule, spec, (3, 3, 16, 16), (32, 32), 0, jnp.float32) != "onednn"  # empty batch
         with use_onednn(False):
             assert dispatch.choose(rule, spec, (3, 3, 16, 16), (32, 32), 128, jnp.float32) != "onednn"
+        # an output of one position (MobileNet's last 1x1 maps) is one matmul: XLA's paths
+        assert dispatch.choose(rule, spec, (3, 3, 16, 16), (1, 1), 128, jnp.float32) != "onednn"
+        assert dispatch.choose(rule, ConvSpec(geo, 16), (3, 3, 1, 16), (1, 1), 128, jnp.float32) == "taps"
 
 
 def _engine_calls(f, *args):

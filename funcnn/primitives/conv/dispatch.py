@@ -56,9 +56,13 @@ class Case(NamedTuple):
 
 
 def in_onednn(case: Case) -> bool:
-    """the oneDNN engine is built and on (`use_onednn`), and takes the dtype (float32; bfloat16 on CPUs with its
-    kernels) and the sizes (no empty axis)"""
-    return onednn_enabled() and onednn.takes(case.w_shape, case.in_sizes, case.batch, case.dtype)
+    """the oneDNN engine is built and on (`use_onednn`), takes the dtype (float32; bfloat16 on CPUs with its
+    kernels) and the sizes (no empty axis), and the output has more than one position (a conv onto one position,
+    MobileNet's last 1x1 maps, is one matmul, and XLA's ran 2-6x faster than oneDNN's call: README, "The oneDNN
+    engine")"""
+    one_position = case.in_sizes is not None and math.prod(case.spec.geo.out_sizes(case.in_sizes)) == 1
+    return not one_position and onednn_enabled() and onednn.takes(case.w_shape, case.in_sizes, case.batch,
+                                                                  case.dtype)
 
 
 def depthwise(case: Case) -> bool:
