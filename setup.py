@@ -10,6 +10,7 @@ runtime dependency `onednn-cpu-gomp`, installed into the environment's lib/, whi
 XLA's FFI headers are vendored from the oldest supported jaxlib (`native/third_party`).
 """
 
+import importlib.metadata
 import os
 import sysconfig
 from pathlib import Path
@@ -17,10 +18,25 @@ from pathlib import Path
 from setuptools import Extension, setup
 
 
+def _installed(distribution, tail):
+    """Where an installed distribution (in pip's build environment, or in the environment itself) put the file whose
+    path ends with `tail`, or None."""
+    try:
+        files = importlib.metadata.distribution(distribution).files or ()
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    paths = (Path(f.locate()).resolve() for f in files if f.name == Path(tail).name)
+    return next((p for p in paths if p.as_posix().endswith(tail)), None)
+
+
 def onednn_prefix():
-    """The prefix whose include/ holds oneapi/dnnl/dnnl.hpp and whose lib/ holds libdnnl.so (the build environment's
-    data directory, where pip installs the build requirements), or None."""
+    """The prefix whose include/ holds oneapi/dnnl/dnnl.hpp and whose lib/ holds libdnnl.so: $FUNCNN_ONEDNN_PREFIX,
+    or where pip installed the build requirements onednn-devel-cpu-gomp and onednn-cpu-gomp, or None."""
+    header = _installed("onednn-devel-cpu-gomp", "include/oneapi/dnnl/dnnl.hpp")
+    library = _installed("onednn-cpu-gomp", "lib/libdnnl.so")
     candidates = [os.environ.get("FUNCNN_ONEDNN_PREFIX"), sysconfig.get_paths()["data"]]
+    if header is not None and library is not None and header.parents[3] == library.parents[1]:
+        candidates.insert(1, str(library.parents[1]))  # <prefix>/include/oneapi/dnnl/dnnl.hpp, <prefix>/lib/libdnnl.so
     for prefix in filter(None, candidates):
         if (Path(prefix) / "include/oneapi/dnnl/dnnl.hpp").exists() and (Path(prefix) / "lib/libdnnl.so").exists():
             return Path(prefix)
@@ -30,7 +46,8 @@ def onednn_prefix():
 def extensions():
     prefix = onednn_prefix()
     if prefix is None:
-        print("funcnn: oneDNN's headers not found: building without the CPU convolution engine")
+        print("funcnn: oneDNN's headers or library not found (onednn-devel-cpu-gomp, onednn-cpu-gomp): building "
+              "without the CPU convolution engine")
         return []
     return [Extension(
         "funcnn.primitives.conv._onednn",
