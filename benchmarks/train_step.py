@@ -84,7 +84,7 @@ def _optax(name):
     return optax.adam(1e-3) if name == "adam" else optax.sgd(0.05, momentum=0.9)
 
 
-def bench_funcnn(model, batch, steps, repeats, precision="float32", optimizer="adam", cpu_engine="eigen"):
+def bench_funcnn(model, batch, steps, repeats, precision="float32", optimizer="adam", cpu_engine=None):
     import jax
 
     from funcnn import models, train
@@ -346,14 +346,20 @@ BENCH = {"funcnn": bench_funcnn, "stax": bench_stax, "flax": bench_flax, "equino
          "torch": bench_torch}
 
 
-def _label(framework, precision, cpu_engine="eigen"):
-    notes = [n for n in (precision != "float32" and precision, cpu_engine != "eigen" and f"{cpu_engine} engines") if n]
+def _label(framework, precision, cpu_engine=None):
+    """"funcnn" for funcnn's default settings (float32, the process's default CPU engine: oneDNN where built), with
+    what differs in parentheses; the other frameworks by name (and precision)."""
+    if framework == "funcnn" and cpu_engine is not None:
+        from funcnn.primitives.conv import dispatch
+
+        cpu_engine = None if cpu_engine == dispatch.default_cpu_engine() else cpu_engine
+    notes = [n for n in (precision != "float32" and precision, cpu_engine and f"{cpu_engine} engines") if n]
     return f"{framework} ({', '.join(notes)})" if notes else framework
 
 
-def worker(framework, model, batch, steps, repeats, precision, optimizer, others, device, cpu_engine="eigen"):
+def worker(framework, model, batch, steps, repeats, precision, optimizer, others, device, cpu_engine=None):
     label = _label(framework, precision if framework == "funcnn" else others,
-                   cpu_engine if framework == "funcnn" else "eigen")
+                   cpu_engine if framework == "funcnn" else None)
     try:
         if framework == "funcnn":
             first, rate = bench_funcnn(model, batch, steps, repeats, precision, optimizer, cpu_engine)
@@ -415,9 +421,11 @@ def main(argv=None):
                         help="funcnn's precision policies to run (the speed-up column compares with the first)")
     parser.add_argument("--others", default="float32", choices=["float32", "bfloat16"],
                         help="the other frameworks' compute dtype (bfloat16: Flax dtype=, PyTorch autocast)")
-    parser.add_argument("--cpu-engine", nargs="+", default=["eigen"], choices=list(CPU_ENGINES),
-                        help="funcnn's CPU engine settings to run (funcnn.train.make_train_step(cpu_engine=...): "
-                             "eigen = no YNNPACK fusion, xla = XLA's default, ynn-dots = YNNPACK for dots only)")
+    parser.add_argument("--cpu-engine", nargs="+", default=None, choices=list(CPU_ENGINES),
+                        help="funcnn's CPU engine settings to run (funcnn.train.make_train_step(cpu_engine=...); "
+                             "default: the process's default, onednn where funcnn's oneDNN engine is built, else "
+                             "eigen): onednn, eigen = XLA's paths without YNNPACK fusions, xla = XLA's default, "
+                             "ynn-dots = YNNPACK for dots only")
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.repeats = 5, 2
@@ -431,11 +439,12 @@ def main(argv=None):
     if args.worker:
         framework, model = args.worker
         worker(framework, model, args.batch, args.steps, args.repeats, args.precision[0],
-               args.optimizer or OPTIMIZER[model], args.others, args.device, args.cpu_engine[0])
+               args.optimizer or OPTIMIZER[model], args.others, args.device,
+               args.cpu_engine[0] if args.cpu_engine else None)
         return
     runs = [(model, framework, precision, engine) for model in args.models for framework in FRAMEWORKS[model]
             for precision in (args.precision if framework == "funcnn" else ["float32"])
-            for engine in (args.cpu_engine if framework == "funcnn" else ["eigen"])
+            for engine in (args.cpu_engine or [None] if framework == "funcnn" else [None])
             if not args.frameworks or framework in args.frameworks]
     measured = []  # one list of rows per round
     for round_ in range(args.rounds):
@@ -446,7 +455,7 @@ def main(argv=None):
             cmd = [sys.executable, __file__, "--worker", framework, model, "--batch", str(args.batch),
                    "--steps", str(args.steps), "--repeats", str(args.repeats), "--precision", precision,
                    "--optimizer", args.optimizer or OPTIMIZER[model], "--others", args.others, "--device",
-                   args.device, "--cpu-engine", engine]
+                   args.device] + (["--cpu-engine", engine] if engine else [])
             env = dict(os.environ, JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="") if args.device == "cpu" else None
             done = subprocess.run(cmd, capture_output=True, text=True, env=env)
             lines = [line for line in done.stdout.splitlines() if line.startswith("{")]

@@ -116,10 +116,10 @@ def build_parser():
     s.add_argument("--batch-size", type=int, default=128, help="the batch the --paths table is traced for (a dW's "
                                                               "CPU engine can depend on it)")
     s.add_argument("--cpu-engine", choices=list(catalog.CPU_ENGINES), default=None,
-                   help="the CPU engine setting the --paths table assumes (default: the process's, what funcnn "
-                        "train and a plain jax.jit use: onednn where funcnn's oneDNN engine is built, else eigen; "
-                        "$FUNCNN_CPU_ENGINE sets it): onednn, eigen (XLA's paths, no YNNPACK), xla (XLA's "
-                        "default: YNNPACK where it takes the op) or ynn-dots")
+                   help="the CPU engine setting the --paths table assumes: onednn, eigen (XLA's paths, no "
+                        "YNNPACK), xla (YNNPACK where XLA's CPU backend takes the op) or ynn-dots (default: the "
+                        "process's, what funcnn train and a plain jax.jit use: onednn where funcnn's oneDNN engine "
+                        "is built, else eigen; $FUNCNN_CPU_ENGINE sets it)")
     e = sub.add_parser("export", help="serialise a trained model for deployment (jax.export, or ONNX)",
                        description="Write a trained model's inference function (parameters included, any batch size) "
                                    "as a jax.export artifact that JAX alone can load and run, or (--format onnx) as "

@@ -8,7 +8,8 @@ entries i whose index is q (the multiplicity; overlapping windows name one maxim
     gather  dx[n, i, c] = g[n, q, c] / m[n, q, c]                              q = idx[n, i, c]
 
 Colliding writes average, so the unpool is linear and well defined for any indices; for the indices of a max pool
-every copy of a maximum carries the same value, and the average is that value: the forward is PyTorch's. The gather
+every copy of a maximum carries the same value, and the average is that value (to the rounding of (m a) / m, an ulp
+or two): the forward is PyTorch's. The gather
 is the unpool's exact transpose, <unpool(x), g> = sum_q g_q sum_{i -> q} x_i / m_q = <x, gather(g)>: each copy gets
 g divided by its multiplicity. So the tangent of unpooling is unpooling the tangent, the backward is the gather, and
 max_unpool(max_pool(x)) has the gradient of x masked at its maxima (each maximum's g once, whatever the number of

@@ -115,7 +115,8 @@ def takes(w_shape, in_sizes, batch, dtype) -> bool:
     """Whether the engine computes this configuration: built, a dtype it runs here, and no empty axis (the
     geometry is any funcnn accepts: 1-, 2- and 3-D, stride, dilation, asymmetric padding, groups)."""
     sizes = (*w_shape, *(in_sizes or ()), batch if batch is not None else 1)
-    return dtype is not None and supports_dtype(dtype) and all(int(s) > 0 for s in sizes)
+    # a symbolic size (a batch left open by jax.export) is at least 1
+    return dtype is not None and supports_dtype(dtype) and all(s > 0 for s in sizes if isinstance(s, (int, np.integer)))
 
 
 # ----------------------------------------------------------------------------------------------------------------
