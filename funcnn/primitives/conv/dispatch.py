@@ -57,12 +57,13 @@ class Case(NamedTuple):
 
 def in_onednn(case: Case) -> bool:
     """the oneDNN engine is built and on (`use_onednn`), takes the dtype (float32; bfloat16 on CPUs with its
-    kernels) and the sizes (no empty axis), and the output has more than one position (a conv onto one position,
+    kernels) and the sizes (no empty axis), the output has more than one position (a conv onto one position,
     MobileNet's last 1x1 maps, is one matmul, and XLA's ran 2-6x faster than oneDNN's call: README, "The oneDNN
-    engine")"""
+    engine"), and it is not a loop body's rule on a few images (per-example gradients: one image per iteration,
+    where a call's fixed cost is most of it; `few_images_in_a_loop`)"""
     one_position = case.in_sizes is not None and math.prod(case.spec.geo.out_sizes(case.in_sizes)) == 1
-    return not one_position and onednn_enabled() and onednn.takes(case.w_shape, case.in_sizes, case.batch,
-                                                                  case.dtype)
+    return (not one_position and not few_images_in_a_loop(case) and onednn_enabled()
+            and onednn.takes(case.w_shape, case.in_sizes, case.batch, case.dtype))
 
 
 def strided_one_by_one_in_onednn(case: Case) -> bool:
@@ -134,7 +135,8 @@ def always(case: Case) -> bool:
 
 
 TABLE: dict[str, tuple[tuple[Callable, str], ...]] = {
-    "forward": ((in_onednn, "onednn"), (depthwise, "taps"), (grouped, "canonical"), (few_channels, "banded"), (always, "canonical")),
+    "forward": ((in_onednn, "onednn"), (depthwise, "taps"), (grouped, "canonical"), (few_channels, "banded"),
+                (always, "canonical")),
     "dx": ((strided_one_by_one_in_onednn, "tap_matmuls"), (in_onednn, "onednn"), (depthwise, "taps"),
            (grouped, "canonical"), (few_channels, "banded"), (mostly_zeros, "tap_matmuls"), (always, "canonical")),
     "dw": ((in_onednn, "onednn"), (depthwise, "taps"), (grouped, "canonical"), (few_channels_1d, "banded"),

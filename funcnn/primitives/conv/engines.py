@@ -187,5 +187,6 @@ def hlo_engines(text: str) -> dict:
     return counts
 
 
-__all__ = ["ONEDNN", "YNN", "EIGEN", "MATMUL", "LOOPS", "CPU_ENGINE_OPTION", "CPU_ENGINES", "YNN_BUGS", "compiler_options",
-           "option_value", "resolve", "tracing_for", "ynn_takes", "conv_engine", "engine", "hlo_engines"]
+__all__ = ["ONEDNN", "YNN", "EIGEN", "MATMUL", "LOOPS", "CPU_ENGINE_OPTION", "CPU_ENGINES", "YNN_BUGS",
+           "compiler_options", "option_value", "resolve", "tracing_for", "ynn_takes", "conv_engine", "engine",
+           "hlo_engines"]

@@ -12,9 +12,9 @@ The engine is C++ (`native/onednn_conv.cc`, built by `pip install` where a C++ c
 primitive `funcnn.onednn_conv`, which never reaches a user's jaxpr: it exists only inside the lowering of a
 conv-family op, where its CPU lowering is the FFI call; for `jax.export` it lowers to the XLA path the table gives
 without the engine (so an exported artifact holds no funcnn custom call and loads where funcnn is not installed),
-and on every other platform to the canonical form. `available()` says whether the engine is built and loads, `takes(...)` whether it
-computes a configuration (float32, and bfloat16 where this CPU runs it; no empty axis); everything else stays on
-XLA's paths (`dispatch.TABLE`).
+and on every other platform to the canonical form. `available()` says whether the engine is built and loads,
+`takes(...)` whether it computes a configuration (float32, and bfloat16 where this CPU runs it; no empty axis);
+everything else stays on XLA's paths (`dispatch.TABLE`).
 """
 
 from __future__ import annotations
