@@ -23,7 +23,9 @@ import ctypes
 import functools
 import importlib
 import importlib.metadata
+import importlib.util
 import os
+import sysconfig
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +36,7 @@ from jax.interpreters import mlir
 from ..spec import ConvSpec
 from . import canonical
 
+EXTENSION = "funcnn.primitives.conv._onednn"
 TARGETS = {"forward": "funcnn_onednn_forward", "dx": "funcnn_onednn_dx", "dw": "funcnn_onednn_dw"}
 THREADS_VARIABLE = "FUNCNN_ONEDNN_THREADS"  # oneDNN's threads per call; unset: the cores this process may use
 BUILD_HINT = ("pip install again on a machine with a C++ compiler (g++ or clang++) on PATH: the install builds it "
@@ -53,12 +56,33 @@ def _preload_onednn() -> None:
             return
 
 
+def _installed_extension():
+    """The extension as the installed funcnn holds it, for a funcnn imported from a checkout (the tests and scripts
+    run from the repository's root, whose source tree has no build of it), or None."""
+    name = "_onednn" + (sysconfig.get_config_var("EXT_SUFFIX") or ".so")
+    # every installed funcnn (a checkout's own egg-info, found first from its root, lists no build)
+    found = (f.locate() for dist in importlib.metadata.distributions(name="funcnn") for f in dist.files or ()
+             if f.name == name)
+    path = next((p for p in found if os.path.exists(p)), None)
+    if path is None:
+        return None
+    spec = importlib.util.spec_from_file_location(EXTENSION, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @functools.cache
 def _load():
     """(the extension module, None) or (None, why it is not there)."""
     try:
         _preload_onednn()
-        module = importlib.import_module("funcnn.primitives.conv._onednn")
+        try:
+            module = importlib.import_module(EXTENSION)
+        except ImportError:
+            module = _installed_extension()
+            if module is None:
+                raise
     except (ImportError, OSError) as err:
         return None, f"{type(err).__name__}: {err}"
     for rule, capsule in module.handlers().items():
