@@ -197,6 +197,19 @@ def _launch(args, options) -> int:
                               log=lambda line: print(line, file=sys.stderr))
 
 
+def _check_engine_environment() -> None:
+    """$FUNCNN_CPU_ENGINE and $FUNCNN_ONEDNN_THREADS, checked before any work (a misspelt value is the user's
+    setting, not the data's: named as such, not as a failure of the first step)."""
+    from .primitives.conv import dispatch  # here: --help answers before JAX loads
+    from .primitives.conv.paths import onednn
+
+    try:
+        dispatch.default_cpu_engine()
+        onednn.available()
+    except ValueError as err:
+        raise CliError(f"environment: {err}") from None
+
+
 def train_command(args) -> int:
     from .train import distributed, pipeline  # here: --help answers before JAX loads
     from .train.loop import TrainingDiverged
@@ -211,6 +224,7 @@ def train_command(args) -> int:
     if args.local_devices is not None and args.processes is None:
         raise CliError("--local-devices sets the simulated CPU devices of each process that --processes starts; "
                        "pass --processes N with it")
+    _check_engine_environment()
     if args.processes is not None and args.processes > 1 and distributed.settings_from_environment() is None:
         return _launch(args, options)
     try:

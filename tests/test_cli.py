@@ -288,3 +288,20 @@ def test_the_sweep_summary_counts_in_words(capsys):
     assert sweep.run_sweep(["global_avg_pool1d"], progress=False)
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("1 configuration of 1 primitive (the bounded set") and "all passed" in last, last
+
+
+@pytest.mark.parametrize("variable, value, message", [
+    ("FUNCNN_CPU_ENGINE", "bogus", "FUNCNN_CPU_ENGINE must be one of onednn, eigen, xla, ynn-dots, got 'bogus'"),
+    ("FUNCNN_ONEDNN_THREADS", "-1", "FUNCNN_ONEDNN_THREADS must be a whole number of threads"),
+])
+def test_a_misspelt_engine_variable_is_named_before_any_work(tmp_path, variable, value, message):
+    """Not reported as data that "does not fit the model" after the data loaded: the variable, at the start."""
+    from funcnn.primitives.conv.paths import onednn
+
+    if variable == "FUNCNN_ONEDNN_THREADS" and not onednn.available():
+        pytest.skip(f"the oneDNN engine is not built: {onednn.unavailable_reason()}")
+    done = subprocess.run([sys.executable, "-m", "funcnn", "train", "--epochs", "1", "--out", str(tmp_path / "run"),
+                           "--no-plots", "--no-progress"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, variable: value})
+    assert done.returncode == 2 and f"funcnn: error: environment: {message}" in done.stderr, done.stderr
+    assert "does not fit" not in done.stderr and not (tmp_path / "run").exists()
