@@ -205,7 +205,7 @@ def _check_engine_environment() -> None:
 
     try:
         dispatch.default_cpu_engine()
-        onednn.available()
+        onednn.threads_from_environment()
     except ValueError as err:
         raise CliError(f"environment: {err}") from None
 

@@ -296,10 +296,6 @@ def test_the_sweep_summary_counts_in_words(capsys):
 ])
 def test_a_misspelt_engine_variable_is_named_before_any_work(tmp_path, variable, value, message):
     """Not reported as data that "does not fit the model" after the data loaded: the variable, at the start."""
-    from funcnn.primitives.conv.paths import onednn
-
-    if variable == "FUNCNN_ONEDNN_THREADS" and not onednn.available():
-        pytest.skip(f"the oneDNN engine is not built: {onednn.unavailable_reason()}")
     done = subprocess.run([sys.executable, "-m", "funcnn", "train", "--epochs", "1", "--out", str(tmp_path / "run"),
                            "--no-plots", "--no-progress"], capture_output=True, text=True, timeout=300,
                           env={**os.environ, variable: value})

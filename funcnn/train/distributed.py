@@ -38,6 +38,8 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from ..primitives.conv.paths import onednn
+
 ENV = ("FUNCNN_COORDINATOR", "FUNCNN_NUM_PROCESSES", "FUNCNN_PROCESS_ID")
 HEARTBEAT_TIMEOUT = 20
 INITIALIZATION_TIMEOUT = 120
@@ -208,7 +210,7 @@ def launch(command: Sequence[str], processes: int, *, local_devices: int | None 
     for rank in range(processes):
         env = dict(os.environ, FUNCNN_COORDINATOR=coordinator, FUNCNN_NUM_PROCESSES=str(processes),
                    FUNCNN_PROCESS_ID=str(rank), PYTHONUNBUFFERED="1")
-        env.setdefault("FUNCNN_ONEDNN_THREADS", share)
+        env.setdefault(onednn.THREADS_VARIABLE, share)
         if local_devices:
             flags = [f for f in env.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
             env["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={local_devices}"])

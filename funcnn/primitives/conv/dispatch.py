@@ -25,6 +25,7 @@ from typing import Callable, NamedTuple
 import jax
 from jax import lax
 
+from ... import catalog
 from .spec import ConvSpec, dx_zero_fraction
 from .paths import banded, batch_chunks, canonical, onednn, tap_matmuls, taps
 
@@ -42,7 +43,7 @@ UNROLL_MAX_SLICES = 16  # the CPU batch rule writes out at most this many slices
 
 class Case(NamedTuple):
     """What a condition sees: the static configuration, the filter's shape, the forward input's spatial sizes, the
-    batch (for dW) and the operands' dtype."""
+    batch and the operands' dtype."""
 
     spec: ConvSpec
     w_shape: tuple
@@ -169,7 +170,7 @@ _LOOPED = jax.make_user_context(default_value=False)
 _PLATFORM = jax.make_user_context(default_value="")
 _ONEDNN = jax.make_user_context(default_value="")  # "on", "off", or "": the process's default (`onednn_enabled`)
 ENGINE_VARIABLE = "FUNCNN_CPU_ENGINE"  # the process's default CPU engine (`default_cpu_engine`)
-CPU_ENGINE_NAMES = ("onednn", "eigen", "xla", "ynn-dots")  # `cpu_engine=` (engines.CPU_ENGINES adds what XLA runs)
+CPU_ENGINE_NAMES = tuple(catalog.CPU_ENGINES)  # the `cpu_engine=` settings
 _warned_unbuilt: list = []
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu", "default")  # lax.platform_dependent's names; "default": every other
 
@@ -225,15 +226,18 @@ def for_platform(platform: str | None):
         yield
 
 
-def default_cpu_engine() -> str:
-    """The CPU engine a step uses when none is named: $FUNCNN_CPU_ENGINE if set (one of `CPU_ENGINE_NAMES`), else
-    "onednn" where the engine is built, else "eigen" (XLA's CPU convolutions in Eigen)."""
+def _engine_variable() -> str:
+    """$FUNCNN_CPU_ENGINE checked (one of `CPU_ENGINE_NAMES`), or "" where it is unset."""
     name = os.environ.get(ENGINE_VARIABLE, "").strip()
-    if name:
-        if name not in CPU_ENGINE_NAMES:
-            raise ValueError(f"{ENGINE_VARIABLE} must be one of {', '.join(CPU_ENGINE_NAMES)}, got {name!r}")
-        return name
-    return "onednn" if onednn.available() else "eigen"
+    if name and name not in CPU_ENGINE_NAMES:
+        raise ValueError(f"{ENGINE_VARIABLE} must be one of {', '.join(CPU_ENGINE_NAMES)}, got {name!r}")
+    return name
+
+
+def default_cpu_engine() -> str:
+    """The CPU engine a step uses when none is named: $FUNCNN_CPU_ENGINE if set, else "onednn" where the engine is
+    built, else "eigen" (XLA's CPU convolutions in Eigen)."""
+    return _engine_variable() or ("onednn" if onednn.available() else "eigen")
 
 
 def onednn_enabled() -> bool:
@@ -241,9 +245,7 @@ def onednn_enabled() -> bool:
     default (`default_cpu_engine() == "onednn"`). Where the engine is not built and nothing turned it off, the first
     conv traced on a CPU warns once, naming the reason and how to build it."""
     value = _ONEDNN.value
-    wanted = value == "on" if value else (os.environ.get(ENGINE_VARIABLE, "").strip() or "onednn") == "onednn"
-    if not value:
-        default_cpu_engine()  # a named error for a misspelt $FUNCNN_CPU_ENGINE
+    wanted = value == "on" if value else _engine_variable() in ("", "onednn")
     if wanted and not onednn.available():
         if not _warned_unbuilt and jax.default_backend() == "cpu":
             _warned_unbuilt.append(True)

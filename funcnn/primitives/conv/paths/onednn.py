@@ -72,6 +72,18 @@ def _installed_extension():
     return module
 
 
+def threads_from_environment() -> int | None:
+    """$FUNCNN_ONEDNN_THREADS checked: a whole number of threads per call (0: every core this process may use), or
+    None where it is unset."""
+    value = os.environ.get(THREADS_VARIABLE, "").strip()
+    if not value:
+        return None
+    if not value.isdigit():
+        raise ValueError(f"{THREADS_VARIABLE} must be a whole number of threads (0: every core this process may use), "
+                         f"got {value!r}")
+    return int(value)
+
+
 @functools.cache
 def _load():
     """(the extension module, None) or (None, why it is not there)."""
@@ -85,14 +97,11 @@ def _load():
                 raise
     except (ImportError, OSError) as err:
         return None, f"{type(err).__name__}: {err}"
+    threads = threads_from_environment()  # before registering: a misspelt value leaves nothing half done
     for rule, capsule in module.handlers().items():
         jax.ffi.register_ffi_target(TARGETS[rule], capsule, platform="cpu")
-    threads = os.environ.get(THREADS_VARIABLE, "").strip()
-    if threads:
-        if not threads.isdigit():
-            raise ValueError(f"{THREADS_VARIABLE} must be a whole number of threads (0: every core this process may "
-                             f"use), got {threads!r}")
-        module.set_threads(int(threads))
+    if threads is not None:
+        module.set_threads(threads)
     return module, None
 
 
