@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from funcnn import models
 from funcnn.describe import _equations
-from funcnn.primitives.conv import dispatch, engines, rules
+from funcnn.primitives.conv import engines, paths, rules
 
 sys.path.insert(0, str(Path(__file__).parent))
 from timing import median_seconds  # noqa: E402
@@ -60,7 +60,7 @@ def rule_function(name: str, params: dict, path: str, shapes):
     """(rule, spec, w_shape, in_sizes, f(a, b)) computing the equation's rule with `path` pinned."""
     rule, spec, w_shape, in_sizes, _ = rules.rule_case(name, params, shapes)
     spec = spec._replace(forced=path)
-    return rule, spec, w_shape, in_sizes, lambda a, b: dispatch.run(path, rule, spec, w_shape, in_sizes, a, b)
+    return rule, spec, w_shape, in_sizes, lambda a, b: rules.run(path, rule, spec, w_shape, in_sizes, a, b)
 
 
 def measure(model_name: str, batch: int, calls: int):
@@ -69,10 +69,10 @@ def measure(model_name: str, batch: int, calls: int):
         params = dict(items)
         table_path = params["algorithm"]
         args = [jax.random.normal(jax.random.PRNGKey(i), s, jnp.float32) for i, s in enumerate(shapes)]
-        for path in dispatch.ALGORITHMS:
+        for path in paths.ALGORITHMS:
             rule, spec, w_shape, in_sizes, f = rule_function(name, params, path, shapes)
-            case = dispatch.Case(spec, w_shape, in_sizes, shapes[0][0], jnp.float32)
-            if not dispatch.applies(path, rule, case) or (path == "banded" and w_shape[-1] * w_shape[-2] > BANDED_MAX):
+            case = rules.Case(spec, w_shape, in_sizes, shapes[0][0], jnp.float32)
+            if not rules.applies(path, rule, case) or (path == "banded" and w_shape[-1] * w_shape[-2] > BANDED_MAX):
                 continue
             lowered = jax.jit(f).lower(*args)
             default = lowered.compile()

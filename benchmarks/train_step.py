@@ -350,9 +350,9 @@ def _label(framework, precision, cpu_engine=None):
     """"funcnn" for funcnn's default settings (float32, the process's default CPU engine: oneDNN where built), with
     what differs in parentheses; the other frameworks by name (and precision)."""
     if framework == "funcnn" and cpu_engine is not None:
-        from funcnn.primitives.conv import dispatch
+        from funcnn.primitives.conv import tracing
 
-        cpu_engine = None if cpu_engine == dispatch.default_cpu_engine() else cpu_engine
+        cpu_engine = None if cpu_engine == tracing.default_cpu_engine() else cpu_engine
     notes = [n for n in (precision != "float32" and precision, cpu_engine and f"{cpu_engine} engines") if n]
     return f"{framework} ({', '.join(notes)})" if notes else framework
 

@@ -51,7 +51,7 @@ PRECISIONS = {"float32": ("float32", "float32", "float32"), "bfloat16": ("float3
 
 # CPU engine setting -> the value of XLA's per-executable option xla_cpu_experimental_ynn_fusion_type (None: XLA's
 # default set), for the steps funcnn compiles (funcnn.primitives.conv.engines.compiler_options); "onednn" also traces
-# the convolutions for funcnn's oneDNN engine (funcnn.primitives.conv.dispatch.use_onednn)
+# the convolutions for funcnn's oneDNN engine (funcnn.primitives.conv.tracing.use_onednn)
 CPU_ENGINES = {
     "onednn": None,                                    # funcnn's oneDNN engine for the convolutions, the rest as XLA
                                                        # chooses ("eigen" on a jaxlib with YNNPACK bugs: YNN_BUGS)

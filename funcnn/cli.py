@@ -200,11 +200,11 @@ def _launch(args, options) -> int:
 def _check_engine_environment() -> None:
     """$FUNCNN_CPU_ENGINE and $FUNCNN_ONEDNN_THREADS, checked before any work (a misspelt value is the user's
     setting, not the data's: named as such, not as a failure of the first step)."""
-    from .primitives.conv import dispatch  # here: --help answers before JAX loads
+    from .primitives.conv import tracing  # here: --help answers before JAX loads
     from .primitives.conv.paths import onednn
 
     try:
-        dispatch.default_cpu_engine()
+        tracing.default_cpu_engine()
         onednn.threads_from_environment()
     except ValueError as err:
         raise CliError(f"environment: {err}") from None

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from jax.extend.core import jaxprs_in_params
 
 from .layers.base import recording
-from .primitives.conv import dispatch, engines, rules
+from .primitives.conv import engines, paths, rules
 
 
 def count_params(tree) -> int:
@@ -145,7 +145,7 @@ def conv_paths(model, input_shape, *, rng=None, cpu_engine: str | None = None) -
         if (label, role) not in seen:
             seen.add((label, role))
             path = eqn.params["algorithm"]
-            runs = dispatch.on_backend(path, eqn.params["forced"])
+            runs = paths.on_backend(path, eqn.params["forced"])
             name = eqn.primitive.name.removeprefix("funcnn.")
             case = rules.rule_case(name, eqn.params, [v.aval.shape for v in eqn.invars])
             engine = (engines.engine(runs, *case, eqn.invars[0].aval.dtype, cpu_engine) if on_cpu else "XLA")
@@ -165,7 +165,7 @@ def paths_table(model, input_shape, *, cpu_engine: str | None = None, print_tabl
     width = max([len(k) for k in by_layer] + [5]) + 2
     where = f"cpu_engine={cpu_engine!r}" if backend == "cpu" else "engines chosen by XLA"
     lines = [f"Convolution paths / engines on {backend}, batch {input_shape[0]}, {where}",
-             "(paths: funcnn.primitives.conv.dispatch.TABLE; engines: funcnn.primitives.conv.engines)",
+             "(paths: funcnn.primitives.conv.rules.TABLE; engines: funcnn.primitives.conv.engines)",
              f"{'Layer':<{width}}{'forward':<26}{'dX / dY':<26}{'dW':<26}", "-" * (width + 78)]
     for label, roles in by_layer.items():
         lines.append(f"{label:<{width}}{roles.get('forward', '-'):<26}{roles.get('dX', roles.get('dY', '-')):<26}"

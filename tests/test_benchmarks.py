@@ -84,7 +84,7 @@ def test_processes_benchmark_one_and_two(tmp_path):
 def test_train_step_benchmark_cpu_engines(tmp_path):
     """A funcnn row per CPU engine setting (--cpu-engine), labelled by the setting unless it is the process's default
     (plain "funcnn", the row the guard compares), compared with the first."""
-    from funcnn.primitives.conv import dispatch
+    from funcnn.primitives.conv import tracing
     from funcnn.primitives.conv.paths import onednn
 
     settings = (["onednn"] if onednn.available() else []) + ["eigen", "xla"]
@@ -92,7 +92,7 @@ def test_train_step_benchmark_cpu_engines(tmp_path):
     stdout = _run([str(BENCH / "train_step.py"), "--models", "lenet5", "--frameworks", "funcnn", "--cpu-engine",
                    *settings, "--batch", "8", "--steps", "1", "--repeats", "1", "--out", str(out)])
     rows = json.loads(out.read_text())["rows"]
-    default = dispatch.default_cpu_engine()
+    default = tracing.default_cpu_engine()
     want = [e if e != default else None for e in settings]
     assert [r["framework"] for r in rows] == [f"funcnn ({e} engines)" if e else "funcnn" for e in want]
     assert all(r["images_per_s"] > 0 for r in rows) and "| lenet5 | funcnn (xla engines) |" in stdout

@@ -27,7 +27,7 @@ import numpy as np
 from jax.extend import core as jcore
 
 from .carrier import NAMESPACE, OPS, op_of
-from .conv.dispatch import PLATFORMS, for_platform, use_onednn
+from .conv.tracing import PLATFORMS, for_platform, use_onednn
 
 # the JAX names the rewrite reads jaxprs with (documented in jax.extend); a test names any that moves
 REQUIRED_API = ("jax.extend.core.ClosedJaxpr", "jax.extend.core.Jaxpr", "jax.extend.core.Literal",

@@ -378,7 +378,7 @@ def test_other_bad_inputs():
 
 def test_algorithm_table_and_override():
     from funcnn.primitives.conv import ConvSpec
-    from funcnn.primitives.conv.dispatch import choose
+    from funcnn.primitives.conv.rules import choose
     from funcnn.primitives.geometry import Geometry
 
     def _algorithm(spec, w_shape, rule="forward", in_sizes=None):
@@ -427,7 +427,8 @@ def test_a_conv_traced_as_a_loop_body_takes_no_batch_chunks():
     from funcnn.primitives.conv import ConvSpec
     from jax.extend import core as jax_core
 
-    from funcnn.primitives.conv.dispatch import choose, loop_body, looped
+    from funcnn.primitives.conv.rules import choose
+    from funcnn.primitives.conv.tracing import loop_body, looped
     from funcnn.primitives.geometry import Geometry
 
     geo = Geometry((3, 3), (1, 1), ((0, 0), (0, 0)), (1, 1))

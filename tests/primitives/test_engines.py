@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from funcnn.primitives.conv import dispatch, engines
+from funcnn.primitives.conv import engines, rules
 from funcnn.primitives.conv.spec import ConvSpec
 from funcnn.primitives.geometry import make_geometry
 
@@ -21,7 +21,7 @@ def _compiled(path, rule, spec, w_shape, x_shape, dtype=jnp.float32, options=Non
     g_shape = (x_shape[0], *out_sizes, w_shape[-1])
     operands = {"forward": (x_shape, w_shape), "dx": (g_shape, w_shape), "dw": (x_shape, g_shape)}[rule]
     args = [jax.ShapeDtypeStruct(s, dtype) for s in operands]
-    lowered = jax.jit(lambda a, b: dispatch.run(path, rule, spec, w_shape, in_sizes, a, b)).lower(*args)
+    lowered = jax.jit(lambda a, b: rules.run(path, rule, spec, w_shape, in_sizes, a, b)).lower(*args)
     return engines.hlo_engines(lowered.compile(compiler_options=options).as_text())
 
 
@@ -56,7 +56,7 @@ CASES = [
 
 
 @needs_ynn
-@pytest.mark.parametrize("rule", dispatch.RULES)
+@pytest.mark.parametrize("rule", rules.RULES)
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-k{c[1]}-s{c[2]}-p{c[3]}-d{c[4]}-g{c[5]}-o{c[6]}")
 def test_predicted_engine_is_the_compiled_one(rule, case):
     dtype = jnp.float32

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import funcnn as fn
-from funcnn.primitives.conv import dispatch, engines, force_algorithm, use_onednn
+from funcnn.primitives.conv import engines, force_algorithm, rules, tracing, use_onednn
 from funcnn.primitives.conv.paths import onednn
 from funcnn.primitives.conv.spec import ConvSpec
 from funcnn.primitives.geometry import Geometry
@@ -120,21 +120,21 @@ def test_bfloat16_against_float32():
 def test_the_table_takes_the_engine_for_float32_and_xla_s_paths_otherwise():
     geo = Geometry((3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1))
     spec = ConvSpec(geo, 1)
-    for rule in dispatch.RULES:
-        assert dispatch.choose(rule, spec, (3, 3, 16, 16), (32, 32), 128, jnp.float32) == "onednn"
-        assert dispatch.choose(rule, spec, (3, 3, 16, 16), (32, 32), 128, jnp.float64) != "onednn"
-        assert dispatch.choose(rule, spec, (3, 3, 16, 16), (32, 32), 128, jnp.float16) != "onednn"
-        assert dispatch.choose(rule, spec, (3, 3, 16, 16), (32, 32), 0, jnp.float32) != "onednn"  # empty batch
+    for rule in rules.RULES:
+        assert rules.choose(rule, spec, (3, 3, 16, 16), (32, 32), 128, jnp.float32) == "onednn"
+        assert rules.choose(rule, spec, (3, 3, 16, 16), (32, 32), 128, jnp.float64) != "onednn"
+        assert rules.choose(rule, spec, (3, 3, 16, 16), (32, 32), 128, jnp.float16) != "onednn"
+        assert rules.choose(rule, spec, (3, 3, 16, 16), (32, 32), 0, jnp.float32) != "onednn"  # empty batch
         with use_onednn(False):
-            assert dispatch.choose(rule, spec, (3, 3, 16, 16), (32, 32), 128, jnp.float32) != "onednn"
+            assert rules.choose(rule, spec, (3, 3, 16, 16), (32, 32), 128, jnp.float32) != "onednn"
         # an output of one position (MobileNet's last 1x1 maps) is one matmul: XLA's paths
-        assert dispatch.choose(rule, spec, (3, 3, 16, 16), (1, 1), 128, jnp.float32) != "onednn"
-        assert dispatch.choose(rule, ConvSpec(geo, 16), (3, 3, 1, 16), (1, 1), 128, jnp.float32) == "taps"
+        assert rules.choose(rule, spec, (3, 3, 16, 16), (1, 1), 128, jnp.float32) != "onednn"
+        assert rules.choose(rule, ConvSpec(geo, 16), (3, 3, 1, 16), (1, 1), 128, jnp.float32) == "taps"
     # a strided 1x1 dX is one matmul, faster in the tap matmuls; its forward and dW stay in the engine
     one = ConvSpec(Geometry((1, 1), (2, 2), ((0, 0), (0, 0)), (1, 1)), 1)
-    assert dispatch.choose("dx", one, (1, 1, 16, 32), (32, 32), 128, jnp.float32) == "tap_matmuls"
-    assert dispatch.choose("forward", one, (1, 1, 16, 32), (32, 32), 128, jnp.float32) == "onednn"
-    assert dispatch.choose("dw", one, (1, 1, 16, 32), (32, 32), 128, jnp.float32) == "onednn"
+    assert rules.choose("dx", one, (1, 1, 16, 32), (32, 32), 128, jnp.float32) == "tap_matmuls"
+    assert rules.choose("forward", one, (1, 1, 16, 32), (32, 32), 128, jnp.float32) == "onednn"
+    assert rules.choose("dw", one, (1, 1, 16, 32), (32, 32), 128, jnp.float32) == "onednn"
 
 
 def _engine_calls(f, *args):
@@ -291,7 +291,7 @@ def test_the_thread_variable_is_checked(tmp_path):
     probe = "import funcnn.primitives.conv.paths.onednn as o; o.available()"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode != 0 and "FUNCNN_ONEDNN_THREADS must be a whole number" in done.stderr
-    env = {**os.environ, dispatch.ENGINE_VARIABLE: "fast"}
+    env = {**os.environ, tracing.ENGINE_VARIABLE: "fast"}
     probe = "import funcnn as fn, jax.numpy as jnp; fn.conv2d(jnp.ones((1, 4, 4, 1)), jnp.ones((1, 1, 1, 1)))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode != 0 and "FUNCNN_CPU_ENGINE must be one of onednn, eigen, xla, ynn-dots" in done.stderr

@@ -206,9 +206,9 @@ def test_the_vmapped_replica_step_on_the_cpu_writes_few_replicas_out_and_loops_o
     out, one single-model convolution each, with no loop; more replicas, or per-example sized slices, loop."""
     import re
 
-    from funcnn.primitives.conv import dispatch
+    from funcnn.primitives.conv import rules
 
-    assert (replicas <= dispatch.UNROLL_MAX_SLICES and batch_size > dispatch.LOOP_SMALL_BATCH) != loops
+    assert (replicas <= rules.UNROLL_MAX_SLICES and batch_size > rules.LOOP_SMALL_BATCH) != loops
     text, convs, groups = _replica_step_module("cpu", replicas, batch_size)
     assert bool(re.findall(r"stablehlo\.while\b", text)) == loops
     assert not [g for g in groups if g > 1]  # never the grouped fold on the CPU

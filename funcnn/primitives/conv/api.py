@@ -9,7 +9,7 @@ from ..cases import cases_for
 from ..borders import BORDER_FOLD, check_fits, check_mode, pad_border
 from ..arguments import as_array, check_rank, float_dtype, names_forward_mode_error
 from ..geometry import SPATIAL_AXES, layout, make_geometry
-from . import dispatch
+from . import tracing
 from .spec import ConvSpec, transpose_geometry
 from .rules import conv, conv_dx
 
@@ -59,7 +59,7 @@ def _conv_nd(x, w, b, *, nd, stride, padding, dilation, groups, name, padding_mo
     geo = make_geometry(name, x.shape, w.shape[:-2], stride, padding, dilation, window_name="kernel")
     if mode != "zeros":  # the border filled from x first, then a VALID convolution of the padded input
         x, geo = pad_border(name, x, geo.padding, mode), geo._replace(padding=((0, 0),) * nd)
-    return _with_bias(conv(x, w, ConvSpec(geo, groups, dispatch.forced(), dispatch.looped())), b)
+    return _with_bias(conv(x, w, ConvSpec(geo, groups, tracing.forced(), tracing.looped())), b)
 
 
 def _with_bias(z, b):
@@ -125,12 +125,12 @@ def _conv_transpose_nd(y, w, b, *, nd, stride, padding, dilation, output_padding
     _check_bias(name, b, w.shape[-2], w.shape)
     out_sizes, geo = transpose_geometry(name, y.shape, w.shape[:-2], stride, padding, dilation, output_padding)
     if mode == "zeros":
-        return _with_bias(conv_dx(y, w, ConvSpec(geo, 1, dispatch.forced(), dispatch.looped()), out_sizes), b)
+        return _with_bias(conv_dx(y, w, ConvSpec(geo, 1, tracing.forced(), tracing.looped()), out_sizes), b)
     # the adjoint of (border_pad, VALID conv): the VALID conv's transpose onto the padded input, then the border
     # folded back onto the entries it copied
     check_fits(name, mode, (1, *out_sizes, 1), geo.padding)
     padded = geo.padded_sizes(out_sizes)
-    valid = ConvSpec(geo._replace(padding=((0, 0),) * nd), 1, dispatch.forced(), dispatch.looped())
+    valid = ConvSpec(geo._replace(padding=((0, 0),) * nd), 1, tracing.forced(), tracing.looped())
     full = conv_dx(y, w, valid, padded)
     return _with_bias(BORDER_FOLD(full, pads=geo.padding, mode=mode, sizes=out_sizes), b)
 

@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import jaxlib
 
 from ... import catalog
-from . import dispatch
+from . import tracing
 from .spec import ConvSpec
 from .paths import onednn
 from .paths.batch_chunks import CHUNKS
@@ -113,11 +113,11 @@ _warned: set = set()
 
 
 def resolve(cpu_engine: str | None) -> str:
-    """A `cpu_engine=` setting checked, None meaning the process's default (`dispatch.default_cpu_engine`: "onednn"
+    """A `cpu_engine=` setting checked, None meaning the process's default (`tracing.default_cpu_engine`: "onednn"
     where funcnn's oneDNN engine is built, else "eigen"). Asking for "onednn" where it is not built is an error
     naming why and how to build it."""
     if cpu_engine is None:
-        return dispatch.default_cpu_engine()
+        return tracing.default_cpu_engine()
     if cpu_engine not in CPU_ENGINES:
         raise ValueError(f"cpu_engine must be one of {', '.join(map(repr, CPU_ENGINES))}, got {cpu_engine!r}")
     if cpu_engine == "onednn" and not onednn.available():
@@ -129,8 +129,8 @@ def resolve(cpu_engine: str | None) -> str:
 @contextlib.contextmanager
 def tracing_for(cpu_engine: str | None):
     """Trace the block for a `cpu_engine` setting: the convolutions take the oneDNN engine for "onednn" and XLA's
-    paths for the others (`dispatch.use_onednn`)."""
-    with dispatch.use_onednn(resolve(cpu_engine) == "onednn"):
+    paths for the others (`tracing.use_onednn`)."""
+    with tracing.use_onednn(resolve(cpu_engine) == "onednn"):
         yield
 
 

@@ -1,4 +1,6 @@
-"""The convolution's rules: three bilinear ops, each the transpose of the others, carried as JAX primitives.
+"""The convolution: three bilinear ops, each the transpose of the others, carried as JAX primitives; their rules;
+and which path computes each (one file to read, in the order of JAX's `lax/convolution.py`: the derivation, the ops,
+the choice of path, the transpose rules, batching, the registration).
 
 Layout: activations (N, *spatial, C), filters (*K, C_in/G, C_out). Correlation form, as in the lecture ("don't flip
 the kernel"), i and u running over the spatial axes:
@@ -22,20 +24,34 @@ transposes are the other two ops (the lecture's backward rules):
                                                                                           dY and dW)
     conv_dw(x, g)           x-bar = conv_transpose(g, W-bar) g-bar = conv(x, W-bar)
 
-so every derivative of every order is again one of the three, each computed by the path the algorithm table
-(`dispatch.py`) names in the op's `algorithm` parameter. The static parameters (window, stride, padding, dilation,
-groups, a pinned path) are the `ConvSpec` spelled out, so that a jaxpr reads `funcnn.conv[window=(3, 3) ...]`.
+so every derivative of every order is again one of the three. Each op is computed by one of a small, named set of
+paths beneath this file (`paths/`: oneDNN, canonical, taps, banded, tap matmuls, batch chunks), the one the
+algorithm table below names when the op is applied, recorded in the op's `algorithm` parameter:
+
+    TABLE[rule] = ((condition, path), ...)     the first condition that holds picks the path
+
+Every path passes the same gradient checks (the tests sweep all of them); the table only decides speed, and its
+measurements are in the README's Performance section. The "CPU" paths are taken on the CPU alone: on other
+backends the canonical form stays, the one XLA maps to vendor kernels (cuDNN), chosen at lowering time by
+`lax.platform_dependent` (`paths.run`). What an enclosing block pins (`force_algorithm`, `loop_body`, `use_onednn`,
+`for_platform`) is in `tracing.py`. The static parameters (window, stride, padding, dilation, groups, a pinned path)
+are the `ConvSpec` spelled out, so that a jaxpr reads `funcnn.conv[window=(3, 3) ...]`; `funcnn summary --paths`
+reads the chosen path from the same parameters.
 """
 
 from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple
 
 import jax.numpy as jnp
 from jax import lax
 
 from .. import carrier
 from ..geometry import Geometry
-from . import dispatch
-from .spec import ConvSpec
+from . import paths, tracing
+from .paths import onednn
+from .spec import ConvSpec, dx_zero_fraction
 
 
 def spec_params(spec: ConvSpec) -> dict:
@@ -55,43 +71,197 @@ def _w_shape(spec: ConvSpec, c_in: int, c_out: int):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# the three ops' forward computations: the path named by `algorithm`
-
-
-def _conv_impl(x, w, *, algorithm, **params):
-    return dispatch.run(algorithm, "forward", spec_of(params), w.shape, x.shape[1:-1], x, w)
-
-
-def _conv_transpose_impl(g, w, *, algorithm, sizes, **params):
-    return dispatch.run(algorithm, "dx", spec_of(params), w.shape, sizes, g, w)
-
-
-def _conv_dw_impl(x, g, *, algorithm, **params):
-    spec = spec_of(params)
-    return dispatch.run(algorithm, "dw", spec, _w_shape(spec, x.shape[-1], g.shape[-1]), x.shape[1:-1], x, g)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# applying them: the path is chosen here, from the spec and the shapes, and recorded in the equation
+# the ops applied: the path is chosen here, from the spec and the shapes, and recorded in the equation
 
 
 def conv(x, w, spec: ConvSpec):
     """z[n, i, f] = sum_{u, c} x_pad[n, S*i + D*u, c] * w[u, c, f] (no bias)."""
-    path = dispatch.choose("forward", spec, w.shape, x.shape[1:-1], x.shape[0], x.dtype)
+    path = choose("forward", spec, w.shape, x.shape[1:-1], x.shape[0], x.dtype)
     return CONV(x, w, **spec_params(spec), algorithm=path)
 
 
 def conv_dx(g, w, spec: ConvSpec, in_sizes):
     """dX[n, y, c] = sum_{f, i} g_up[n, i, f] * w[y - i, c, f]: the lecture's four dX steps (the transposed conv)."""
     in_sizes = tuple(int(s) for s in in_sizes)
-    path = dispatch.choose("dx", spec, w.shape, in_sizes, g.shape[0], g.dtype)
+    path = choose("dx", spec, w.shape, in_sizes, g.shape[0], g.dtype)
     return CONV_TRANSPOSE(g, w, **spec_params(spec), sizes=in_sizes, algorithm=path)
 
 
 def conv_dw(x, g, spec: ConvSpec):
     """dW[u, c, f] = sum_{n, i} g[n, i, f] * x_pad[n, S*i + D*u, c]."""
-    path = dispatch.choose("dw", spec, _w_shape(spec, x.shape[-1], g.shape[-1]), x.shape[1:-1], x.shape[0], x.dtype)
+    path = choose("dw", spec, _w_shape(spec, x.shape[-1], g.shape[-1]), x.shape[1:-1], x.shape[0], x.dtype)
     return CONV_DW(x, g, **spec_params(spec), algorithm=path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the choice of path: the algorithm table and its conditions (their docstrings are the table's text, printed by
+# `funcnn summary`)
+
+
+RULES = ("forward", "dx", "dw")
+BANDED_MAX_CHANNEL_PRODUCT = 128
+ZERO_FRACTION_FOR_TAPS = 0.5
+LOOP_SMALL_BATCH = 8  # a looped dW of at most this many images takes the tap matmuls (per-example gradients)
+UNROLL_MAX_SLICES = 16  # the CPU batch rule writes out at most this many slices of more than LOOP_SMALL_BATCH images
+
+
+class Case(NamedTuple):
+    """What a condition sees: the static configuration, the filter's shape, the forward input's spatial sizes, the
+    batch and the operands' dtype."""
+
+    spec: ConvSpec
+    w_shape: tuple
+    in_sizes: tuple | None
+    batch: int | None = None
+    dtype: object = None
+
+
+def in_onednn(case: Case) -> bool:
+    """the oneDNN engine is built and on (`use_onednn`), takes the dtype (float32; bfloat16 on CPUs with its
+    kernels) and the sizes (no empty axis), the output has more than one position (a conv onto one position,
+    MobileNet's last 1x1 maps, is one matmul, and XLA's ran 2-6x faster than oneDNN's call: README, "The oneDNN
+    engine"), and it is not a loop body's rule on a few images (per-example gradients: one image per iteration,
+    where a call's fixed cost is most of it; `few_images_in_a_loop`)"""
+    one_position = case.in_sizes is not None and math.prod(case.spec.geo.out_sizes(case.in_sizes)) == 1
+    return (not one_position and not few_images_in_a_loop(case) and tracing.onednn_enabled()
+            and onednn.takes(case.w_shape, case.in_sizes, case.batch, case.dtype))
+
+
+def strided_one_by_one_in_onednn(case: Case) -> bool:
+    """the engine would take it, but groups == 1, a 1x1 window and a stride > 1: dX is one matmul onto the strided
+    positions (the tap matmuls ran it in 0.36-0.39 ms against oneDNN's 0.57-1.43 on ResNet-20's 16 -> 32
+    projection: README, "The oneDNN engine")"""
+    return (case.spec.groups == 1 and math.prod(case.spec.geo.window) == 1 and max(case.spec.geo.stride) > 1
+            and in_onednn(case))
+
+
+def depthwise(case: Case) -> bool:
+    """depth-wise: groups == C_in > 1"""
+    return case.spec.is_depthwise(case.w_shape)
+
+
+def grouped(case: Case) -> bool:
+    """grouped, not depth-wise: 1 < groups < C_in"""
+    return case.spec.groups > 1
+
+
+def few_channels(case: Case) -> bool:
+    """groups == 1 and C_in x C_out <= 128 (LeNet's layers, a 3-channel stem)"""
+    return case.w_shape[-2] * case.w_shape[-1] <= BANDED_MAX_CHANNEL_PRODUCT
+
+
+def mostly_zeros(case: Case) -> bool:
+    """at least half of the canonical dX's multiplies would hit inserted (stride) or padded (K-1 border) zeros"""
+    return dx_zero_fraction(case.spec, case.in_sizes) >= ZERO_FRACTION_FOR_TAPS
+
+
+def few_channels_1d(case: Case) -> bool:
+    """groups == 1, C_in x C_out <= 128 and one spatial axis (in 2-D the batch chunks' dW beat the band on
+    ResNet-20's stem and LeNet's conv1, with and without YNNPACK: README, "Why each conv path is where it is")"""
+    return len(case.spec.geo.window) == 1 and few_channels(case)
+
+
+def few_channels_in_a_loop(case: Case) -> bool:
+    """groups == 1, C_in x C_out <= 128, traced as a loop's body (replicas under lax.map): the band, one matmul,
+    not the batch chunks, which a loop runs one after another"""
+    return case.spec.looped and few_channels(case)
+
+
+def few_images_in_a_loop(case: Case) -> bool:
+    """traced as a loop's body, on at most LOOP_SMALL_BATCH images (per-example gradients under vmap: one image per
+    iteration): a matmul per tap, not a convolution with almost no batch to spread over (README, Performance)"""
+    return case.spec.looped and case.batch is not None and case.batch <= LOOP_SMALL_BATCH and case.spec.groups == 1
+
+
+def in_a_loop(case: Case) -> bool:
+    """traced as a loop's body (`loop_body`): XLA's CPU runtime runs the work of a loop body one operation at a
+    time, so the batch chunks' eight convolutions would run one after another; one canonical convolution instead"""
+    return case.spec.looped
+
+
+def one_by_one(case: Case) -> bool:
+    """a 1x1 window (dW is one matmul)"""
+    return math.prod(case.spec.geo.window) == 1
+
+
+def volumetric(case: Case) -> bool:
+    """three spatial axes (batch chunks were measured on 2-D layers; in 3-D the chunked dW made a 3x3x3 layer's
+    forward+backward slower than the canonical one: README, "Why each conv path is where it is")"""
+    return len(case.spec.geo.window) == 3
+
+
+def always(case: Case) -> bool:
+    """otherwise"""
+    return True
+
+
+TABLE: dict[str, tuple[tuple[Callable, str], ...]] = {
+    "forward": ((in_onednn, "onednn"), (depthwise, "taps"), (grouped, "canonical"), (few_channels, "banded"),
+                (always, "canonical")),
+    "dx": ((strided_one_by_one_in_onednn, "tap_matmuls"), (in_onednn, "onednn"), (depthwise, "taps"),
+           (grouped, "canonical"), (few_channels, "banded"), (mostly_zeros, "tap_matmuls"), (always, "canonical")),
+    "dw": ((in_onednn, "onednn"), (depthwise, "taps"), (grouped, "canonical"), (few_channels_1d, "banded"),
+           (few_channels_in_a_loop, "banded"), (one_by_one, "tap_matmuls"), (volumetric, "canonical"),
+           (few_images_in_a_loop, "tap_matmuls"), (in_a_loop, "canonical"), (always, "batch_chunks")),
+}
+
+
+def applies(path: str, rule: str, case: Case) -> bool:
+    """Whether a forced path can compute this rule: oneDNN needs the engine built and a configuration it takes (it
+    need not be on), taps need a depth-wise filter, the band and the tap matmuls no groups, and batch chunks are a dW
+    path only."""
+    if path == "onednn":
+        return onednn.takes(case.w_shape, case.in_sizes, case.batch, case.dtype)
+    if path == "taps":
+        return depthwise(case)
+    if path in ("banded", "tap_matmuls"):
+        return case.spec.groups == 1
+    if path == "batch_chunks":
+        return rule == "dw"
+    return True
+
+
+def choose(rule: str, spec: ConvSpec, w_shape, in_sizes=None, batch: int | None = None, dtype=None) -> str:
+    """The path for one rule ("forward", "dx" or "dw"): the one `spec.forced` pins where it applies, else the
+    table's. `in_sizes` (the forward input's spatial sizes) is needed for rule "dx", `batch` for a looped dW, and
+    `dtype` for the oneDNN engine (without it, XLA's paths)."""
+    case = Case(spec, tuple(w_shape), None if in_sizes is None else tuple(in_sizes), batch, dtype)
+    pinned = spec.forced
+    if pinned is not None:
+        return pinned if applies(pinned, rule, case) else "canonical"
+    return next(path for condition, path in TABLE[rule] if condition(case))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# computing an op: the path named by `algorithm`
+
+
+def run(path: str, rule: str, spec: ConvSpec, w_shape, in_sizes, a, b):
+    """Compute `rule` with `path` (the one `choose` named when the op was applied): forward conv(x, w), dx(g, w)
+    for an input of `in_sizes`, or dw(x, g) for a filter of `w_shape`. The oneDNN engine's call carries the path the
+    table gives without it, which an exported program computes instead; a program for a tool (`for_platform`,
+    `funcnn.as_lax`, the checker's primal) or one traced with the engine off takes that path itself."""
+    fallback = None
+    if path == "onednn":
+        with tracing.use_onednn(False):
+            fallback = choose(rule, spec._replace(forced=None), w_shape, in_sizes, a.shape[0], a.dtype)
+        if tracing.target_platform() is not None or not tracing.onednn_enabled():
+            path, fallback = fallback, None
+    return paths.run(path, rule, spec, w_shape, in_sizes, a, b, fallback=fallback,
+                     platform=tracing.target_platform())
+
+
+def _conv_impl(x, w, *, algorithm, **params):
+    return run(algorithm, "forward", spec_of(params), w.shape, x.shape[1:-1], x, w)
+
+
+def _conv_transpose_impl(g, w, *, algorithm, sizes, **params):
+    return run(algorithm, "dx", spec_of(params), w.shape, sizes, g, w)
+
+
+def _conv_dw_impl(x, g, *, algorithm, **params):
+    spec = spec_of(params)
+    return run(algorithm, "dw", spec, _w_shape(spec, x.shape[-1], g.shape[-1]), x.shape[1:-1], x, g)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -165,13 +335,17 @@ def _batch_rule(kind):
             return _unfold(single(_channels_last(a), w, folded, sizes), size)
 
         def separate(a, b):  # one convolution per slice: written out, or in a loop
-            if size <= dispatch.UNROLL_MAX_SLICES and a.shape[1] > dispatch.LOOP_SMALL_BATCH:
+            if size <= UNROLL_MAX_SLICES and a.shape[1] > LOOP_SMALL_BATCH:
                 return jnp.stack([single(a[i], b[i], spec, sizes) for i in range(size)])
             return lax.map(lambda ab: single(*ab, spec._replace(looped=True), sizes), (a, b))
 
         return lax.platform_dependent(a, b, cpu=separate, default=grouped), 0
 
     return rule
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# registration
 
 
 CONV = carrier.define("conv", _conv_impl, linear=(0, 1), multilinear=True, transpose=_conv_transpose_rule,
@@ -197,4 +371,4 @@ def rule_case(name: str, params: dict, shapes):
     return rule, spec, _w_shape(spec, a[-1], b[-1]), a[1:-1], a[0]
 
 __all__ = ["conv", "conv_dx", "conv_dw", "spec_params", "spec_of", "CONV", "CONV_TRANSPOSE", "CONV_DW", "ROLES",
-           "rule_case"]
+           "rule_case", "RULES", "TABLE", "Case", "applies", "choose", "run"]

@@ -16,7 +16,7 @@ from ..geometry import SPATIAL_AXES, Geometry, as_tuple, effective_window, make_
 class ConvSpec(NamedTuple):
     """Static convolution configuration: the window geometry, the number of groups, the path an enclosing
     `force_algorithm` pinned when the forward was traced (so that the backward, traced later, takes it too), and
-    whether the forward was traced as a loop's body (`dispatch.loop_body`; its backward runs in the loop too)."""
+    whether the forward was traced as a loop's body (`tracing.loop_body`; its backward runs in the loop too)."""
 
     geo: Geometry
     groups: int

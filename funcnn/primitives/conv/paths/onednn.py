@@ -14,7 +14,7 @@ conv-family op, where its CPU lowering is the FFI call; for `jax.export` it lowe
 without the engine (so an exported artifact holds no funcnn custom call and loads where funcnn is not installed),
 and on every other platform to the canonical form. `available()` says whether the engine is built and loads,
 `takes(...)` whether it computes a configuration (float32, and bfloat16 where this CPU runs it; no empty axis);
-everything else stays on XLA's paths (`dispatch.TABLE`).
+everything else stays on XLA's paths (`rules.TABLE`).
 """
 
 from __future__ import annotations
@@ -203,7 +203,7 @@ mlir.register_lowering(ONEDNN, _lower_cpu, platform="cpu")
 
 
 def _bind(rule, a, b, spec: ConvSpec, sizes, shape, fallback):
-    if not available():  # a path forced where the engine is not built: `dispatch.applies` prevents it
+    if not available():  # a path forced where the engine is not built: `rules.applies` prevents it
         raise RuntimeError(f"funcnn's oneDNN engine is not built ({unavailable_reason()}); {BUILD_HINT}")
     return ONEDNN.bind(a, b, rule=rule, spec=spec, sizes=sizes, shape=tuple(shape), fallback=fallback)
 
@@ -214,7 +214,7 @@ def _bind(rule, a, b, spec: ConvSpec, sizes, shape, fallback):
 
 def conv(x, w, spec: ConvSpec, fallback=canonical):
     """z[n, i, f] = sum_{u, c} x_pad[n, S*i + D*u, c] * w[u, c, f]: oneDNN's convolution forward. `fallback`: the
-    path module that computes it in an exported program (`dispatch.run` passes the table's choice without the
+    path module that computes it in an exported program (`rules.run` passes the table's choice without the
     engine)."""
     out = spec.geo.out_sizes(x.shape[1:-1])
     return _bind("forward", x, w, spec, None, (x.shape[0], *out, w.shape[-1]), fallback)
