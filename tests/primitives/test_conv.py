@@ -399,6 +399,12 @@ def test_algorithm_table_and_override():
     assert _algorithm(ConvSpec(one, 1), (1, 1, 16, 32), "dw") == "tap_matmuls"  # a 1x1 window: one matmul
     assert _algorithm(ConvSpec(geo, 8), (3, 3, 1, 8)) == "taps"
     assert _algorithm(ConvSpec(geo, 2), (3, 3, 2, 8)) == "canonical"  # grouped, not depth-wise
+    # a dW of at least 4 groups on at most 8 images (per-example slices folded into groups): a loop over the groups
+    assert choose("dw", ConvSpec(geo, 4), (3, 3, 2, 16), (16, 16), 8) == "group_loop"
+    assert choose("dw", ConvSpec(geo, 4), (3, 3, 2, 16), (16, 16), 9) == "canonical"
+    assert choose("dw", ConvSpec(geo, 2), (3, 3, 2, 8), (16, 16), 1) == "canonical"  # two groups: XLA's was faster
+    assert choose("dx", ConvSpec(geo, 4), (3, 3, 2, 16), (16, 16), 1) == "canonical"
+    assert choose("dw", ConvSpec(geo, 8), (3, 3, 1, 8), (16, 16), 2) == "taps"  # depth-wise first
     # per rule: a stride-2 layer's backward multiplies no inserted zeros
     s2 = Geometry((3, 3), (2, 2), ((1, 1), (1, 1)), (1, 1))
     assert _algorithm(ConvSpec(s2, 1), (3, 3, 16, 32), "forward") == "canonical"

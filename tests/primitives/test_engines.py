@@ -63,7 +63,8 @@ def test_predicted_engine_is_the_compiled_one(rule, case):
     x_shape, window, stride, padding, dilation, groups, c_out = case
     spec = _spec(x_shape, window, stride, padding, dilation, groups)
     w_shape = (*window, x_shape[-1] // groups, c_out)
-    for path in ("canonical", "batch_chunks") if rule == "dw" else ("canonical",):
+    checked = ("canonical", "batch_chunks") if rule == "dw" else ("canonical",)
+    for path in checked + (("group_loop",) if groups > 1 else ()):
         predicted = engines.engine(path, rule, spec, w_shape, x_shape[1:-1], x_shape[0], dtype)
         counts = _compiled(path, rule, spec, w_shape, x_shape, dtype)
         convs = counts["conv YNNPACK"] + counts["conv Eigen"]

@@ -4,6 +4,7 @@ transform, exports without the custom call, determinism, errors, threads and pla
 engine is not built (no C++ compiler at install time); CI builds it (README, Install)."""
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -186,6 +187,7 @@ def test_every_transform_composes_with_the_engine():
             checkpoint=jax.grad(jax.checkpoint(loss))(w, x),
             per_example=jax.vmap(jax.grad(loss), (None, 0))(w, x[:, None]),
             replicas=jax.vmap(jax.grad(loss))(ws, jnp.stack([x, x * 2])),
+            per_example_hessian=jax.vmap(jax.hessian(loss), (None, 0))(w, x[:, None])[:, 1, 2, 3],
         )
 
     on = jax.jit(all_transforms)()
@@ -194,6 +196,30 @@ def test_every_transform_composes_with_the_engine():
     for name in on:
         _close(on[name], off[name], 3e-5, name)
     assert "funcnn_onednn_" in jax.jit(all_transforms).lower().as_text()
+
+
+def test_per_example_gradients_are_one_grouped_engine_call_and_export_as_a_loop_over_the_groups():
+    """Under vmap, slices of a few images with per-slice operands (per-example dW) fold into the groups of one op
+    that the engine computes in one call, not a loop of one-image calls; an exported program computes that op with
+    the group loop (one single-group convolution per slice), not XLA's grouped convolution, and gives the same
+    numbers."""
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(rng.normal(size=(12, 1, 9, 8, 4)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(3, 3, 4, 8)) * 0.3, jnp.float32)
+    loss = lambda w, x: jnp.sum(jnp.tanh(fn.conv2d(x, w, stride=2, padding=1)))
+    per_example = jax.jit(jax.vmap(jax.grad(loss), (None, 0)))
+    compiled = per_example.lower(w, x).compile().as_text()
+    assert "funcnn_onednn_dw" in compiled and " while(" not in compiled
+    with use_onednn(False):
+        off = jax.jit(jax.vmap(jax.grad(loss), (None, 0)))
+        assert " while(" in off.lower(w, x).compile().as_text()  # without the engine: the loop over the slices
+        want = off(w, x)
+    _close(per_example(w, x), want, 3e-5, "engine")
+    exported = jax.export.export(per_example, platforms=["cpu"])(w, x)
+    text = exported.mlir_module()
+    assert "funcnn_onednn" not in text and "stablehlo.while" in text
+    assert set(re.findall(r"feature_group_count = (\d+)", text)) <= {"1"}
+    _close(exported.call(w, x), want, 3e-5, "exported")
 
 
 def test_the_verifier_s_conv_cases_in_float32_with_the_engine_against_the_float64_reference():

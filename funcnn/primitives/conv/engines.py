@@ -17,7 +17,8 @@ What that means for each rule of the canonical form (`paths/canonical.py`), in i
     dW       lhs x with batch and feature swapped (features N), out dW (features C_out, spatial K), kernel g
              (spatial = the output's); the groups are batch groups
 
-The batch chunks path is the canonical dW on N/8 images at a time. The other paths emit no convolution: banded and
+The batch chunks path is the canonical dW on N/8 images at a time, the group loop the canonical form of one group
+per loop iteration. The other paths emit no convolution: banded and
 tap matmuls are matmuls (`dot`), taps are elementwise loops. `engine` predicts the engine from the shapes alone (no
 compiling); `hlo_engines` reads it from a compiled executable's text, and the tests check one against the other.
 The measurements that decide which engine a rule should get are in the README (`benchmarks/engines.py`).
@@ -100,6 +101,8 @@ def engine(path: str, rule: str, spec: ConvSpec, w_shape, in_sizes, batch: int, 
         return EIGEN
     if path == "batch_chunks" and rule == "dw":
         batch = -(-batch // max(1, min(CHUNKS, batch)))  # the largest chunk
+    if path == "group_loop":  # one single-group convolution per loop iteration
+        spec, w_shape = spec._replace(groups=1), (*w_shape[:-1], w_shape[-1] // spec.groups)
     return conv_engine(rule, spec, w_shape, in_sizes, batch, dtype)
 
 

@@ -102,6 +102,7 @@ RULES = ("forward", "dx", "dw")
 BANDED_MAX_CHANNEL_PRODUCT = 128
 ZERO_FRACTION_FOR_TAPS = 0.5
 LOOP_SMALL_BATCH = 8  # a looped dW of at most this many images takes the tap matmuls (per-example gradients)
+GROUP_LOOP_MIN_GROUPS = 4  # a grouped dW of at least this many groups on a few images loops over its groups
 UNROLL_MAX_SLICES = 16  # the CPU batch rule writes out at most this many slices of more than LOOP_SMALL_BATCH images
 
 
@@ -143,6 +144,14 @@ def depthwise(case: Case) -> bool:
 def grouped(case: Case) -> bool:
     """grouped, not depth-wise: 1 < groups < C_in"""
     return case.spec.groups > 1
+
+
+def many_groups_on_few_images(case: Case) -> bool:
+    """at least GROUP_LOOP_MIN_GROUPS groups, not depth-wise, on at most LOOP_SMALL_BATCH images (per-example slices
+    that vmap folded into the groups, where the oneDNN engine does not run them: an exported program): one canonical
+    dW per group in a loop, not XLA's grouped dW (README, "Why each conv path is where it is")"""
+    return (case.spec.groups >= GROUP_LOOP_MIN_GROUPS and case.batch is not None
+            and case.batch <= LOOP_SMALL_BATCH)
 
 
 def few_channels(case: Case) -> bool:
@@ -200,7 +209,8 @@ TABLE: dict[str, tuple[tuple[Callable, str], ...]] = {
                 (always, "canonical")),
     "dx": ((strided_one_by_one_in_onednn, "tap_matmuls"), (in_onednn, "onednn"), (depthwise, "taps"),
            (grouped, "canonical"), (few_channels, "banded"), (mostly_zeros, "tap_matmuls"), (always, "canonical")),
-    "dw": ((in_onednn, "onednn"), (depthwise, "taps"), (grouped, "canonical"), (few_channels_1d, "banded"),
+    "dw": ((in_onednn, "onednn"), (depthwise, "taps"), (many_groups_on_few_images, "group_loop"),
+           (grouped, "canonical"), (few_channels_1d, "banded"),
            (few_channels_in_a_loop, "banded"), (one_by_one, "tap_matmuls"), (volumetric, "canonical"),
            (few_images_in_a_loop, "tap_matmuls"), (in_a_loop, "canonical"), (always, "batch_chunks")),
 }
@@ -208,14 +218,16 @@ TABLE: dict[str, tuple[tuple[Callable, str], ...]] = {
 
 def applies(path: str, rule: str, case: Case) -> bool:
     """Whether a forced path can compute this rule: oneDNN needs the engine built and a configuration it takes (it
-    need not be on), taps need a depth-wise filter, the band and the tap matmuls no groups, and batch chunks are a dW
-    path only."""
+    need not be on), taps need a depth-wise filter, the band and the tap matmuls no groups, the group loop groups,
+    and batch chunks are a dW path only."""
     if path == "onednn":
         return onednn.takes(case.w_shape, case.in_sizes, case.batch, case.dtype)
     if path == "taps":
         return depthwise(case)
     if path in ("banded", "tap_matmuls"):
         return case.spec.groups == 1
+    if path == "group_loop":
+        return case.spec.groups > 1
     if path == "batch_chunks":
         return rule == "dw"
     return True
@@ -296,6 +308,9 @@ def _unfold(a, size):
     return jnp.moveaxis(a.reshape(*a.shape[:-1], size, a.shape[-1] // size), -2, 0)
 
 
+ROLES_OF_KIND = {"conv": "forward", "dx": "dx", "dw": "dw"}
+
+
 def _batch_rule(kind):
     """vmap of a conv-family op. An activation mapped alone folds into the batch axis N (per-example work: one op on
     B*N examples). Where both operands carry the mapped axis (replicas, ensembles, per-example dW), the B
@@ -306,8 +321,10 @@ def _batch_rule(kind):
     out one after another, so that each is the single model's convolution, with its paths, and XLA may overlap
     them; many slices, or slices of a few images (per-example gradients), run in a loop (`lax.map`, each traced as
     a loop body so that it takes no batch chunks), where one compiled body serves them all. The forms are picked at
-    lowering time by `lax.platform_dependent`. Either way the result is again funcnn ops, their paths chosen for
-    their shapes, so the rules run under any mix of vmap and differentiation."""
+    lowering time by `lax.platform_dependent`. Slices of a few images that the oneDNN engine takes as one grouped
+    op are that op on every platform: one engine call instead of a loop of one-image calls (per-example gradients;
+    an exported program computes it with the group loop, `paths/group_loop.py`). Either way the result is again
+    funcnn ops, their paths chosen for their shapes, so the rules run under any mix of vmap and differentiation."""
 
     def single(a, b, spec, sizes):
         if kind == "conv":
@@ -334,11 +351,22 @@ def _batch_rule(kind):
             w = jnp.moveaxis(b, 0, -2).reshape(*b.shape[1:-1], size * b.shape[-1])
             return _unfold(single(_channels_last(a), w, folded, sizes), size)
 
+        def grouped_path(a, b):  # the path the table gives the grouped op of the folded slices
+            folded = spec._replace(groups=spec.groups * size)
+            if kind == "dw":
+                w_shape = _w_shape(folded, size * a.shape[-1], size * b.shape[-1])
+            else:
+                w_shape = (*b.shape[1:-1], size * b.shape[-1])
+            in_sizes = sizes if kind == "dx" else a.shape[2:-1]
+            return choose(ROLES_OF_KIND[kind], folded, w_shape, in_sizes, a.shape[1], a.dtype)
+
         def separate(a, b):  # one convolution per slice: written out, or in a loop
             if size <= UNROLL_MAX_SLICES and a.shape[1] > LOOP_SMALL_BATCH:
                 return jnp.stack([single(a[i], b[i], spec, sizes) for i in range(size)])
             return lax.map(lambda ab: single(*ab, spec._replace(looped=True), sizes), (a, b))
 
+        if a.shape[1] <= LOOP_SMALL_BATCH and grouped_path(a, b) == "onednn":
+            return grouped(a, b), 0
         return lax.platform_dependent(a, b, cpu=separate, default=grouped), 0
 
     return rule

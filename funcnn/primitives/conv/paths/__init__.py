@@ -12,6 +12,7 @@ module exposes the same three functions:
     banded        few channels: one matmul against a band of the filter
     tap_matmuls   a matmul per tap (strided dX, 1x1 and looped dW)
     batch_chunks  dW as the canonical form on N/8 images at a time, summed
+    group_loop    a grouped op on a few images as one canonical convolution per group, in a loop
 
 Every path computes every rule it applies to exactly (the tests sweep all of them); which one runs is the table in
 `rules.py`, and why each exists is its module's docstring. `run` computes a chosen path, on the CPU or, for a CPU
@@ -26,12 +27,12 @@ import jax
 from jax import lax
 
 from ..spec import ConvSpec
-from . import banded, batch_chunks, canonical, onednn, tap_matmuls, taps
+from . import banded, batch_chunks, canonical, group_loop, onednn, tap_matmuls, taps
 
 PATHS = {"onednn": onednn, "taps": taps, "banded": banded, "tap_matmuls": tap_matmuls, "batch_chunks": batch_chunks,
-         "canonical": canonical}
+         "group_loop": group_loop, "canonical": canonical}
 ALGORITHMS = tuple(PATHS)
-CPU_ONLY = frozenset({"onednn", "banded", "tap_matmuls", "batch_chunks"})  # measured on, and taken on, CPUs alone
+CPU_ONLY = frozenset({"onednn", "banded", "tap_matmuls", "batch_chunks", "group_loop"})  # measured on, and taken on, CPUs alone
 
 
 class _OnednnWith(NamedTuple):
