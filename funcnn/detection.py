@@ -146,3 +146,7 @@ def mean_average_precision(detections, ground_truth, num_classes: int, iou_thres
         if n_gt:
             per_class[c] = average_precision([s for s, _ in records], [h for _, h in records], n_gt)
     return (float(np.mean(list(per_class.values()))) if per_class else 0.0), per_class
+
+
+__all__ = ["box_area", "box_iou", "encode_boxes", "decode_boxes", "crop_and_resize", "sliding_windows", "nms",
+           "average_precision", "mean_average_precision"]

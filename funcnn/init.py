@@ -63,3 +63,6 @@ def normal(stddev: float = 1e-2):
         return (jax.random.normal(key, shape, jnp.float32) * stddev).astype(dtype)
 
     return init
+
+
+__all__ = ["fans", "he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "zeros", "ones", "normal"]

@@ -285,3 +285,8 @@ def classifier_figures(model, params, state, x_test, y_test, predictions, class_
     return plot_classifier(y_test, predictions, class_names, out_dir, metrics=metrics, title=title,
                            filters=params[keys[0]]["w"] if keys else None, feature_maps=maps,
                            image=image[0] if keys else None, image_label=label)
+
+
+__all__ = ["read_metrics", "plot_curves", "plot_filters", "plot_feature_maps", "confusion_matrix", "plot_confusion",
+           "plot_images", "plot_series", "plot_bars", "plot_decision_regions", "conv_layer_keys", "feature_maps_of",
+           "plot_classifier", "classifier_figures"]

@@ -1,10 +1,21 @@
-"""The README's commands are the ones CI runs, and its example code runs."""
+"""The README and the documentation pages: the README's commands are the ones CI runs, the README is a front page,
+and every code block of the README and of `docs/` runs (python blocks in a fresh process, `funcnn` command lines
+through the command's parser)."""
 
 import pathlib
 import re
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
+PAGES = {"README.md": README, **{f"docs/{p.name}": p.read_text() for p in sorted((ROOT / "docs").glob("*.md"))}}
+
+
+def _blocks(text, language=None):
+    """(language, body) of every fenced block of a page, in order (dedented: some sit inside list items)."""
+    import textwrap
+
+    return [(lang, textwrap.dedent(body)) for lang, body in re.findall(r"^ *```(\w*)\n(.*?)^ *```", text, re.S | re.M)
+            if language is None or lang == language]
 
 
 def _first_commands():
@@ -12,12 +23,26 @@ def _first_commands():
     return [line.split("#")[0].strip() for line in block.strip().splitlines()]
 
 
-def test_ci_runs_the_readme_install_and_test_commands():
+def test_ci_runs_the_readme_install_test_and_docs_commands():
     install_and_run, test = _first_commands()
     install = install_and_run.split("&&")[0].strip()
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert install in ci, f"{install!r} is not a line of .ci/run"
     assert test in ci, f"{test!r} is not a line of .ci/run"
+    docs = re.search(r"## The documentation site\n\n```bash\n(.*?)```", README, re.S).group(1).split("#")[0]
+    for command in (part.strip() for part in docs.split("&&")):
+        assert command in ci, f"the README's docs command {command!r} is not a line of .ci/run"
+
+
+def test_the_readme_is_a_front_page_that_links_into_the_site():
+    """At most 300 lines, and every page of the site is linked from it or from a page it links (and exists)."""
+    assert README.count("\n") <= 300
+    links = set(re.findall(r"\]\((docs/[\w\-/.]+\.md)(?:#[\w\-]+)?\)", README))
+    assert links and all((ROOT / link).exists() for link in links), links
+    pages = {f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")} - {"docs/index.md"}
+    assert pages <= links, pages - links
+    nav = (ROOT / "mkdocs.yml").read_text()
+    assert all(page.removeprefix("docs/") in nav for page in pages), "a page missing from mkdocs.yml's nav"
 
 
 def test_readme_example_runs():
@@ -28,13 +53,14 @@ def test_readme_example_runs():
 
 
 def _check_examples():
-    """(code, the table shown under it) for every python block of the README followed by a check_vjp table."""
-    fenced = re.findall(r"```(\w*)\n(.*?)```", README, re.S)  # (language, body), in order
+    """(code, the table shown under it) for every python block of the checking page followed by a check_vjp table."""
+    fenced = _blocks(PAGES["docs/checking.md"])
     return [(body, fenced[i + 1][1]) for i, (lang, body) in enumerate(fenced[:-1])
-            if lang == "python" and "check_vjp" in body and fenced[i + 1][0] == "text"]
+            if lang == "python" and "check_vjp" in body and fenced[i + 1][0] == "text"
+            and fenced[i + 1][1].strip().splitlines()[-1].startswith("FAIL: ")]
 
 
-def test_readme_verify_examples_print_their_tables():
+def test_the_checker_examples_print_their_tables():
     """The checker's examples (a custom_vjp and a custom_jvp, each with a deliberate mistake) print the tables shown
     under them: the same rows, the same pass column and the same FAIL line (the error columns may move in the last
     digits)."""
@@ -56,15 +82,7 @@ def test_readme_verify_examples_print_their_tables():
             assert (check_got, pass_got) == (check_want, pass_want), (line_got, line_want)
 
 
-def _python_blocks():
-    """Every python block of the README, in order (dedented: some sit inside list items)."""
-    import textwrap
-
-    return [textwrap.dedent(body) for lang, body in re.findall(r"```(\w*)\n(.*?)```", README, re.S)
-            if lang == "python"]
-
-
-# what a block needs that the README shows elsewhere: the artifact `funcnn export` writes, and the images it takes
+# what a block needs that a page shows elsewhere: the artifact `funcnn export` writes, and the images it takes
 _PRELUDES = {
     "export.deserialize": (
         "import jax, numpy as np\nimport funcnn as fn\nfrom funcnn import models\n"
@@ -72,51 +90,49 @@ _PRELUDES = {
         "fn.deploy.write(fn.export(m.apply, p, s, (32, 32, 1)), 'lenet5.jaxexport')\n"
         "images = np.zeros((3, 32, 32, 1), np.float32)\n"),
 }
-_SHORTER = {"epochs=10": "epochs=1"}  # the README's 10-epoch example, trained for one epoch in CI
+_SHORTER = {"epochs=10": "epochs=1"}  # the 10-epoch example, trained for one epoch in CI
 
 
-def test_every_python_block_of_the_readme_runs_in_a_fresh_process(tmp_path):
+def test_every_python_block_of_the_readme_and_the_docs_runs_in_a_fresh_process(tmp_path):
     """Each block in a namespace of its own, in one fresh interpreter (a user's defaults, not the suite's float64;
     one process so that JAX and the models' first compilations are paid once), in an empty directory."""
     import json
     import subprocess
     import sys
 
-    blocks = _python_blocks()
-    assert len(blocks) >= 7
-    # the first block runs in test_readme_example_runs, the checker's two in test_readme_verify_examples_*
-    covered = {0} | {i for i, code in enumerate(blocks) if any(code == example for example, _ in _check_examples())}
-    assert covered == {0, 1, 2}, covered
+    checked = [code for code, _ in _check_examples()]
     programs = []
-    for i, code in enumerate(blocks):
-        if i in covered:
-            continue
-        prelude = "".join(text for marker, text in _PRELUDES.items() if marker in code)
-        for long, short in _SHORTER.items():
-            code = code.replace(long, short)
-        programs.append((i + 1, prelude + code))
+    for page, text in PAGES.items():
+        for number, (_, code) in enumerate(_blocks(text, "python"), 1):
+            if code in checked or (page == "README.md" and number == 1):  # run by the tests above
+                continue
+            prelude = "".join(text for marker, text in _PRELUDES.items() if marker in code)
+            for long, short in _SHORTER.items():
+                code = code.replace(long, short)
+            programs.append((f"{page} python block {number}", prelude + code))
+    total = sum(len(_blocks(text, "python")) for text in PAGES.values())
+    assert len(checked) == 2 and len(programs) == total - 3 and len(programs) >= 8, (total, len(programs))
     driver = ("import json, sys, traceback\n"
-              "for number, code in json.loads(sys.argv[1]):\n"
+              "for name, code in json.loads(sys.argv[1]):\n"
               "    try:\n"
-              "        exec(compile(code, f'README python block {number}', 'exec'), {'__name__': '__main__'})\n"
+              "        exec(compile(code, name, 'exec'), {'__name__': '__main__'})\n"
               "    except Exception:\n"
-              "        sys.exit(f'README python block {number}:\\n{code}\\n{traceback.format_exc()}')\n")
+              "        sys.exit(f'{name}:\\n{code}\\n{traceback.format_exc()}')\n")
     done = subprocess.run([sys.executable, "-c", driver, json.dumps(programs)], capture_output=True, text=True,
-                          timeout=900, cwd=tmp_path)
+                          timeout=1200, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-4000:]
-    assert len(programs) == len(blocks) - 3
 
 
-def test_every_funcnn_command_of_the_readme_parses():
-    """Each `funcnn ...` line of the README's bash blocks is accepted by the command's parser (flags, choices and
-    values), without running it."""
+def test_every_funcnn_command_of_the_readme_and_the_docs_parses():
+    """Each `funcnn ...` line of the bash blocks is accepted by the command's parser (flags, choices and values),
+    without running it."""
     import shlex
 
     from funcnn import cli
 
     parser = cli.build_parser()
-    lines = [line.split("#")[0].strip() for lang, body in re.findall(r"```(\w*)\n(.*?)```", README, re.S)
-             if lang == "bash" for line in body.splitlines()]
+    lines = [line.split("#")[0].strip() for text in PAGES.values() for _, body in _blocks(text, "bash")
+             for line in body.splitlines()]
     commands = [line[line.index("funcnn "):].split("&&")[0] for line in lines if "funcnn " in line
                 and not line.startswith(("python", "#"))]
     assert len(commands) >= 7, commands
@@ -127,4 +143,4 @@ def test_every_funcnn_command_of_the_readme_parses():
         try:
             parser.parse_args(argv)
         except SystemExit as exit:
-            raise AssertionError(f"the README's `{command}` does not parse (exit {exit.code})") from None
+            raise AssertionError(f"`{command}` does not parse (exit {exit.code})") from None

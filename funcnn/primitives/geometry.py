@@ -2,7 +2,7 @@
 
 Everything here runs at trace time on static shapes (plain Python ints): errors are raised before any computation
 and name the argument and the shapes involved. The formulas are lecture 004's ("The size of the convolution",
-"Zero padding"); `shared/notes/derivations.md` restates them:
+"Zero padding"); docs/primitives.md, "Convolution", restates them:
 
     K_eff = D*(K-1) + 1                                   (a dilated window)
     out   = floor((N + P_lo + P_hi - K_eff) / S) + 1      (output size per spatial axis)

@@ -9,7 +9,7 @@ Layout (N, *spatial, C), the channels split into G groups of C/G. R is, per chan
     mu = mean_R x,  var = mean_R (x - mu)^2,  sigma = sqrt(var + eps),  x_hat = (x - mu) / sigma,
     y = scale * x_hat + bias                                       (scale, bias: one per channel)
 
-Tangent rule (`shared/notes/derivations.md`), linear in (dx, dscale, dbias), and the backward rule it transposes
+Tangent rule (docs/primitives.md, "Normalisation"), linear in (dx, dscale, dbias), and the backward rule it transposes
 to (the chain rule through mu and sigma), with g = dL/dy and h = g * scale:
 
     dmu = mean_R dx,  dvar = 2 mean_R((x - mu)(dx - dmu)),  dx_hat = (dx - dmu - x_hat mean_R(x_hat dx)) / sigma

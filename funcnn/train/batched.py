@@ -3,7 +3,7 @@
 Replicas are stacked along a leading axis of every parameter, state and optimiser-state array, and the ordinary
 train step is mapped over that axis: `vmap`ped on accelerators (one batched kernel per operation), and on the CPU
 run replica after replica inside the one compiled step (`lax.map`), because XLA's CPU backend runs several
-operations of the vmapped step slower than the separate ones (README, Scale: the ratios `benchmarks/replicas.py`
+operations of the vmapped step slower than the separate ones (docs/scale.md: the ratios `benchmarks/replicas.py`
 measures). Hyperparameters injected into the optimiser state (the learning rate and
 weight decay of funcnn.train.recipes) become per-replica values, so a sweep is one compiled step:
 

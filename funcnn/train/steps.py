@@ -55,7 +55,7 @@ def make_train_step(apply: Callable, optimizer: optax.GradientTransformation, lo
     image function applied to every training image (vmapped, inside the compiled step). rng feeds both the
     augmentation and the model (Dropout). cpu_engine: what runs the convolutions and the rest on a CPU (ignored on
     other backends): "onednn" (funcnn's oneDNN engine; the default where it is built), "eigen" (XLA's paths, no
-    YNNPACK fusion; the default elsewhere), "xla" (XLA's default) or "ynn-dots" (README, Performance);
+    YNNPACK fusion; the default elsewhere), "xla" (XLA's default) or "ynn-dots" (docs/performance.md);
     None: the process's default (`$FUNCNN_CPU_ENGINE`, else as said).
     """
     options = compiler_options(cpu_engine)  # checked even when not compiling

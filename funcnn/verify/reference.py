@@ -5,7 +5,7 @@ Each function mirrors the lecture pseudo-code with explicit sums over window off
 layouts equal the primitives' (NHWC / HWIO). They are slow, and meant for small shapes.
 
 The oracle is independent of what it checks: it computes its own output sizes and paddings from the lecture's
-formulas (`shared/notes/derivations.md`) and imports nothing from `funcnn.primitives`, so a mistake in the
+formulas (docs/primitives.md, "Derivations") and imports nothing from `funcnn.primitives`, so a mistake in the
 primitives' size or padding arithmetic cannot pass both (tests/verify/test_reference.py patches the primitives'
 helpers to a wrong answer and sees the two disagree).
 
@@ -389,7 +389,7 @@ def softmax_cross_entropy(logits, labels):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# normalisation: the formulas of derivations.md, literally (mean, then the mean squared deviation)
+# normalisation: the formulas of docs/primitives.md ("Normalisation"), literally (mean, then the mean squared deviation)
 
 
 def _normalise(x, axes, scale, bias, epsilon):

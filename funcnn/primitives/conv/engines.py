@@ -21,7 +21,7 @@ The batch chunks path is the canonical dW on N/8 images at a time, the group loo
 per loop iteration. The other paths emit no convolution: banded and
 tap matmuls are matmuls (`dot`), taps are elementwise loops. `engine` predicts the engine from the shapes alone (no
 compiling); `hlo_engines` reads it from a compiled executable's text, and the tests check one against the other.
-The measurements that decide which engine a rule should get are in the README (`benchmarks/engines.py`).
+The measurements that decide which engine a rule should get are in docs/performance.md (`benchmarks/engines.py`).
 
 Known bugs of XLA's YNNPACK fusions (`YNN_BUGS`): on jaxlib 0.10.2 a vmapped matrix-vector product followed by a
 sum comes out wrong (jax#39103) and a rank-7/8 multiply-and-reduce crashes or hangs (jax#39257, #40412; #39257 also

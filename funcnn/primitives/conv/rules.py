@@ -31,7 +31,7 @@ algorithm table below names when the op is applied, recorded in the op's `algori
     TABLE[rule] = ((condition, path), ...)     the first condition that holds picks the path
 
 Every path passes the same gradient checks (the tests sweep all of them); the table only decides speed, and its
-measurements are in the README's Performance section. The "CPU" paths are taken on the CPU alone: on other
+measurements are in docs/performance.md. The "CPU" paths are taken on the CPU alone: on other
 backends the canonical form stays, the one XLA maps to vendor kernels (cuDNN), chosen at lowering time by
 `lax.platform_dependent` (`paths.run`). What an enclosing block pins (`force_algorithm`, `loop_body`, `use_onednn`,
 `for_platform`) is in `tracing.py`. The static parameters (window, stride, padding, dilation, groups, a pinned path)
@@ -120,9 +120,9 @@ class Case(NamedTuple):
 def in_onednn(case: Case) -> bool:
     """the oneDNN engine is built and on (`use_onednn`), takes the dtype (float32; bfloat16 on CPUs with its
     kernels) and the sizes (no empty axis), the output has more than one position (a conv onto one position,
-    MobileNet's last 1x1 maps, is one matmul, and XLA's ran 2-6x faster than oneDNN's call: README, "The oneDNN
-    engine"), and it is not a loop body's rule on a few images (per-example gradients: one image per iteration,
-    where a call's fixed cost is most of it; `few_images_in_a_loop`)"""
+    MobileNet's last 1x1 maps, is one matmul, and XLA's ran 2-6x faster than oneDNN's call: docs/performance.md,
+    "The oneDNN engine"), and it is not a loop body's rule on a few images (per-example gradients: one image per
+    iteration, where a call's fixed cost is most of it; `few_images_in_a_loop`)"""
     one_position = case.in_sizes is not None and math.prod(case.spec.geo.out_sizes(case.in_sizes)) == 1
     return (not one_position and not few_images_in_a_loop(case) and tracing.onednn_enabled()
             and onednn.takes(case.w_shape, case.in_sizes, case.batch, case.dtype))
@@ -131,7 +131,7 @@ def in_onednn(case: Case) -> bool:
 def strided_one_by_one_in_onednn(case: Case) -> bool:
     """the engine would take it, but groups == 1, a 1x1 window and a stride > 1: dX is one matmul onto the strided
     positions (the tap matmuls ran it in 0.36-0.39 ms against oneDNN's 0.57-1.43 on ResNet-20's 16 -> 32
-    projection: README, "The oneDNN engine")"""
+    projection: docs/performance.md, "The oneDNN engine")"""
     return (case.spec.groups == 1 and math.prod(case.spec.geo.window) == 1 and max(case.spec.geo.stride) > 1
             and in_onednn(case))
 
@@ -149,7 +149,7 @@ def grouped(case: Case) -> bool:
 def many_groups_on_few_images(case: Case) -> bool:
     """at least GROUP_LOOP_MIN_GROUPS groups, not depth-wise, on at most LOOP_SMALL_BATCH images (per-example slices
     that vmap folded into the groups, where the oneDNN engine does not run them: an exported program): one canonical
-    dW per group in a loop, not XLA's grouped dW (README, "Why each conv path is where it is")"""
+    dW per group in a loop, not XLA's grouped dW (docs/performance.md, "Why each conv path is where it is")"""
     return (case.spec.groups >= GROUP_LOOP_MIN_GROUPS and case.batch is not None
             and case.batch <= LOOP_SMALL_BATCH)
 
@@ -166,7 +166,8 @@ def mostly_zeros(case: Case) -> bool:
 
 def few_channels_1d(case: Case) -> bool:
     """groups == 1, C_in x C_out <= 128 and one spatial axis (in 2-D the batch chunks' dW beat the band on
-    ResNet-20's stem and LeNet's conv1, with and without YNNPACK: README, "Why each conv path is where it is")"""
+    ResNet-20's stem and LeNet's conv1, with and without YNNPACK: docs/performance.md, "Why each conv path is where
+    it is")"""
     return len(case.spec.geo.window) == 1 and few_channels(case)
 
 
@@ -178,7 +179,7 @@ def few_channels_in_a_loop(case: Case) -> bool:
 
 def few_images_in_a_loop(case: Case) -> bool:
     """traced as a loop's body, on at most LOOP_SMALL_BATCH images (per-example gradients under vmap: one image per
-    iteration): a matmul per tap, not a convolution with almost no batch to spread over (README, Performance)"""
+    iteration): a matmul per tap, not a convolution with almost no batch to spread over (docs/performance.md)"""
     return case.spec.looped and case.batch is not None and case.batch <= LOOP_SMALL_BATCH and case.spec.groups == 1
 
 
@@ -195,7 +196,7 @@ def one_by_one(case: Case) -> bool:
 
 def volumetric(case: Case) -> bool:
     """three spatial axes (batch chunks were measured on 2-D layers; in 3-D the chunked dW made a 3x3x3 layer's
-    forward+backward slower than the canonical one: README, "Why each conv path is where it is")"""
+    forward+backward slower than the canonical one: docs/performance.md, "Why each conv path is where it is")"""
     return len(case.spec.geo.window) == 3
 
 
@@ -316,7 +317,7 @@ def _batch_rule(kind):
     B*N examples). Where both operands carry the mapped axis (replicas, ensembles, per-example dW), the B
     independent convolutions are, on accelerators, one grouped convolution with B times the groups (what cuDNN and
     TPUs run well), and on the CPU B single convolutions: XLA's CPU backend runs a grouped convolution an order of
-    magnitude slower than the same work as separate convolutions (README, Performance). Few slices of real batches
+    magnitude slower than the same work as separate convolutions (docs/performance.md). Few slices of real batches
     (replicas, ensemble members: at most UNROLL_MAX_SLICES, each of more than LOOP_SMALL_BATCH images) are written
     out one after another, so that each is the single model's convolution, with its paths, and XLA may overlap
     them; many slices, or slices of a few images (per-example gradients), run in a loop (`lax.map`, each traced as

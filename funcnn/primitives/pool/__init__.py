@@ -9,7 +9,7 @@ Pooling acts on each channel separately. The window offset u runs over the |W| =
     mean:   y[n, i, c] = (1/|W|) sum_u x_pad[n, S*i + u, c]
     p-norm: y[n, i, c] = ((1/|W|) sum_u |x_pad[n, S*i + u, c]|^p)^(1/p)
 
-Tangent (JVP) rules, each linear in dx (`shared/notes/derivations.md`), and the backward rules they transpose to
+Tangent (JVP) rules, each linear in dx (docs/primitives.md, "Derivations"), and the backward rules they transpose to
 (lecture 004, "Derivative of max pooling", "Derivative of mean pooling"), "+=" over overlapping windows:
 
     max:    dy[n, i, c] = dx[P[n, i, c]]                  dx[P[n, i, c]] += g[n, i, c]   (one input per window)

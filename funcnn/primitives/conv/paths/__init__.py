@@ -32,7 +32,7 @@ from . import banded, batch_chunks, canonical, group_loop, onednn, tap_matmuls, 
 PATHS = {"onednn": onednn, "taps": taps, "banded": banded, "tap_matmuls": tap_matmuls, "batch_chunks": batch_chunks,
          "group_loop": group_loop, "canonical": canonical}
 ALGORITHMS = tuple(PATHS)
-CPU_ONLY = frozenset({"onednn", "banded", "tap_matmuls", "batch_chunks", "group_loop"})  # measured on, and taken on, CPUs alone
+CPU_ONLY = frozenset({"onednn", "banded", "tap_matmuls", "batch_chunks", "group_loop"})  # taken on CPUs alone
 
 
 class _OnednnWith(NamedTuple):

@@ -3,7 +3,7 @@ last spatial axis.
 
 Why it exists: for the few channels of first layers (LeNet's two convolutions, a 3-channel stem) XLA's CPU
 convolution runs at a few GFLOP/s, and one well-shaped matmul that multiplies up to MAX_INFLATION times the useful
-terms is several times faster (README, Performance: the LeNet-5 training step). B = 1 is im2col (every window a
+terms is several times faster (docs/performance.md: the LeNet-5 training step). B = 1 is im2col (every window a
 row); a larger B reads each input column once per block instead of K times.
 
 Rows of the left factor are (n, outer output position i, block b); columns are (outer window offset u, input column

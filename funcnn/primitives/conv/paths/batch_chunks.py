@@ -10,7 +10,7 @@ Why 8 chunks: every chunk is one more convolution in the compiled program, and X
 linearly with their number, while fewer chunks step slower; 8 was the best trade measured for the whole ResNet-20
 step, and at batch 128 it keeps 16-image chunks, in Eigen under a plain `jax.jit` too. One compiled chunk inside a
 loop (`lax.map`, `fori_loop`) runs far slower: XLA's CPU runtime does not parallelise a convolution inside a while
-loop. The measurements behind each of these: README, Performance, "Why each conv path is where it is".
+loop. The measurements behind each of these: docs/performance.md, "Why each conv path is where it is".
 """
 
 from __future__ import annotations

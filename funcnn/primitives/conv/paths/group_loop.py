@@ -4,9 +4,9 @@ canonical form.
 Why it exists: per-example work under `vmap` (per-example gradients) folds its slices into the groups of one op,
 which funcnn's oneDNN engine runs as one call; where that call is not made (a program exported with `jax.export`
 computes the engine's rules on XLA's paths), XLA's CPU backend would run the grouped dW with its many batch groups
-far slower than one single-group dW per group in a loop (README, "Why each conv path is where it is"). Taken for
-the dW of many groups on a few images (the table's `many_groups_on_few_images`); its forward and dX exist for
-`force_algorithm` and are swept with the other paths, but XLA's grouped forms measured faster for them.
+far slower than one single-group dW per group in a loop (docs/performance.md, "Why each conv path is where it
+is"). Taken for the dW of many groups on a few images (the table's `many_groups_on_few_images`); its forward and dX
+exist for `force_algorithm` and are swept with the other paths, but XLA's grouped forms measured faster for them.
 
 Channels of group k are the k-th contiguous block of the input's and of the output's channels, as in
 `lax.conv_general_dilated`'s feature_group_count: x (N, *S, G*c), w (*K, c, G*f), z (N, *S_out, G*f).

@@ -2,10 +2,10 @@
 funcnn's CPU engine through XLA's FFI.
 
 Why it exists: XLA's CPU convolutions (Eigen, or YNNPACK with its slow dW) run funcnn's three ops at about half the
-speed PyTorch's CPU backend gets from oneDNN for the same computations, and up to 3x slower for dW (README,
-Performance). The rules stay funcnn's (the ops' transposes in `rules.py`); only the kernel that computes one op on a
-CPU changes: conv is oneDNN's forward, conv_transpose its backward-data (so a transposed convolution's forward is
-one too), conv_dw its backward-weights.
+speed PyTorch's CPU backend gets from oneDNN for the same computations, and up to 3x slower for dW
+(docs/performance.md). The rules stay funcnn's (the ops' transposes in `rules.py`); only the kernel that computes one
+op on a CPU changes: conv is oneDNN's forward, conv_transpose its backward-data (so a transposed convolution's
+forward is one too), conv_dw its backward-weights.
 
 The engine is C++ (`native/onednn_conv.cc`, built by `pip install` where a C++ compiler exists, as the extension
 `funcnn.primitives.conv._onednn`, linked against oneDNN 3.2 from PyPI's `onednn-cpu-gomp`). Each rule binds the

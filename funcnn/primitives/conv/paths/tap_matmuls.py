@@ -3,7 +3,7 @@
 Why it exists: nothing is multiplied by the zeros that the canonical backward inserts (the stride's S-1 zeros) or
 pads (the K-1 border around a small g). dX places g w[u]^T at S*i + D*u (the lecture's "+="), dW[u] =
 x_pad[S*i + D*u]^T g. On CPU, XLA's canonical strided dX (lhs_dilation = S) and dW (rhs_dilation = S) ran several
-times slower on ResNet-20's stride-2 layers (README, Performance); a 1x1 window's dW is a single matmul. For a
+times slower on ResNet-20's stride-2 layers (docs/performance.md); a 1x1 window's dW is a single matmul. For a
 stride-1 dX with little padding the canonical form wins or ties, so the table picks this path by the share of zeros.
 """
 

@@ -1,8 +1,9 @@
 """Depth-wise convolution (groups = C_in) as K^prod shifted-slice "taps": one multiply-add of a strided slice per
 window offset, for the forward, dX and dW.
 
-Why it exists: XLA's `feature_group_count` convolutions are slow on CPU (README, "Why each conv path is where it
-is"), and a depth-wise filter has only prod(K) weights per channel, so each tap is a cheap elementwise product.
+Why it exists: XLA's `feature_group_count` convolutions are slow on CPU (docs/performance.md, "Why each conv path
+is where it is"), and a depth-wise filter has only prod(K) weights per channel, so each tap is a cheap elementwise
+product.
 Channel multiplier m = C_out / C_in: output channel c*m + k reads input channel c.
 """
 
