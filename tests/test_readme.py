@@ -38,7 +38,8 @@ def test_the_readme_is_a_front_page_that_links_into_the_site():
     """At most 300 lines, and every page of the site is linked from it or from a page it links (and exists)."""
     assert README.count("\n") <= 300
     links = set(re.findall(r"\]\((docs/[\w\-/.]+\.md)(?:#[\w\-]+)?\)", README))
-    assert links and all((ROOT / link).exists() for link in links), links
+    generated = {"docs/reference/index.md"}  # the API reference, written by the build (docs/hooks.py)
+    assert links and all((ROOT / link).exists() or link in generated for link in links), links
     pages = {f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")} - {"docs/index.md"}
     assert pages <= links, pages - links
     nav = (ROOT / "mkdocs.yml").read_text()
