@@ -43,8 +43,8 @@ def _defined_in(obj, name: str, package: str) -> str:
     qualname = getattr(obj, "__qualname__", None)
     if (inspect.isfunction(obj) or inspect.isclass(obj)) and module and qualname and "<" not in qualname:
         return f"{module}.{qualname}"
-    for candidate in sorted(m for m in list(importlib.sys.modules) if m == package or m.startswith(package + ".")):
-        mod = importlib.sys.modules[candidate]
+    for candidate in sorted(m for m in list(sys.modules) if m == package or m.startswith(package + ".")):
+        mod = sys.modules[candidate]
         if getattr(mod, name, None) is not obj or not getattr(mod, "__file__", None):
             continue
         tree = ast.parse(pathlib.Path(mod.__file__).read_text())
@@ -114,9 +114,6 @@ def write_reference() -> dict[str, str]:
 
     top = ["# funcnn", "", "The names `import funcnn as fn` gives, each with the page that documents it.", "",
            "| name | documented at |", "|---|---|"]
-    owner = {**{n: "primitives" for n in importlib.import_module("funcnn.catalog").PRIMITIVES},
-             **{"CorruptFileError": None, "load": None, "save": None, "count_params": None, "summary": None,
-                "export": None, "as_lax": None}}
     for name in funcnn.__all__:
         obj = getattr(funcnn, name)
         if name == "__version__":
