@@ -114,6 +114,7 @@ def write_reference() -> dict[str, str]:
 
     top = ["# funcnn", "", "The names `import funcnn as fn` gives, each with the page that documents it.", "",
            "| name | documented at |", "|---|---|"]
+    others = ["# Other top-level names", ""]
     for name in funcnn.__all__:
         obj = getattr(funcnn, name)
         if name == "__version__":
@@ -124,13 +125,12 @@ def write_reference() -> dict[str, str]:
             continue
         path = _defined_in(obj, name, "funcnn")
         written[f"funcnn.{name}"] = path
-        if path not in rendered:
+        if path not in rendered:  # not on a subpackage's page: an entry on the page of the other top-level names
             rendered.add(path)
-            extra = REFERENCE / "toplevel.md"
-            text = extra.read_text() if extra.exists() else "# Other top-level names\n\n"
-            extra.write_text(text + f"::: {path}\n    options:\n      heading_level: 2\n\n")
+            others += [f"::: {path}", "    options:", "      heading_level: 2", ""]
         top.append(f"| `fn.{name}` | [`{path}`][{path}] |")
     (REFERENCE / "index.md").write_text("\n".join(top) + "\n")
+    (REFERENCE / "toplevel.md").write_text("\n".join(others) + "\n")
     return written
 
 

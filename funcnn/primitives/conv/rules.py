@@ -51,6 +51,7 @@ from .. import carrier
 from ..geometry import Geometry
 from . import paths, tracing
 from .paths import onednn
+from .paths.group_loop import merge_groups, split_groups
 from .spec import ConvSpec, dx_zero_fraction
 
 
@@ -70,26 +71,34 @@ def _w_shape(spec: ConvSpec, c_in: int, c_out: int):
     return (*spec.geo.window, c_in // spec.groups, c_out)
 
 
+def _seen(rule: str, spec: ConvSpec, a_shape, b_shape, sizes=None):
+    """What a rule's path depends on, from its two operand shapes (forward: x, w; dx: g, w and the input's spatial
+    `sizes`; dw: x, g): (the filter's shape, the forward input's spatial sizes, the batch)."""
+    if rule == "dw":
+        return _w_shape(spec, a_shape[-1], b_shape[-1]), tuple(a_shape[1:-1]), a_shape[0]
+    return tuple(b_shape), tuple(sizes) if rule == "dx" else tuple(a_shape[1:-1]), a_shape[0]
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # the ops applied: the path is chosen here, from the spec and the shapes, and recorded in the equation
 
 
 def conv(x, w, spec: ConvSpec):
     """z[n, i, f] = sum_{u, c} x_pad[n, S*i + D*u, c] * w[u, c, f] (no bias)."""
-    path = choose("forward", spec, w.shape, x.shape[1:-1], x.shape[0], x.dtype)
+    path = choose("forward", spec, *_seen("forward", spec, x.shape, w.shape), x.dtype)
     return CONV(x, w, **spec_params(spec), algorithm=path)
 
 
 def conv_dx(g, w, spec: ConvSpec, in_sizes):
     """dX[n, y, c] = sum_{f, i} g_up[n, i, f] * w[y - i, c, f]: the lecture's four dX steps (the transposed conv)."""
     in_sizes = tuple(int(s) for s in in_sizes)
-    path = choose("dx", spec, w.shape, in_sizes, g.shape[0], g.dtype)
+    path = choose("dx", spec, *_seen("dx", spec, g.shape, w.shape, in_sizes), g.dtype)
     return CONV_TRANSPOSE(g, w, **spec_params(spec), sizes=in_sizes, algorithm=path)
 
 
 def conv_dw(x, g, spec: ConvSpec):
     """dW[u, c, f] = sum_{n, i} g[n, i, f] * x_pad[n, S*i + D*u, c]."""
-    path = choose("dw", spec, _w_shape(spec, x.shape[-1], g.shape[-1]), x.shape[1:-1], x.shape[0], x.dtype)
+    path = choose("dw", spec, *_seen("dw", spec, x.shape, g.shape), x.dtype)
     return CONV_DW(x, g, **spec_params(spec), algorithm=path)
 
 
@@ -115,6 +124,10 @@ class Case(NamedTuple):
     in_sizes: tuple | None
     batch: int | None = None
     dtype: object = None
+
+
+def _few_images(case: Case) -> bool:
+    return case.batch is not None and case.batch <= LOOP_SMALL_BATCH
 
 
 def in_onednn(case: Case) -> bool:
@@ -150,8 +163,7 @@ def many_groups_on_few_images(case: Case) -> bool:
     """at least GROUP_LOOP_MIN_GROUPS groups, not depth-wise, on at most LOOP_SMALL_BATCH images (per-example slices
     that vmap folded into the groups, where the oneDNN engine does not run them: an exported program): one canonical
     dW per group in a loop, not XLA's grouped dW (docs/performance.md, "Why each conv path is where it is")"""
-    return (case.spec.groups >= GROUP_LOOP_MIN_GROUPS and case.batch is not None
-            and case.batch <= LOOP_SMALL_BATCH)
+    return case.spec.groups >= GROUP_LOOP_MIN_GROUPS and _few_images(case)
 
 
 def few_channels(case: Case) -> bool:
@@ -180,7 +192,7 @@ def few_channels_in_a_loop(case: Case) -> bool:
 def few_images_in_a_loop(case: Case) -> bool:
     """traced as a loop's body, on at most LOOP_SMALL_BATCH images (per-example gradients under vmap: one image per
     iteration): a matmul per tap, not a convolution with almost no batch to spread over (docs/performance.md)"""
-    return case.spec.looped and case.batch is not None and case.batch <= LOOP_SMALL_BATCH and case.spec.groups == 1
+    return case.spec.looped and _few_images(case) and case.spec.groups == 1
 
 
 def in_a_loop(case: Case) -> bool:
@@ -254,27 +266,22 @@ def run(path: str, rule: str, spec: ConvSpec, w_shape, in_sizes, a, b):
     for an input of `in_sizes`, or dw(x, g) for a filter of `w_shape`. The oneDNN engine's call carries the path the
     table gives without it, which an exported program computes instead; a program for a tool (`for_platform`,
     `funcnn.as_lax`, the checker's primal) or one traced with the engine off takes that path itself."""
-    fallback = None
+    fallback, platform = None, tracing.target_platform()
     if path == "onednn":
         with tracing.use_onednn(False):
             fallback = choose(rule, spec._replace(forced=None), w_shape, in_sizes, a.shape[0], a.dtype)
-        if tracing.target_platform() is not None or not tracing.onednn_enabled():
+        if platform is not None or not tracing.onednn_enabled():
             path, fallback = fallback, None
-    return paths.run(path, rule, spec, w_shape, in_sizes, a, b, fallback=fallback,
-                     platform=tracing.target_platform())
+    return paths.run(path, rule, spec, w_shape, in_sizes, a, b, fallback=fallback, platform=platform)
 
 
-def _conv_impl(x, w, *, algorithm, **params):
-    return run(algorithm, "forward", spec_of(params), w.shape, x.shape[1:-1], x, w)
+def _impl(rule):
+    def impl(a, b, *, algorithm, sizes=None, **params):
+        spec = spec_of(params)
+        w_shape, in_sizes, _ = _seen(rule, spec, a.shape, b.shape, sizes)
+        return run(algorithm, rule, spec, w_shape, in_sizes, a, b)
 
-
-def _conv_transpose_impl(g, w, *, algorithm, sizes, **params):
-    return run(algorithm, "dx", spec_of(params), w.shape, sizes, g, w)
-
-
-def _conv_dw_impl(x, g, *, algorithm, **params):
-    spec = spec_of(params)
-    return run(algorithm, "dw", spec, _w_shape(spec, x.shape[-1], g.shape[-1]), x.shape[1:-1], x, g)
+    return impl
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -299,20 +306,7 @@ def _conv_dw_transpose_rule(ct, x, g, *, algorithm, **params):
             conv(x, ct, spec) if carrier.undefined(g) else None)
 
 
-def _channels_last(a):
-    """(B, N, *S, C) -> (N, *S, B*C): the mapped axis folded into the channels, outermost."""
-    return jnp.moveaxis(a, 0, -2).reshape(*a.shape[1:-1], a.shape[0] * a.shape[-1])
-
-
-def _unfold(a, size):
-    """(..., B*C) -> (B, ..., C)."""
-    return jnp.moveaxis(a.reshape(*a.shape[:-1], size, a.shape[-1] // size), -2, 0)
-
-
-ROLES_OF_KIND = {"conv": "forward", "dx": "dx", "dw": "dw"}
-
-
-def _batch_rule(kind):
+def _batch_rule(rule_name):
     """vmap of a conv-family op. An activation mapped alone folds into the batch axis N (per-example work: one op on
     B*N examples). Where both operands carry the mapped axis (replicas, ensembles, per-example dW), the B
     independent convolutions are, on accelerators, one grouped convolution with B times the groups (what cuDNN and
@@ -328,9 +322,9 @@ def _batch_rule(kind):
     funcnn ops, their paths chosen for their shapes, so the rules run under any mix of vmap and differentiation."""
 
     def single(a, b, spec, sizes):
-        if kind == "conv":
+        if rule_name == "forward":
             return conv(a, b, spec)
-        if kind == "dx":
+        if rule_name == "dx":
             return conv_dx(a, b, spec, sizes)
         return conv_dw(a, b, spec)
 
@@ -338,35 +332,25 @@ def _batch_rule(kind):
         spec = spec_of(params)
         sizes = params.pop("sizes", None)
         (a, b), (da, db) = args, dims
-        if kind != "dw" and db is None:  # only the activation is mapped: fold into N
+        if rule_name != "dw" and db is None:  # only the activation is mapped: fold into N
             a = jnp.moveaxis(a, da, 0)
             flat = a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])
             out = single(flat, b, spec, sizes)
             return out.reshape(a.shape[0], a.shape[1], *out.shape[1:]), 0
         (a, b), size = carrier.moved_to_front([a, b], [da, db])
+        folded = spec._replace(groups=spec.groups * size)
 
-        def grouped(a, b):  # the mapped axis folded into the groups: one grouped convolution
-            folded = spec._replace(groups=spec.groups * size)
-            if kind == "dw":
-                return _unfold(conv_dw(_channels_last(a), _channels_last(b), folded), size)
-            w = jnp.moveaxis(b, 0, -2).reshape(*b.shape[1:-1], size * b.shape[-1])
-            return _unfold(single(_channels_last(a), w, folded, sizes), size)
-
-        def grouped_path(a, b):  # the path the table gives the grouped op of the folded slices
-            folded = spec._replace(groups=spec.groups * size)
-            if kind == "dw":
-                w_shape = _w_shape(folded, size * a.shape[-1], size * b.shape[-1])
-            else:
-                w_shape = (*b.shape[1:-1], size * b.shape[-1])
-            in_sizes = sizes if kind == "dx" else a.shape[2:-1]
-            return choose(ROLES_OF_KIND[kind], folded, w_shape, in_sizes, a.shape[1], a.dtype)
+        def grouped(a, b):  # the mapped axis folded into both operands' channels: one op with size x the groups
+            return split_groups(single(merge_groups(a), merge_groups(b), folded, sizes), size)
 
         def separate(a, b):  # one convolution per slice: written out, or in a loop
             if size <= UNROLL_MAX_SLICES and a.shape[1] > LOOP_SMALL_BATCH:
                 return jnp.stack([single(a[i], b[i], spec, sizes) for i in range(size)])
             return lax.map(lambda ab: single(*ab, spec._replace(looped=True), sizes), (a, b))
 
-        if a.shape[1] <= LOOP_SMALL_BATCH and grouped_path(a, b) == "onednn":
+        merged = [(*x.shape[1:-1], size * x.shape[-1]) for x in (a, b)]  # merge_groups's shapes
+        if (a.shape[1] <= LOOP_SMALL_BATCH
+                and choose(rule_name, folded, *_seen(rule_name, folded, *merged, sizes), a.dtype) == "onednn"):
             return grouped(a, b), 0
         return lax.platform_dependent(a, b, cpu=separate, default=grouped), 0
 
@@ -377,11 +361,11 @@ def _batch_rule(kind):
 # registration
 
 
-CONV = carrier.define("conv", _conv_impl, linear=(0, 1), multilinear=True, transpose=_conv_transpose_rule,
-                      batch=_batch_rule("conv"))
-CONV_TRANSPOSE = carrier.define("conv_transpose", _conv_transpose_impl, linear=(0, 1), multilinear=True,
+CONV = carrier.define("conv", _impl("forward"), linear=(0, 1), multilinear=True, transpose=_conv_transpose_rule,
+                      batch=_batch_rule("forward"))
+CONV_TRANSPOSE = carrier.define("conv_transpose", _impl("dx"), linear=(0, 1), multilinear=True,
                                 transpose=_conv_transpose_transpose_rule, batch=_batch_rule("dx"))
-CONV_DW = carrier.define("conv_dw", _conv_dw_impl, linear=(0, 1), multilinear=True, transpose=_conv_dw_transpose_rule,
+CONV_DW = carrier.define("conv_dw", _impl("dw"), linear=(0, 1), multilinear=True, transpose=_conv_dw_transpose_rule,
                          batch=_batch_rule("dw"))
 
 ROLES = {CONV.name: "forward", CONV_TRANSPOSE.name: "dx", CONV_DW.name: "dw"}
@@ -392,12 +376,7 @@ def rule_case(name: str, params: dict, shapes):
     shapes: (rule, spec, filter shape, the forward input's spatial sizes, batch)."""
     rule = ROLES[name]
     spec = spec_of({k: v for k, v in params.items() if k not in ("algorithm", "sizes")})
-    a, b = (tuple(s) for s in shapes)
-    if rule == "forward":
-        return rule, spec, b, a[1:-1], a[0]
-    if rule == "dx":
-        return rule, spec, b, tuple(params["sizes"]), a[0]
-    return rule, spec, _w_shape(spec, a[-1], b[-1]), a[1:-1], a[0]
+    return rule, spec, *_seen(rule, spec, *shapes, params.get("sizes"))
 
 __all__ = ["conv", "conv_dx", "conv_dw", "spec_params", "spec_of", "CONV", "CONV_TRANSPOSE", "CONV_DW", "ROLES",
            "rule_case", "RULES", "TABLE", "Case", "applies", "choose", "run"]

@@ -21,32 +21,34 @@ from ..spec import ConvSpec
 from . import canonical
 
 
-def _split(a, groups: int):
-    """(..., G*c) -> (G, ..., c): the groups' channel blocks, the group first."""
+def split_groups(a, groups: int):
+    """(..., G*c) -> (G, ..., c): the groups' channel blocks, the group first (also how the conv ops' batch rule
+    unfolds a vmapped axis it folded into the groups)."""
     return jnp.moveaxis(a.reshape(*a.shape[:-1], groups, a.shape[-1] // groups), -2, 0)
 
 
-def _merge(a):
-    """(G, ..., c) -> (..., G*c)."""
+def merge_groups(a):
+    """(G, ..., c) -> (..., G*c): the inverse of `split_groups`."""
     return jnp.moveaxis(a, 0, -2).reshape(*a.shape[1:-1], a.shape[0] * a.shape[-1])
 
 
 def conv(x, w, spec: ConvSpec):
     """z[n, i, (k, f)] = sum_{u, c} x_pad[n, S*i + D*u, (k, c)] * w[u, c, (k, f)], one group k per iteration."""
     one = spec._replace(groups=1)
-    return _merge(lax.map(lambda xw: canonical.conv(*xw, one), (_split(x, spec.groups), _split(w, spec.groups))))
+    return merge_groups(lax.map(lambda xw: canonical.conv(*xw, one),
+                                (split_groups(x, spec.groups), split_groups(w, spec.groups))))
 
 
 def dx(g, w, spec: ConvSpec, in_sizes):
     """dX[n, y, (k, c)] = sum_{f, i} g_up[n, i, (k, f)] * w[y - i, c, (k, f)], one group k per iteration."""
     one = spec._replace(groups=1)
-    return _merge(lax.map(lambda gw: canonical.dx(*gw, one, in_sizes),
-                          (_split(g, spec.groups), _split(w, spec.groups))))
+    return merge_groups(lax.map(lambda gw: canonical.dx(*gw, one, in_sizes),
+                                (split_groups(g, spec.groups), split_groups(w, spec.groups))))
 
 
 def dw(x, g, spec: ConvSpec, w_shape):
     """dW[u, c, (k, f)] = sum_{n, i} g[n, i, (k, f)] * x_pad[n, S*i + D*u, (k, c)], one group k per iteration."""
     one = spec._replace(groups=1)
     one_shape = (*w_shape[:-1], w_shape[-1] // spec.groups)
-    return _merge(lax.map(lambda xg: canonical.dw(*xg, one, one_shape),
-                          (_split(x, spec.groups), _split(g, spec.groups))))
+    return merge_groups(lax.map(lambda xg: canonical.dw(*xg, one, one_shape),
+                                (split_groups(x, spec.groups), split_groups(g, spec.groups))))
